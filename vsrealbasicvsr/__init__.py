@@ -95,7 +95,7 @@ def upscale(
     )
     # None means "the engine's default": leave such arguments out so the filter does too.
     arguments = {key: value for key, value in arguments.items() if value is not None}
-    return _plugin(clip.core).Upscale(clip, **arguments)
+    return _plugin(vs.core).Upscale(clip, **arguments)
 
 
 def stats() -> dict:
