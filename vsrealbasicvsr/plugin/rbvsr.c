@@ -197,13 +197,15 @@ static void request_range(const UpscaleData *d, int n, int *lo, int *hi) {
     *hi = end + d->overlap > d->vi.numFrames ? d->vi.numFrames : end + d->overlap;
 }
 
-/* cuts[i] is 1 when frame lo + i starts a new scene (_SceneChangePrev), so it and the frame
- * before it are never computed together. */
 typedef struct {
     int first, end;         /* the window: frames [first, end) */
     int before, after;      /* context frames on either side */
 } WindowBounds;
 
+/* The window of frame n: its aligned window, split at scene cuts, with as much context as the
+ * clip has within overlap frames, stopping at cuts. cuts[i] is 1 when frame lo + i starts a new
+ * scene (_SceneChangePrev), so it and the frame before it are never computed together. Every
+ * frame of a window finds the same bounds, whatever frame is asked for first. */
 static WindowBounds find_window(const UpscaleData *d, int n, int lo, int hi, const char *cuts) {
     WindowBounds b;
     int start = n / d->max_seq_len * d->max_seq_len;
@@ -551,8 +553,14 @@ static PyObject *create_engine(const VSVideoInfo *vi, const VSMap *in, char *err
     PyObject *module = NULL, *cls = NULL, *args = NULL, *kwargs = NULL, *engine = NULL;
 
     module = PyImport_ImportModule("vsrealbasicvsr.engine");
-    if (module)
-        cls = PyObject_GetAttrString(module, "Engine");
+    if (!module) {
+        char why[MESSAGE_SIZE];
+        take_python_error(why, sizeof(why), "");
+        snprintf(error, MESSAGE_SIZE, "Upscale: cannot import the engine (%s); install vsrealbasicvsr with its "
+                 "dependencies in this Python (pip install vsrealbasicvsr)", why);
+        return NULL;
+    }
+    cls = PyObject_GetAttrString(module, "Engine");
     if (cls)
         args = Py_BuildValue("(iiii)", vi->width, vi->height, vi->format.sampleType, vi->format.bitsPerSample);
     if (args)
