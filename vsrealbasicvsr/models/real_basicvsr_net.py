@@ -1,0 +1,68 @@
+"""RealBasicVSR (Chan et al., "Investigating Tradeoffs in Real-World Video Super-Resolution",
+CVPR 2022): an image-cleaning module in front of BasicVSR."""
+import torch
+import torch.nn as nn
+
+from .basicvsr_net import BasicVSRNet, check_sequence, pad_to_min_size
+from .blocks import ResidualBlocksWithInputConv
+
+# Cleaning passes at most; the paper found more passes stop helping (and start to over-smooth).
+MAX_CLEANING_PASSES = 3
+
+
+class RealBasicVSRNet(nn.Module):
+    """RealBasicVSR: clean the degraded frames, then BasicVSR x4.
+
+    Args:
+        mid_channels (int): Channels of the intermediate features. Default: 64.
+        num_propagation_blocks (int): Residual blocks in each BasicVSR propagation branch.
+            Default: 20.
+        num_cleaning_blocks (int): Residual blocks in the cleaning module. Default: 20.
+        dynamic_refine_thres (float): Stop cleaning once the mean absolute residue, in 8-bit
+            units, is below this. Default: 255 (one pass, as in the official release).
+        is_sequential_cleaning (bool): Clean one frame at a time (less memory, slower).
+            Default: False.
+
+    Input (n, t, 3, h, w) RGB in [0, 1]; output (n, t, 3, 4h, 4w), not clamped. Unlike the
+    original, the input tensor is never modified in place.
+    """
+
+    def __init__(self, mid_channels=64, num_propagation_blocks=20, num_cleaning_blocks=20,
+                 dynamic_refine_thres=255, is_sequential_cleaning=False):
+        super().__init__()
+        self.dynamic_refine_thres = dynamic_refine_thres / 255.0
+        self.is_sequential_cleaning = is_sequential_cleaning
+
+        # image cleaning: predicts a residue that removes the real-world degradations
+        self.image_cleaning = nn.Sequential(
+            ResidualBlocksWithInputConv(3, mid_channels, num_cleaning_blocks),
+            nn.Conv2d(mid_channels, 3, 3, 1, 1, bias=True),
+        )
+        # super-resolution of the cleaned frames
+        self.basicvsr = BasicVSRNet(mid_channels, num_propagation_blocks)
+
+    def clean(self, lqs):
+        """Apply the cleaning module up to three times; returns a new (n, t, 3, h, w) tensor."""
+        n, t, c, h, w = lqs.shape
+        for _ in range(MAX_CLEANING_PASSES):
+            if self.is_sequential_cleaning:
+                residues = torch.stack(
+                    [self.image_cleaning(lqs[:, i]) for i in range(t)], dim=1)
+            else:  # time -> batch: all frames at once
+                residues = self.image_cleaning(lqs.reshape(-1, c, h, w)).view(n, t, c, h, w)
+            lqs = lqs + residues
+            if torch.mean(torch.abs(residues)) < self.dynamic_refine_thres:
+                break
+        return lqs
+
+    def stream(self, lqs, feature_device=None):
+        """Yield the output frames (n, 3, 4h, 4w) in time order; see `BasicVSRNet.stream`."""
+        check_sequence(lqs)
+        h, w = lqs.shape[-2:]
+        cleaned = self.clean(pad_to_min_size(lqs))
+        for out in self.basicvsr.stream(cleaned, feature_device):
+            yield out[:, :, : 4 * h, : 4 * w]
+
+    def forward(self, lqs):
+        """(n, t, 3, h, w) in [0, 1] -> (n, t, 3, 4h, 4w)."""
+        return torch.stack(list(self.stream(lqs)), dim=1)
