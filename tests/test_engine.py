@@ -1,0 +1,175 @@
+"""The Python engine on its own: formats, windows and context, tiles, memory plan, OOM recovery."""
+import numpy as np
+import pytest
+import torch
+
+from vsrealbasicvsr import engine as engine_module
+from vsrealbasicvsr.checkpoints import load_model
+from vsrealbasicvsr.engine import Engine
+
+FLOAT, INTEGER = 1, 0
+
+
+def as_views(planes: np.ndarray, pad: int = 0):
+    """(T, 3, h, w) array -> the filter's (plane0, plane1, plane2, stride) tuples, each row
+    followed by `pad` samples of garbage as VapourSynth's aligned strides are."""
+    t, _, h, w = planes.shape
+    padded = np.full((t, 3, h, w + pad), 77, planes.dtype)
+    padded[..., :w] = planes
+    return [tuple(memoryview(padded[i, p].tobytes()) for p in range(3)) + ((w + pad) * planes.itemsize,)
+            for i in range(t)]
+
+
+def reference(checkpoint, lqs: np.ndarray) -> torch.Tensor:
+    """The network's plain forward on float frames (T, 3, h, w): (T, 3, 4h, 4w), clamped."""
+    net = load_model(checkpoint)
+    with torch.no_grad():
+        return net(torch.from_numpy(lqs).unsqueeze(0))[0].clamp(0, 1)
+
+
+@pytest.fixture
+def frames():
+    rng = np.random.default_rng(1)
+    return rng.random((6, 3, 24, 40), dtype=np.float32)
+
+
+def outputs_of(engine, views, first=0, before=0, after=0):
+    return list(engine.run(views, first, before, after))
+
+
+def test_float_window_equals_the_network_forward_bit_for_bit(tiny_checkpoint, frames):
+    engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=6, overlap=0)
+    results = outputs_of(engine, as_views(frames, pad=8))
+    expected = reference(tiny_checkpoint, frames).numpy()
+    assert [r[0] for r in results] == list(range(6))
+    for index, array, window_first, window_size, tile_w, tile_h in results:
+        assert array.dtype == np.float32 and array.flags.c_contiguous
+        assert np.array_equal(array, expected[index])
+        assert (window_first, window_size, tile_w, tile_h) == (0, 6, 0, 0)
+
+
+@pytest.mark.parametrize("sample_type,bits,dtype", [
+    (INTEGER, 8, np.uint8), (INTEGER, 10, np.uint16), (INTEGER, 16, np.uint16), (FLOAT, 16, np.float16)])
+def test_sample_formats_convert_both_ways(tiny_checkpoint, frames, sample_type, bits, dtype):
+    peak = (1 << bits) - 1
+    if sample_type == INTEGER:
+        clip = np.round(frames * peak).astype(dtype)
+        as_float = clip.astype(np.float32) / peak
+    else:
+        clip = frames.astype(np.float16)
+        as_float = clip.astype(np.float32)
+    engine = Engine(40, 24, sample_type, bits, checkpoint=tiny_checkpoint, max_seq_len=6, overlap=0)
+    results = outputs_of(engine, as_views(clip, pad=3))
+    expected = reference(tiny_checkpoint, as_float)
+    for index, array, *_ in results:
+        assert array.dtype == dtype and array.shape == (3, 96, 160)
+        if sample_type == INTEGER:
+            assert np.array_equal(array, torch.round(expected[index] * peak).numpy().astype(dtype))
+        else:
+            assert np.array_equal(array, expected[index].half().numpy())
+
+
+def test_context_frames_feed_the_window_but_are_not_returned(tiny_checkpoint, frames):
+    engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=1)
+    # frames 9..14 of a clip: 9 is context before window 10..13, 14 context after
+    results = outputs_of(engine, as_views(frames), first=9, before=1, after=1)
+    assert [r[0] for r in results] == [10, 11, 12, 13]
+    # windows of 4 aligned from frame 0: 10..11 belong to window 8..11, 12..13 to 12..15
+    assert [(r[2], r[3]) for r in results] == [(10, 4), (10, 4), (12, 4), (12, 4)]
+    first_part = reference(tiny_checkpoint, frames[0:4]).numpy()  # 9..12: context 9, 12
+    assert np.array_equal(results[0][1], first_part[1])
+    second_part = reference(tiny_checkpoint, frames[2:6]).numpy()  # 11..14: context 11, 14
+    assert np.array_equal(results[3][1], second_part[2 + 1])
+
+
+def test_offload_gives_the_same_frames(tiny_checkpoint, frames):
+    plain = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=6, overlap=0)
+    offloaded = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=6, overlap=0, offload=True)
+    for a, b in zip(outputs_of(plain, as_views(frames)), outputs_of(offloaded, as_views(frames))):
+        assert np.array_equal(a[1], b[1])
+
+
+def test_one_tile_larger_than_the_frame_equals_untiled(tiny_checkpoint, frames):
+    untiled = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=6, overlap=0, tile=-1)
+    tiled = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=6, overlap=0, tile=(64, 64))
+    for a, b in zip(outputs_of(untiled, as_views(frames)), outputs_of(tiled, as_views(frames))):
+        assert np.array_equal(a[1], b[1])
+        assert (a[4], a[5], b[4], b[5]) == (0, 0, 64, 64)
+
+
+def test_tiles_cover_the_frame_and_report_their_size(tiny_checkpoint):
+    rng = np.random.default_rng(2)
+    frames = rng.random((3, 3, 100, 140), dtype=np.float32)
+    tiled = Engine(140, 100, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=3, overlap=0,
+                   tile=(64, 64), tile_overlap=16)
+    untiled = reference(tiny_checkpoint, frames).numpy()
+    for index, array, _, _, tile_w, tile_h in outputs_of(tiled, as_views(frames)):
+        assert (tile_w, tile_h) == (64, 64)
+        # every pixel written, and close to the untiled frame away from the network's borders
+        assert np.isfinite(array).all()
+        assert np.abs(array - untiled[index]).mean() < 0.05
+
+
+def test_injected_out_of_memory_recovers_with_the_frames_of_the_smaller_setting(tiny_checkpoint, monkeypatch):
+    rng = np.random.default_rng(3)
+    frames = rng.random((8, 3, 136, 136), dtype=np.float32)
+    monkeypatch.setenv(engine_module.INJECT_OOM_ENV, "2")
+    engine_module.reset_stats()
+    engine = Engine(136, 136, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=8, overlap=1)
+    results = outputs_of(engine, as_views(frames))
+    messages = engine.take_messages()
+    assert [r[0] for r in results] == list(range(8))
+    assert engine_module.stats()["oom_retries"] == 2
+    assert len(messages) == 1 and "out of memory" in messages[0]
+    # first retry: tiles of 68x68; the second: windows of 4 frames (tiles of 34 are too small)
+    assert {(r[4], r[5]) for r in results} == {(68, 68)}
+    assert [r[2] for r in results] == [0, 0, 0, 0, 4, 4, 4, 4]
+    monkeypatch.delenv(engine_module.INJECT_OOM_ENV)
+    fresh = Engine(136, 136, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=1, tile=(68, 68))
+    for a, b in zip(results, outputs_of(fresh, as_views(frames))):
+        assert a[2:] == b[2:] and np.array_equal(a[1], b[1])
+
+
+def test_out_of_memory_at_the_smallest_setting_says_so(tiny_checkpoint, frames, monkeypatch):
+    monkeypatch.setenv(engine_module.INJECT_OOM_ENV, "100")
+    engine_module.reset_stats()
+    engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=0, tile=-1)
+    with pytest.raises(RuntimeError, match="out of memory even with the smallest setting"):
+        outputs_of(engine, as_views(frames))
+
+
+def test_automatic_sizing_follows_the_budget(tiny_checkpoint):
+    def plan(budget, **kw):
+        engine = Engine(640, 360, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, overlap=2,
+                        max_memory=budget, **kw)
+        return engine.plan
+
+    roomy, tight = plan(8 << 30), plan(400 << 20)
+    assert roomy.tile is None and tight.window <= roomy.window
+    smaller = plan(100 << 20)
+    assert smaller.tile is not None and smaller.tile[0] * smaller.tile[1] < 640 * 360
+    assert plan(8 << 30).window >= plan(1 << 30).window >= 1
+    with pytest.raises(ValueError, match="does not fit"):
+        plan(1 << 20)
+    # with tiles off, a small budget shortens the window instead
+    assert plan(100 << 20, tile=-1).window < roomy.window
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(precision="fp8"), "unknown precision 'fp8'; use one of fp32, fp16, bf16"),
+    (dict(device="tpu"), "unknown device 'tpu'"),
+    (dict(device="cuda"), "no CUDA GPU"),
+    (dict(overlap=-1), "overlap must be >= 0"),
+    (dict(tile_overlap=-2), "tile_overlap must be >= 0"),
+    (dict(tile=(32, 256)), "smaller than the minimum of 64 px"),
+    (dict(max_seq_len=-3), "max_seq_len must be >= 0"),
+    (dict(max_memory=0), "max_memory must be a positive number"),
+    (dict(model="nonexistent", checkpoint=None), "unknown model 'nonexistent'; use one of realbasicvsr"),
+])
+def test_bad_arguments_say_what_to_do(tiny_checkpoint, kwargs, message):
+    if "device" in kwargs and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    arguments = dict(checkpoint=tiny_checkpoint) | kwargs
+    with pytest.raises(ValueError) as error:
+        Engine(40, 24, FLOAT, 32, **arguments)
+    assert str(error.value).startswith("Upscale: ") and message in str(error.value)
