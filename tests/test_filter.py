@@ -38,6 +38,8 @@ def real_clip(length=12, size=SIZE, fmt=vs.RGBS):
 
 
 def upscale(clip, checkpoint, **kwargs):
+    """The filter on CPU in fp32; 2 context frames (not the default) keep windows cheap."""
+    kwargs.setdefault("overlap", 2)
     kwargs.setdefault("device", "cpu")
     kwargs.setdefault("precision", "fp32")
     return core.rbvsr.Upscale(clip, checkpoint=str(checkpoint), **kwargs)
@@ -136,7 +138,7 @@ def test_engine_errors_pass_through_unchanged(tiny_checkpoint):
 @pytest.mark.parametrize("fmt", [vs.RGB24, vs.RGB30, vs.RGB48, vs.RGBH, vs.RGBS])
 def test_output_clip_and_properties(fmt, tiny_checkpoint):
     clip = core.std.SetFrameProps(real_clip(length=3, size=16, fmt=fmt), UserProp=7)
-    out = upscale(clip, tiny_checkpoint, max_seq_len=2, tile=-1)
+    out = core.rbvsr.Upscale(clip, checkpoint=str(tiny_checkpoint), max_seq_len=2, tile=-1, device="cpu")
     assert (out.format.id, out.width, out.height, out.num_frames) == (fmt, 64, 64, 3)
     assert (out.fps_num, out.fps_den) == (clip.fps_num, clip.fps_den)
     props = [out.get_frame(n).props for n in range(3)]
@@ -154,7 +156,8 @@ def test_output_clip_and_properties(fmt, tiny_checkpoint):
 def test_python_entry_is_the_filter(tiny_checkpoint):
     clip = real_clip(length=4)
     direct = upscale(clip, tiny_checkpoint, max_seq_len=3)
-    entry = vsrealbasicvsr.upscale(clip, checkpoint=tiny_checkpoint, max_seq_len=3, device="cpu", precision="fp32")
+    entry = vsrealbasicvsr.upscale(clip, checkpoint=tiny_checkpoint, max_seq_len=3, device="cpu", precision="fp32",
+                                   overlap=2)
     for n in range(4):
         assert np.array_equal(frame_array(direct.get_frame(n)), frame_array(entry.get_frame(n)))
 
@@ -165,7 +168,8 @@ def engine_on_window(frames, first, before, after, checkpoint, max_seq_len):
     """Runs the engine directly, as the filter should, on VapourSynth frames."""
     f0 = frames[0]
     engine = engine_module.Engine(f0.width, f0.height, f0.format.sample_type, f0.format.bits_per_sample,
-                                  checkpoint=str(checkpoint), max_seq_len=max_seq_len, device="cpu", precision="fp32")
+                                  checkpoint=str(checkpoint), max_seq_len=max_seq_len, device="cpu", precision="fp32",
+                                  overlap=before)
     inputs = []
     for f in frames:
         stride = f.get_stride(0)
@@ -194,13 +198,12 @@ def test_bit_identical_across_request_orders_and_threads(tiny_checkpoint):
         for n in range(length):
             assert np.array_equal(got[n], reference[n]), f"frame {n} differs ({threads} threads)"
 
-    # Frame 5 is in window [4, 8): the engine run directly on that window gives the same frames.
-    out = fresh()
-    props = out.get_frame(5).props
-    assert props["RBVSRWindow"] == 4
-    overlap = (props["RBVSRWindowSize"] - max_seq_len) // 2
-    frames = [clip.get_frame(k) for k in range(4 - overlap, 8 + overlap)]
-    direct = engine_on_window(frames, 4 - overlap, overlap, overlap, tiny_checkpoint, max_seq_len)
+    # Frame 5 is in window [4, 8), computed with 2 context frames on each side: the engine run
+    # directly on frames 2..9 gives the same frames.
+    props = fresh().get_frame(5).props
+    assert (props["RBVSRWindow"], props["RBVSRWindowSize"]) == (4, 8)
+    frames = [clip.get_frame(k) for k in range(2, 10)]
+    direct = engine_on_window(frames, 2, 2, 2, tiny_checkpoint, max_seq_len)
     assert sorted(direct) == [4, 5, 6, 7]
     for n in range(4, 8):
         assert np.array_equal(direct[n], reference[n]), f"frame {n} is not the engine's output on its window"
