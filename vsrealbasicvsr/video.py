@@ -1,0 +1,666 @@
+"""From a video (or a folder of frames) to an upscaled video in one call: `vsrealbasicvsr upscale`.
+
+The pipeline is the one a `.vpy` script would build (`upscaled_clip`, shared with
+examples/upscale_yuv.vpy, so the script and the command give the same frames):
+
+    source (bestsource) -> scene cuts (scxvid) -> RGBS -> core.rbvsr.Upscale -> YUV -> ffmpeg
+
+Frames are piped raw into ffmpeg as they come, in segments of whole windows written to a work
+folder beside the output (`<output>.rbvsr-work/`). A segment file only gets its final name when
+ffmpeg has finished it, so an interrupted job resumes (`--resume`) from the first missing
+segment; at the end the segments are joined (ffmpeg concat, stream copy) with the input's audio
+and subtitles, and the result is renamed to the output's name.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import vapoursynth as vs
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Output containers that only take mov_text subtitles.
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
+# No random ids or dates in the files, so a resumed job writes the same bytes as one that was not.
+BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
+CRF_CODECS = ("libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1")
+DEFAULT_CODEC, DEFAULT_CRF = "libx264", 18
+# Windows per segment: what an interruption can lose at most, and one ffmpeg start per segment.
+SEGMENT_WINDOWS = 2
+SCENE_PROPS = ["_SceneChangePrev", "_SceneChangeNext"]
+FALLBACK_MODEL = "basicvsr-reds4"
+# Test hook: after this many segments are finished, the job interrupts itself with SIGINT.
+STOP_AFTER_SEGMENTS_ENV = "VSREALBASICVSR_STOP_AFTER_SEGMENTS"
+PROGRESS_INTERVAL_S = 10.0
+
+# VapourSynth's colour enums (ITU-T H.273 codes) -> ffmpeg's names.
+MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
+            9: "bt2020nc", 10: "bt2020c", 12: "chroma-derived-nc", 13: "chroma-derived-c", 14: "ictcp"}
+TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
+             9: "log100", 10: "log316", 11: "iec61966-2-4", 13: "iec61966-2-1", 14: "bt2020-10",
+             15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67"}
+PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
+             9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "jedec-p22"}
+# Primaries and transfer that go with a matrix, for sources that tag only the matrix.
+MATRIX_DEFAULTS = {1: (1, 1), 9: (9, 14), 10: (9, 14), 7: (7, 7)}
+
+
+class UpscaleError(Exception):
+    """A problem with the job that the user can fix; the message says how."""
+
+
+# -- colour and the clip graph (shared with examples/upscale_yuv.vpy) ---------------------------
+
+@dataclass(frozen=True)
+class Colour:
+    """The colour description of a YUV clip: H.273 codes and the range."""
+
+    matrix: int
+    transfer: int
+    primaries: int
+    range: int
+
+    @classmethod
+    def of(cls, clip: vs.VideoNode) -> "Colour":
+        """From frame 0's properties. An unspecified matrix falls back to BT.709 for HD (width
+        >= 1280 or height >= 720) and BT.601 (SMPTE 170M) for SD; unspecified primaries and
+        transfer to those that go with the matrix; an unspecified range to limited."""
+        props = clip.get_frame(0).props
+        matrix = props.get("_Matrix", 2)
+        if matrix not in MATRICES or matrix == 0:
+            matrix = 1 if clip.width >= 1280 or clip.height >= 720 else 6
+        primaries, transfer = MATRIX_DEFAULTS.get(matrix, (6, 6))
+        if props.get("_Primaries") in PRIMARIES:
+            primaries = props["_Primaries"]
+        if props.get("_Transfer") in TRANSFERS:
+            transfer = props["_Transfer"]
+        return cls(matrix, transfer, primaries, int(props.get("_Range", vs.RANGE_LIMITED)))
+
+    def ffmpeg_options(self) -> list[str]:
+        return ["-colorspace", MATRICES[self.matrix], "-color_primaries", PRIMARIES[self.primaries],
+                "-color_trc", TRANSFERS[self.transfer],
+                "-color_range", "pc" if self.range == vs.RANGE_FULL else "tv"]
+
+
+# The output format of RGB sources (image folders, RGB videos) when they are encoded as video.
+RGB_SOURCE_OUTPUT = (vs.YUV420P8, Colour(matrix=1, transfer=1, primaries=1, range=vs.RANGE_LIMITED))
+
+
+def detect_scenes(clip: vs.VideoNode) -> vs.VideoNode:
+    """`clip` with `_SceneChangePrev`/`_SceneChangeNext` from scxvid (vapoursynth-scxvid)."""
+    core = vs.core
+    if not hasattr(core, "scxvid"):
+        raise UpscaleError("scene detection needs the scxvid plugin; pip install vapoursynth-scxvid, "
+                           "or turn scene detection off (--no-scene-detect, scene_detect=False)")
+    analysed = clip
+    if clip.format.id != vs.YUV420P8:  # scxvid reads 8-bit 4:2:0 only
+        options = {"matrix_s": "709"} if clip.format.color_family == vs.RGB else {}
+        analysed = core.resize.Bilinear(clip, format=vs.YUV420P8, **options)
+    return core.std.CopyFrameProps(clip, core.scxvid.Scxvid(analysed), props=SCENE_PROPS)
+
+
+def upscaled_clip(source: vs.VideoNode, rgb_out: bool = False, scene_detect: bool = True,
+                  **upscale_options) -> tuple[vs.VideoNode, Colour | None]:
+    """The upscaled clip of `source` and its colour description, as the command encodes it.
+
+    YUV sources are converted to RGBS with their own matrix and range (`Colour.of`), upscaled
+    with `vsrealbasicvsr.upscale(**upscale_options)`, and converted back to the source's format
+    with the same matrix and range. RGB sources come back as YUV420P8 BT.709 (limited). With
+    `rgb_out`, the result is RGB24 (for PNG frames) and the colour None.
+    """
+    from . import upscale
+
+    core = vs.core
+    if source.format is None or source.width == 0:
+        raise UpscaleError("the input changes format or size between frames; convert it to one format first")
+    if source.format.color_family not in (vs.YUV, vs.RGB):
+        raise UpscaleError(f"unsupported input format {source.format.name}; use a YUV or RGB video")
+    if scene_detect:
+        source = detect_scenes(source)
+    if source.format.color_family == vs.YUV:
+        colour = Colour.of(source)
+        rgb = core.resize.Bicubic(source, format=vs.RGBS, matrix_in=colour.matrix, range_in=colour.range)
+        out_format = source.format.id
+    else:
+        out_format, colour = RGB_SOURCE_OUTPUT
+        rgb = core.resize.Bicubic(source, format=vs.RGBS)
+    upscaled = upscale(rgb, **upscale_options)
+    if rgb_out:
+        return core.resize.Bicubic(upscaled, format=vs.RGB24), None
+    encoded = core.resize.Bicubic(upscaled, format=out_format, matrix=colour.matrix, range=colour.range)
+    encoded = core.std.SetFrameProps(encoded, _Matrix=colour.matrix, _Transfer=colour.transfer,
+                                     _Primaries=colour.primaries, _Range=colour.range)
+    return encoded, colour
+
+
+def raw_pixel_format(clip: vs.VideoNode) -> tuple[str, list[int]]:
+    """ffmpeg's rawvideo pixel format for `clip` and the order its planes are written in."""
+    fmt = clip.format
+    if fmt.color_family == vs.RGB and fmt.id == vs.RGB24:
+        return "gbrp", [1, 2, 0]
+    subsampling = {(1, 1): "420", (1, 0): "422", (0, 0): "444"}.get((fmt.subsampling_w, fmt.subsampling_h))
+    if fmt.color_family != vs.YUV or fmt.sample_type != vs.INTEGER or subsampling is None:
+        raise UpscaleError(f"cannot encode the format {fmt.name}; use an 8- to 16-bit YUV 4:2:0, 4:2:2 or 4:4:4 input")
+    bits = "" if fmt.bits_per_sample == 8 else f"{fmt.bits_per_sample}le"
+    return f"yuv{subsampling}p{bits}", [0, 1, 2]
+
+
+# -- ffmpeg -------------------------------------------------------------------------------------
+
+def ffmpeg_exe() -> str:
+    """Debian's (or any) `ffmpeg` on PATH, else the binary of the imageio-ffmpeg wheel."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise UpscaleError("no ffmpeg found; pip install imageio-ffmpeg, or put ffmpeg on PATH") from None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _ffmpeg(*args: str) -> list[str]:
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+
+
+def _run_ffmpeg(args: list[str], what: str) -> None:
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise UpscaleError(f"ffmpeg failed to {what}: {last}")
+
+
+def video_encoders() -> set[str]:
+    listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True).stdout
+    return {line.split()[1] for line in listing.splitlines() if line.startswith(" V") and len(line.split()) > 1}
+
+
+def encoder_options(codec: str, crf: int | None) -> list[str]:
+    options = ["-c:v", codec]
+    if codec in CRF_CODECS:
+        options += ["-crf", str(DEFAULT_CRF if crf is None else crf)]
+        if codec == "libvpx-vp9":
+            options += ["-b:v", "0"]  # constant quality, no bitrate cap
+    return options
+
+
+# -- the job ------------------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    """What `vsrealbasicvsr upscale` was asked to do, checked."""
+
+    input: Path
+    output: Path
+    folder_out: bool
+    work: Path
+    codec: str
+    crf: int | None
+    start: int
+    end: int | None
+    fps: Fraction | None  # for image folders
+    scene_detect: bool
+    upscale_options: dict
+    quiet: bool
+
+    def fingerprint(self, frames: int, segment_frames: int) -> dict:
+        stat = self.input.stat()
+        return {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "frames": frames, "segment_frames": segment_frames, "codec": self.codec, "crf": self.crf,
+                "start": self.start, "end": self.end, "fps": str(self.fps), "scene_detect": self.scene_detect,
+                "folder_out": self.folder_out,
+                "options": {key: str(value) for key, value in sorted(self.upscale_options.items())}}
+
+
+def is_folder_output(path: Path) -> bool:
+    return path.is_dir() or path.suffix == "" or str(path).endswith(os.sep)
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def open_source(job: Job, scratch: Path) -> vs.VideoNode:
+    """The input as a clip: a video through bestsource; a folder of frames is first copied
+    losslessly (ffmpeg's image2 demuxer, FFV1 RGB) into `scratch`, which bestsource then reads."""
+    core = vs.core
+    if not hasattr(core, "bs"):
+        raise UpscaleError("reading videos needs bestsource; pip install vapoursynth-bestsource")
+    path = job.input
+    if path.is_dir():
+        frames = image_files(path)
+        suffixes = {frame.suffix.lower().replace("jpeg", "jpg") for frame in frames}
+        if not frames:
+            raise UpscaleError(f"{path} holds no PNG or JPEG frames; pass a video or a folder of frames")
+        if len(suffixes) > 1:
+            raise UpscaleError(f"{path} mixes PNG and JPEG frames; keep one kind of image in the folder")
+        scratch.mkdir(parents=True, exist_ok=True)
+        listing = scratch / "frames.txt"
+        listing.write_text("".join(f"file {shlex.quote(str(frame.resolve()))}\n" for frame in frames))
+        path = scratch / "frames.mkv"
+        fps = job.fps or Fraction(25)
+        _run_ffmpeg(_ffmpeg("-f", "concat", "-safe", "0", "-r", str(fps), "-i", str(listing), "-c:v", "ffv1",
+                            "-pix_fmt", "gbrp", "-r", str(fps), str(path)), f"read the frames in {job.input}")
+    try:
+        clip = core.bs.VideoSource(str(path))
+    except vs.Error:
+        raise UpscaleError(_unreadable(job.input)) from None
+    if clip.num_frames == 0:
+        raise UpscaleError(f"{job.input} has no video frames; pass a video with at least one frame")
+    end = clip.num_frames if job.end is None else job.end
+    if not 0 <= job.start < end <= clip.num_frames:
+        raise UpscaleError(f"--start {job.start} / --end {job.end} do not fit the {clip.num_frames} frames "
+                           f"of {job.input}; use 0 <= start < end <= {clip.num_frames}")
+    return clip[job.start:end]
+
+
+def _unreadable(path: Path) -> str:
+    """Why bestsource could not open `path`, from what ffmpeg sees in it."""
+    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    if "Video:" in probe:
+        return f"{path} has no video frames that can be decoded; pass a video with at least one frame"
+    if "Stream #" in probe:
+        return f"{path} has no video stream; pass a video file or a folder of PNG/JPEG frames"
+    return f"{path} is not a video; pass a video file or a folder of PNG/JPEG frames"
+
+
+def check_weights(model: str, checkpoint, command: list[str]) -> None:
+    """Stops before any work when the model's weights are missing and cannot be fetched."""
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise UpscaleError(f"checkpoint {checkpoint} does not exist; pass the path of a .pth file")
+        return
+    from . import registry
+
+    if model not in registry.MODELS:
+        raise UpscaleError(f"unknown model {model!r}; use one of {', '.join(registry.MODELS)}")
+    if registry.resolve(model) is not None:
+        return
+    try:
+        from . import download
+
+        download.download(model)
+    except Exception as error:  # noqa: BLE001 - any failure to fetch means: not available here
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        fallback = _replace_model(command, FALLBACK_MODEL)
+        raise UpscaleError(f"the weights of {model} are not installed and could not be fetched ({reason}); "
+                           f"run `vsrealbasicvsr download {model}` where its site is reachable, or use "
+                           f"`{shlex.join(fallback)}`") from None
+    if registry.resolve(model) is None:
+        raise UpscaleError(f"the weights of {model} are still missing after the download; "
+                           f"run `vsrealbasicvsr download {model}`")
+
+
+def _replace_model(command: list[str], model: str) -> list[str]:
+    words, skip = [], False
+    for word in command:
+        if skip:
+            skip = False
+        elif word == "--model":
+            skip = True
+        elif not word.startswith("--model="):
+            words.append(word)
+    return [*words, "--model", model]
+
+
+class Progress:
+    """tqdm on a terminal; plain lines (each segment, at most every 10 s) otherwise; or nothing."""
+
+    def __init__(self, total: int, done: int, quiet: bool):
+        self.total, self.done, self.quiet = total, done, quiet
+        self.started, self.first = time.monotonic(), done
+        self.last_line = self.started
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=done, unit="frame", dynamic_ncols=True)
+
+    def update(self, frames: int = 1, segment_done: bool = False) -> None:
+        self.done += frames
+        if self.bar is not None:
+            self.bar.update(frames)
+        elif not self.quiet and (segment_done or time.monotonic() - self.last_line >= PROGRESS_INTERVAL_S):
+            self.last_line = time.monotonic()
+            elapsed = self.last_line - self.started
+            fps = (self.done - self.first) / elapsed if elapsed > 0 else 0.0
+            eta = (self.total - self.done) / fps if fps > 0 else float("nan")
+            eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "?"
+            print(f"upscale: {self.done}/{self.total} frames ({100 * self.done // self.total}%), "
+                  f"{fps:.2f} fps, ETA {eta_text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class SegmentWriter:
+    """Encodes segments of the clip, each through its own ffmpeg, into the work folder."""
+
+    def __init__(self, job: Job, clip: vs.VideoNode, colour: Colour | None, segment_frames: int):
+        self.job, self.clip, self.colour = job, clip, colour
+        self.segment_frames = segment_frames
+        self.count = -(-clip.num_frames // segment_frames)
+        self.pixel_format, self.plane_order = raw_pixel_format(clip)
+        self.process: subprocess.Popen | None = None
+        self.partial: Path | None = None
+        self.error: BaseException | None = None
+
+    def final_path(self, index: int) -> Path:
+        return self.job.work / (f"segment_{index:05d}" + ("" if self.job.folder_out else ".nut"))
+
+    def frames_in(self, index: int) -> int:
+        return min(self.segment_frames, self.clip.num_frames - index * self.segment_frames)
+
+    def finished(self) -> list[int]:
+        return [index for index in range(self.count) if self.final_path(index).exists()]
+
+    def _command(self, partial: Path, first: int) -> list[str]:
+        clip = self.clip
+        source = ["-f", "rawvideo", "-pix_fmt", self.pixel_format, "-s", f"{clip.width}x{clip.height}",
+                  "-framerate", f"{clip.fps.numerator}/{clip.fps.denominator}", "-i", "pipe:0"]
+        if self.job.folder_out:
+            partial.mkdir()
+            target = ["-c:v", "png", "-start_number", str(first), "-f", "image2", str(partial / "%08d.png")]
+        else:
+            target = [*encoder_options(self.job.codec, self.job.crf), *self.colour.ffmpeg_options(),
+                      *BITEXACT, "-f", "nut", str(partial)]
+        return _ffmpeg(*source, *target)
+
+    def write(self, index: int, progress: Progress) -> None:
+        first = index * self.segment_frames
+        last = min(first + self.segment_frames, self.clip.num_frames)
+        self.partial = self.job.work / f"partial_{index:05d}"
+        _remove(self.partial)
+        self.process = subprocess.Popen(self._command(self.partial, first), stdin=subprocess.PIPE,
+                                        stderr=subprocess.PIPE)
+        try:
+            for frame in self.clip[first:last].frames():
+                for plane in self.plane_order:
+                    self.process.stdin.write(np.ascontiguousarray(np.asarray(frame[plane])).data)
+                progress.update(1)
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        stderr = self.process.stderr.read()
+        self.process.wait()
+        if self.process.returncode != 0:
+            last_line = (stderr.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
+            raise UpscaleError(f"ffmpeg failed to encode segment {index}: {last_line}")
+        os.replace(self.partial, self.final_path(index))
+        self.partial = None
+        progress.update(0, segment_done=True)
+
+    def abort(self) -> None:
+        """Stops the running ffmpeg and removes its unfinished segment."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.partial is not None:
+            _remove(self.partial)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def join(job: Job, writer: SegmentWriter, total_frames: int, fps: Fraction) -> None:
+    """The finished segments -> the output: concat + the input's audio and subtitles (video
+    outputs), or the frames moved into the output folder."""
+    if job.folder_out:
+        joined = job.work / "joined"
+        _remove(joined)
+        joined.mkdir()
+        for index in range(writer.count):
+            for frame in sorted(writer.final_path(index).iterdir()):
+                os.replace(frame, joined / frame.name)
+        _remove(job.output)
+        os.replace(joined, job.output)
+        return
+    listing = job.work / "segments.txt"
+    # Explicit durations: the concat demuxer otherwise guesses them from each segment's
+    # timestamps, which B-frame delays make one frame too long.
+    listing.write_text("".join(f"file {shlex.quote(writer.final_path(index).name)}\n"
+                               f"duration {float(writer.frames_in(index) / fps):.9f}\n"
+                               for index in range(writer.count)))
+    joined = job.work / ("joined" + job.output.suffix)
+    extras = []
+    if not job.input.is_dir():  # audio and subtitles of a video input, cut like the frames
+        start = float(Fraction(job.start) / fps)
+        extras = ["-ss", f"{start:.6f}", "-t", f"{float(total_frames / fps):.6f}", "-i", str(job.input)]
+    subtitle_codec = "mov_text" if job.output.suffix.lower() in MP4_SUFFIXES else "copy"
+
+    def mux(audio_codec: str) -> list[str]:
+        maps = ["-map", "0:v"] + (["-map", "1:a?", "-map", "1:s?"] if extras else [])
+        return _ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), *extras, *maps, "-c:v", "copy",
+                       "-c:a", audio_codec, "-c:s", subtitle_codec, *writer.colour.ffmpeg_options(),
+                       *BITEXACT, str(joined))
+
+    try:
+        _run_ffmpeg(mux("copy"), f"write {job.output}")
+    except UpscaleError:
+        # Some audio codecs do not fit some containers (e.g. PCM in MP4): re-encode to AAC then.
+        _run_ffmpeg(mux("aac"), f"write {job.output}")
+        if not job.quiet:
+            print(f"upscale: the input's audio cannot be copied into {job.output.suffix}; re-encoded it as AAC",
+                  file=sys.stderr)
+    os.replace(joined, job.output)
+
+
+def run_job(job: Job, command: list[str], dry_run: bool) -> int:
+    """Checks the job, then plans (dry run) or runs it. Returns the exit code."""
+    check_weights(job.upscale_options.get("model", "realbasicvsr"), job.upscale_options.get("checkpoint"),
+                  command)
+    scratch = job.work / "source"
+    if dry_run:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as temporary:
+            source = open_source(job, Path(temporary)) if job.input.is_dir() else open_source(job, scratch)
+            return print_plan(job, source)
+    new_work = not job.work.exists()
+    job.work.mkdir(parents=True, exist_ok=True)
+    try:
+        source = open_source(job, scratch)
+        try:
+            clip, colour = upscaled_clip(source, rgb_out=job.folder_out, scene_detect=job.scene_detect,
+                                         **job.upscale_options)
+        except vs.Error as error:
+            raise UpscaleError(str(error).splitlines()[0]) from None
+        segment_frames = segment_length(job.upscale_options.get("max_seq_len", 30))
+        fingerprint = job.fingerprint(clip.num_frames, segment_frames)
+        job_file = job.work / "job.json"
+        if job_file.exists() and json.loads(job_file.read_text()) != fingerprint:
+            raise UpscaleError(f"the work folder {job.work} belongs to another job (other input or options); "
+                               "run the same command as before with --resume, or --overwrite to start over")
+        job_file.write_text(json.dumps(fingerprint, indent=1))
+    except UpscaleError:
+        if new_work:  # nothing was done: leave nothing behind
+            shutil.rmtree(job.work)
+        raise
+
+    writer = SegmentWriter(job, clip, colour, segment_frames)
+    finished = set(writer.finished())
+    progress = Progress(clip.num_frames, sum(writer.frames_in(index) for index in finished), job.quiet)
+    stop_after = int(os.environ.get(STOP_AFTER_SEGMENTS_ENV, "0") or 0)
+
+    def work() -> None:
+        written = 0
+        try:
+            for index in range(writer.count):
+                if index in finished:
+                    continue
+                writer.write(index, progress)
+                written += 1
+                if written == stop_after:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            writer.error = error
+
+    worker = threading.Thread(target=work, name="rbvsr-segments", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)  # short waits keep Ctrl-C responsive while frames are computed
+    except KeyboardInterrupt:
+        writer.abort()
+        progress.close()
+        done = len(writer.finished())
+        print(f"\nupscale: interrupted; {done} of {writer.count} segments are kept in {job.work}; "
+              f"continue with: {shlex.join(_with_flag(command, '--resume'))}", file=sys.stderr, flush=True)
+        # The VapourSynth threads may be inside a window that takes minutes: do not wait for them.
+        os._exit(130)
+    progress.close()
+    if writer.error is not None:
+        writer.abort()
+        if isinstance(writer.error, vs.Error):
+            raise UpscaleError(f"{str(writer.error).splitlines()[0]}; finished segments are kept in {job.work}, "
+                               "continue with --resume") from None
+        raise writer.error
+    join(job, writer, clip.num_frames, clip.fps)
+    shutil.rmtree(job.work)
+    if not job.quiet:
+        print(f"upscale: wrote {job.output} ({clip.width}x{clip.height}, {clip.num_frames} frames)",
+              file=sys.stderr)
+    return 0
+
+
+def segment_length(max_seq_len: int) -> int:
+    """Frames per segment: whole windows (windows are aligned from frame 0, so a segment starts
+    where a window does). For an automatic window length (0) the engine decides at run time;
+    the segments then assume its longest automatic window."""
+    from . import memory
+
+    return SEGMENT_WINDOWS * (max_seq_len or memory.MAX_AUTO_WINDOW)
+
+
+def _with_flag(command: list[str], flag: str) -> list[str]:
+    return command if flag in command else [*command, flag]
+
+
+def print_plan(job: Job, source: vs.VideoNode) -> int:
+    from . import engine as engine_module
+
+    options = job.upscale_options
+    engine = engine_module.Engine(source.width, source.height, vs.FLOAT, 32, **options)
+    window = engine.max_seq_len
+    frames = source.num_frames
+    tile = f"{engine.plan.tile[0]}x{engine.plan.tile[1]}" if engine.plan.tile else "none"
+    estimate = engine._window_bytes(window + 2 * engine.overlap, *(engine.plan.tile[::-1] if engine.plan.tile
+                                                                   else (source.height, source.width)))
+    lines = [
+        f"input      {job.input}: {source.width}x{source.height} {source.format.name}, {frames} frames "
+        f"at {source.fps.numerator}/{source.fps.denominator} fps",
+        f"output     {job.output}: {4 * source.width}x{4 * source.height}, {frames} frames, "
+        + ("PNG frames" if job.folder_out else f"{job.codec} via {ffmpeg_exe()}"),
+        f"model      {options.get('checkpoint') or options.get('model')}",
+        f"device     {engine.device} ({str(engine.dtype).removeprefix('torch.')})",
+        f"windows    {-(-frames // window)} of {window} frames (+{engine.overlap} context frames each side)"
+        + (", split at scene cuts" if job.scene_detect else ""),
+        f"tiles      {tile}",
+        f"memory     about {estimate / 2**20:.0f} MiB per window (budget {engine.budget / 2**20:.0f} MiB)",
+        f"segments   {-(-frames // segment_length(window))} of {segment_length(window)} frames in {job.work}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def _tile(words: list[str]):
+    if words == ["auto"]:
+        return 0
+    if words == ["off"]:
+        return -1
+    if len(words) == 2 and all(word.isdigit() for word in words):
+        return [int(word) for word in words]
+    raise UpscaleError(f"--tile {' '.join(words)} is not a tile size; use --tile W H, --tile auto or --tile off")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers `upscale` on the command's subparsers; the parser's `func` runs it."""
+    parser = subparsers.add_parser(
+        "upscale", help="upscale a video (or a folder of frames) 4x into a video (or a folder of PNGs)",
+        description="Upscale INPUT 4x with RealBasicVSR into OUTPUT: a video encoded by ffmpeg (the "
+                    "`ffmpeg` on PATH, else the binary of the imageio-ffmpeg wheel), with the input's audio "
+                    "and subtitles, frame rate and colour tags; or a folder of PNG frames when OUTPUT has no "
+                    "extension. YUV inputs are converted to RGB with the matrix and range of their frame "
+                    "properties (unspecified: BT.709 from 1280x720 up, else BT.601) and back. The job is written "
+                    "in segments to OUTPUT.rbvsr-work/ beside the output: after Ctrl-C, run the same command "
+                    "with --resume.")
+    parser.add_argument("input", type=Path, help="a video file, or a folder of PNG/JPEG frames (sorted by name)")
+    parser.add_argument("output", type=Path, help="the video to write (e.g. out.mp4), or a folder for PNG frames")
+    parser.add_argument("--model", default="realbasicvsr", help="registered model (default realbasicvsr)")
+    parser.add_argument("--checkpoint", help="a checkpoint file to use instead of the model's installed weights")
+    parser.add_argument("--max-seq-len", type=int, default=30, help="frames per window (default 30; 0 = automatic)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="default: per device")
+    parser.add_argument("--tile", nargs="+", default=["auto"], metavar="W H",
+                        help="tile size in input pixels: W H, auto (default: only when a window does not fit), off")
+    parser.add_argument("--codec", default=DEFAULT_CODEC, help=f"ffmpeg video encoder (default {DEFAULT_CODEC})")
+    parser.add_argument("--crf", type=int, help=f"quality of x264/x265/vp9/av1 encoders (default {DEFAULT_CRF})")
+    parser.add_argument("--start", type=int, default=0, help="first frame to upscale (default 0)")
+    parser.add_argument("--end", type=int, help="frame after the last one to upscale (default: the end)")
+    parser.add_argument("--fps", type=Fraction, help="frame rate of a folder of frames (default 25), e.g. 24000/1001")
+    parser.add_argument("--no-scene-detect", dest="scene_detect", action="store_false",
+                        help="do not split windows at scene cuts (found by scxvid by default)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT and any unfinished job of it")
+    parser.add_argument("--resume", action="store_true", help="continue the unfinished job of OUTPUT")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    parser.set_defaults(func=main)
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    """Runs `vsrealbasicvsr upscale`; problems the user can fix are one line on stderr, exit 1."""
+    try:
+        return run_job(_job(args), ["vsrealbasicvsr", *sys.argv[1:]], args.dry_run)
+    except UpscaleError as error:
+        print(f"vsrealbasicvsr upscale: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _job(args: argparse.Namespace) -> Job:
+    source, output = args.input, args.output
+    if not source.exists():
+        raise UpscaleError(f"input {source} does not exist; check the path")
+    folder_out = is_folder_output(output)
+    work = output.parent / (output.name + ".rbvsr-work")
+    parent = output.resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UpscaleError(f"cannot write into {parent}; choose an output in a folder you can write to")
+    if output.exists() and not args.overwrite:
+        raise UpscaleError(f"{output} exists; pass --overwrite to replace it")
+    if work.exists() and not args.dry_run:
+        if args.overwrite and not args.resume:
+            shutil.rmtree(work)
+        elif not args.resume:
+            raise UpscaleError(f"an unfinished job of {output} is in {work}; add --resume to continue it, "
+                               "or --overwrite to start over")
+    if not folder_out and args.codec not in video_encoders():
+        raise UpscaleError(f"unknown video codec {args.codec!r} for this ffmpeg ({ffmpeg_exe()}); "
+                           "use one that `ffmpeg -encoders` lists, e.g. libx264, libx265, libsvtav1, ffv1")
+    options = dict(model=args.model, checkpoint=args.checkpoint, max_seq_len=args.max_seq_len,
+                   device=args.device, precision=args.precision, tile=_tile(args.tile))
+    options = {key: value for key, value in options.items() if value is not None}
+    return Job(input=source, output=output, folder_out=folder_out, work=work, codec=args.codec, crf=args.crf,
+               start=args.start, end=args.end, fps=args.fps, scene_detect=args.scene_detect,
+               upscale_options=options, quiet=args.quiet)
