@@ -6,13 +6,13 @@
  * engine (vsrealbasicvsr.engine.Engine, contract in docs/DESIGN.md), called through the CPython
  * C API with the GIL held only around each engine call.
  *
- * Reading order: instance struct, window cache, getFrame, free, create, plugin init.
+ * Reading order: instance struct, Python helpers, window cache, window bounds, running the engine
+ * on a window, getFrame, free, create, plugin init.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +42,7 @@ typedef struct {
 typedef struct {
     VSNode *node;
     VSVideoInfo vi;         /* the output: the input's format, SCALE times its size */
-    int in_width, in_height;
+    int in_height;          /* rows of an input plane */
     int scene_split;
     int max_seq_len;        /* as resolved by the engine (never 0 here) */
     int overlap;            /* context frames on each side of a window */
@@ -621,7 +621,6 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
     }
 
     d.vi = *vi;
-    d.in_width = vi->width;
     d.in_height = vi->height;
     d.vi.width = vi->width * SCALE;
     d.vi.height = vi->height * SCALE;
