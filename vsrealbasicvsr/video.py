@@ -489,8 +489,10 @@ def run_job(job: Job, command: list[str], dry_run: bool) -> int:
         if job_file.exists() and json.loads(job_file.read_text()) != fingerprint:
             raise UpscaleError(f"the work folder {job.work} belongs to another job (other input or options); "
                                "run the same command as before with --resume, or --overwrite to start over")
-        job_file.write_text(json.dumps(fingerprint, indent=1))
-    except UpscaleError:
+        partial_job_file = job.work / "job.json.partial"
+        partial_job_file.write_text(json.dumps(fingerprint, indent=1))
+        os.replace(partial_job_file, job_file)
+    except (UpscaleError, KeyboardInterrupt):
         if new_work:  # nothing was done: leave nothing behind
             shutil.rmtree(job.work)
         raise
@@ -523,10 +525,10 @@ def run_job(job: Job, command: list[str], dry_run: bool) -> int:
         writer.abort()
         progress.close()
         done = len(writer.finished())
-        print(f"\nupscale: interrupted; {done} of {writer.count} segments are kept in {job.work}; "
+        print(f"upscale: interrupted; {done} of {writer.count} segments are kept in {job.work}; "
               f"continue with: {shlex.join(_with_flag(command, '--resume'))}", file=sys.stderr, flush=True)
         # The VapourSynth threads may be inside a window that takes minutes: do not wait for them.
-        os._exit(130)
+        os._exit(128 + signal.SIGINT)
     progress.close()
     if writer.error is not None:
         writer.abort()
@@ -636,6 +638,9 @@ def main(args: argparse.Namespace) -> int:
     except UpscaleError as error:
         print(f"vsrealbasicvsr upscale: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before the first segment started: there is nothing to keep
+        print("upscale: interrupted before any frame was computed", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 def _job(args: argparse.Namespace) -> Job:
