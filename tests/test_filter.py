@@ -162,6 +162,17 @@ def test_python_entry_is_the_filter(tiny_checkpoint):
         assert np.array_equal(frame_array(direct.get_frame(n)), frame_array(entry.get_frame(n)))
 
 
+def test_python_entry_has_the_filters_arguments_each_documented():
+    import inspect
+
+    plugin_args = [arg.split(":")[0] for arg in core.rbvsr.Upscale.signature.split(";") if arg]
+    entry_args = list(inspect.signature(vsrealbasicvsr.upscale).parameters)
+    assert entry_args == plugin_args
+    doc = inspect.getdoc(vsrealbasicvsr.upscale)
+    for name in plugin_args:
+        assert f"\n    {name}: " in doc, f"{name} is not documented in upscale's docstring"
+
+
 # --- windows and determinism ----------------------------------------------------------------------
 
 def engine_on_window(frames, first, before, after, checkpoint, max_seq_len):
