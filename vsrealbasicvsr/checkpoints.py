@@ -1,0 +1,161 @@
+"""Loading weights: MMEditing training checkpoints, BasicSR BasicVSR checkpoints, bare state dicts.
+
+The network's family and sizes are read from the tensor names and shapes, so custom-trained
+checkpoints load without a config. Files are always read with `weights_only=True`: a checkpoint
+that needs arbitrary unpickling (code execution) is refused.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+
+from . import registry
+from .models import BasicVSRNet, RealBasicVSRNet
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
+
+
+# BasicSR's BasicVSR names -> MMEditing's (ours). SPyNet's convolutions are a plain Sequential
+# with ReLUs in between in BasicSR (indices 0, 2, 4, 6, 8) and mmcv ConvModules in MMEditing.
+_BASICSR_RENAMES = [
+    (re.compile(r"^backward_trunk\."), "backward_resblocks."),
+    (re.compile(r"^forward_trunk\."), "forward_resblocks."),
+    (re.compile(r"^upconv1\."), "upsample1.upsample_conv."),
+    (re.compile(r"^upconv2\."), "upsample2.upsample_conv."),
+]
+_BASICSR_SPYNET = re.compile(r"^(spynet\.basic_module\.\d+\.basic_module\.)(\d+)\.(weight|bias)$")
+
+
+def _read(path: Path):
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file; check the path, or run `vsrealbasicvsr download MODEL`")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file; pass the path of a .pth checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: refused: loading it would run arbitrary code (it holds more than tensors and plain "
+            f"containers: {str(error).splitlines()[0]}); re-save its state dict with torch.save(model.state_dict())"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        raise CheckpointError(
+            f"{path}: unreadable or truncated checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            "download it again (`vsrealbasicvsr download MODEL`)") from None
+
+
+def _from_basicsr(params: dict) -> dict:
+    state = {}
+    for key, value in params.items():
+        match = _BASICSR_SPYNET.match(key)
+        if match:
+            key = f"{match[1]}{int(match[2]) // 2}.conv.{match[3]}"
+        for pattern, replacement in _BASICSR_RENAMES:
+            key = pattern.sub(replacement, key)
+        state[key] = value
+    return state
+
+
+def load_state_dict(path, prefer_ema: bool = True) -> dict:
+    """The network's state dict (our names) from a checkpoint file.
+
+    Args:
+        path: an MMEditing training checkpoint (`{'meta', 'state_dict': {'generator.*',
+            'generator_ema.*', ...}}`), a BasicSR checkpoint (`{'params': ...}` or
+            `{'params_ema': ...}`), or a bare state dict.
+        prefer_ema: use the EMA generator when the file has one (MMEditing tests with it);
+            False: the plain generator. Default: True.
+    """
+    path = Path(os.fspath(path))
+    checkpoint = _read(path)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (a {type(checkpoint).__name__}, expected a dict of tensors)")
+    if isinstance(checkpoint.get("state_dict"), dict):  # MMEditing
+        state = checkpoint["state_dict"]
+        prefixes = ("generator_ema.", "generator.") if prefer_ema else ("generator.",)
+        for prefix in prefixes:
+            generator = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if generator:
+                return generator
+        if any(k.startswith(("generator", "discriminator")) for k in state):
+            raise CheckpointError(f"{path}: an MMEditing checkpoint without generator weights; use the file with them")
+        checkpoint = state
+    for key in (("params_ema", "params") if prefer_ema else ("params", "params_ema")):  # BasicSR
+        if isinstance(checkpoint.get(key), dict):
+            return _from_basicsr(checkpoint[key])
+    if not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise CheckpointError(f"{path}: not a checkpoint of tensors (keys: {', '.join(list(checkpoint)[:5])})")
+    return checkpoint
+
+
+def _count_blocks(state: dict, prefix: str) -> int:
+    pattern = re.compile(re.escape(prefix) + r"main\.2\.(\d+)\.")
+    indices = {int(m[1]) for k in state if (m := pattern.match(k))}
+    return max(indices) + 1 if indices else 0
+
+
+def infer_config(state: dict, path) -> tuple[type, dict]:
+    """The network class and constructor arguments that fit `state`'s names and shapes."""
+    if "basicvsr.fusion.weight" in state:
+        return RealBasicVSRNet, dict(
+            mid_channels=state["basicvsr.fusion.weight"].shape[0],
+            num_propagation_blocks=_count_blocks(state, "basicvsr.backward_resblocks."),
+            num_cleaning_blocks=_count_blocks(state, "image_cleaning.0."))
+    if "fusion.weight" in state:
+        return BasicVSRNet, dict(mid_channels=state["fusion.weight"].shape[0],
+                                 num_blocks=_count_blocks(state, "backward_resblocks."))
+    sample = ", ".join(list(state)[:5])
+    raise CheckpointError(
+        f"{path}: not a RealBasicVSR or BasicVSR checkpoint (another architecture; first keys: {sample}); "
+        "pass a RealBasicVSR/BasicVSR checkpoint")
+
+
+def _load_into(network: torch.nn.Module, state: dict, path) -> None:
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: does not fit {type(network).__name__} (another architecture?): "
+            f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+            f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}; "
+            "pass a checkpoint of this model")
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            raise CheckpointError(
+                f"{path}: shape mismatch for {key}: the file has {tuple(state[key].shape)}, the network "
+                f"{tuple(tensor.shape)}; the file is damaged or of a differently sized network")
+    network.load_state_dict(state, strict=True)
+
+
+def load_model(name_or_path, prefer_ema: bool = True, **overrides) -> torch.nn.Module:
+    """A network with its weights, in eval mode on the CPU.
+
+    Args:
+        name_or_path: a registry name (e.g. "realbasicvsr") or a checkpoint file.
+        prefer_ema: see `load_state_dict`.
+        **overrides: constructor arguments that the weights do not determine, e.g.
+            `dynamic_refine_thres` of RealBasicVSRNet.
+    """
+    text = os.fspath(name_or_path)
+    if text in registry.MODELS:
+        path = registry.resolve(text)
+        if path is None:
+            raise CheckpointError(registry.not_installed_message(text))
+    else:
+        path = Path(text)
+    state = load_state_dict(path, prefer_ema)
+    network_class, config = infer_config(state, path)
+    try:
+        network = network_class(**(config | overrides))
+    except TypeError as error:
+        raise CheckpointError(f"{path}: bad override for {network_class.__name__}: {error}") from None
+    _load_into(network, state, path)
+    return network.eval()

