@@ -267,6 +267,11 @@ def open_source(job: Job, scratch: Path) -> vs.VideoNode:
     return clip[job.start:end]
 
 
+def _filter_message(error: Exception) -> str:
+    """The first line of a filter or engine error, without its `Upscale: ` prefix."""
+    return str(error).splitlines()[0].removeprefix("Upscale: ")
+
+
 def _unreadable(path: Path) -> str:
     """Why bestsource could not open `path`, from what ffmpeg sees in it."""
     probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
@@ -277,7 +282,7 @@ def _unreadable(path: Path) -> str:
     return f"{path} is not a video; pass a video file or a folder of PNG/JPEG frames"
 
 
-def check_weights(model: str, checkpoint, command: list[str]) -> None:
+def check_weights(model: str, checkpoint, command: list[str], quiet: bool) -> None:
     """Stops before any work when the model's weights are missing and cannot be fetched."""
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
@@ -289,19 +294,16 @@ def check_weights(model: str, checkpoint, command: list[str]) -> None:
         raise UpscaleError(f"unknown model {model!r}; use one of {', '.join(registry.MODELS)}")
     if registry.resolve(model) is not None:
         return
-    try:
-        from . import download
+    from . import download
 
-        download.download(model)
-    except Exception as error:  # noqa: BLE001 - any failure to fetch means: not available here
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    try:
+        download.download(model, quiet=quiet)
+    except (download.DownloadError, OSError) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0].split("; ")[0]
         fallback = _replace_model(command, FALLBACK_MODEL)
         raise UpscaleError(f"the weights of {model} are not installed and could not be fetched ({reason}); "
                            f"run `vsrealbasicvsr download {model}` where its site is reachable, or use "
                            f"`{shlex.join(fallback)}`") from None
-    if registry.resolve(model) is None:
-        raise UpscaleError(f"the weights of {model} are still missing after the download; "
-                           f"run `vsrealbasicvsr download {model}`")
 
 
 def _replace_model(command: list[str], model: str) -> list[str]:
@@ -465,15 +467,13 @@ def join(job: Job, writer: SegmentWriter, total_frames: int, fps: Fraction) -> N
 
 def run_job(job: Job, command: list[str], dry_run: bool) -> int:
     """Checks the job, then plans (dry run) or runs it. Returns the exit code."""
-    check_weights(job.upscale_options.get("model", "realbasicvsr"), job.upscale_options.get("checkpoint"),
-                  command)
+    check_weights(job.upscale_options["model"], job.upscale_options.get("checkpoint"), command, job.quiet)
     scratch = job.work / "source"
     if dry_run:
         import tempfile
 
         with tempfile.TemporaryDirectory() as temporary:
-            source = open_source(job, Path(temporary)) if job.input.is_dir() else open_source(job, scratch)
-            return print_plan(job, source)
+            return print_plan(job, open_source(job, Path(temporary)))
     new_work = not job.work.exists()
     job.work.mkdir(parents=True, exist_ok=True)
     try:
@@ -482,7 +482,7 @@ def run_job(job: Job, command: list[str], dry_run: bool) -> int:
             clip, colour = upscaled_clip(source, rgb_out=job.folder_out, scene_detect=job.scene_detect,
                                          **job.upscale_options)
         except vs.Error as error:
-            raise UpscaleError(str(error).splitlines()[0]) from None
+            raise UpscaleError(_filter_message(error)) from None
         segment_frames = segment_length(job.upscale_options.get("max_seq_len", 30))
         fingerprint = job.fingerprint(clip.num_frames, segment_frames)
         job_file = job.work / "job.json"
@@ -533,7 +533,7 @@ def run_job(job: Job, command: list[str], dry_run: bool) -> int:
     if writer.error is not None:
         writer.abort()
         if isinstance(writer.error, vs.Error):
-            raise UpscaleError(f"{str(writer.error).splitlines()[0]}; finished segments are kept in {job.work}, "
+            raise UpscaleError(f"{_filter_message(writer.error)}; finished segments are kept in {job.work}, "
                                "continue with --resume") from None
         raise writer.error
     join(job, writer, clip.num_frames, clip.fps)
@@ -558,15 +558,21 @@ def _with_flag(command: list[str], flag: str) -> list[str]:
 
 
 def print_plan(job: Job, source: vs.VideoNode) -> int:
-    from . import engine as engine_module
+    import torch
+
+    from . import engine as engine_module, memory
 
     options = job.upscale_options
-    engine = engine_module.Engine(source.width, source.height, vs.FLOAT, 32, **options)
+    try:
+        engine = engine_module.Engine(source.width, source.height, vs.FLOAT, 32, **options)
+    except ValueError as error:
+        raise UpscaleError(_filter_message(error)) from None
     window = engine.max_seq_len
     frames = source.num_frames
     tile = f"{engine.plan.tile[0]}x{engine.plan.tile[1]}" if engine.plan.tile else "none"
-    estimate = engine._window_bytes(window + 2 * engine.overlap, *(engine.plan.tile[::-1] if engine.plan.tile
-                                                                   else (source.height, source.width)))
+    height, width = engine.plan.tile[::-1] if engine.plan.tile else (source.height, source.width)
+    estimate = memory.window_bytes(window + 2 * engine.overlap, height, width, engine.mid_channels,
+                                   torch.finfo(engine.dtype).bits // 8)
     lines = [
         f"input      {job.input}: {source.width}x{source.height} {source.format.name}, {frames} frames "
         f"at {source.fps.numerator}/{source.fps.denominator} fps",
