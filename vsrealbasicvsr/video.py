@@ -360,6 +360,9 @@ class SegmentWriter:
         self.process: subprocess.Popen | None = None
         self.partial: Path | None = None
         self.error: BaseException | None = None
+        # Between the worker starting an ffmpeg and `abort` (main thread) stopping it.
+        self._lock = threading.Lock()
+        self._aborted = False
 
     def final_path(self, index: int) -> Path:
         return self.job.work / (f"segment_{index:05d}" + ("" if self.job.folder_out else ".nut"))
@@ -385,10 +388,13 @@ class SegmentWriter:
     def write(self, index: int, progress: Progress) -> None:
         first = index * self.segment_frames
         last = min(first + self.segment_frames, self.clip.num_frames)
-        self.partial = self.job.work / f"partial_{index:05d}"
-        _remove(self.partial)
-        self.process = subprocess.Popen(self._command(self.partial, first), stdin=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+        with self._lock:
+            if self._aborted:
+                return
+            self.partial = self.job.work / f"partial_{index:05d}"
+            _remove(self.partial)
+            self.process = subprocess.Popen(self._command(self.partial, first), stdin=subprocess.PIPE,
+                                            stderr=subprocess.PIPE)
         try:
             for frame in self.clip[first:last].frames():
                 for plane in self.plane_order:
@@ -407,12 +413,14 @@ class SegmentWriter:
         progress.update(0, segment_done=True)
 
     def abort(self) -> None:
-        """Stops the running ffmpeg and removes its unfinished segment."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        if self.partial is not None:
-            _remove(self.partial)
+        """Stops the running ffmpeg, starts no other, and removes the unfinished segment."""
+        with self._lock:
+            self._aborted = True
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            if self.partial is not None:
+                _remove(self.partial)
 
 
 def _remove(path: Path) -> None:
