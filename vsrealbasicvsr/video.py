@@ -10,11 +10,14 @@ folder beside the output (`<output>.rbvsr-work/`). A segment file only gets its 
 ffmpeg has finished it, so an interrupted job resumes (`--resume`) from the first missing
 segment; at the end the segments are joined (ffmpeg concat, stream copy) with the input's audio
 and subtitles, and the result is renamed to the output's name.
+
+A folder of PNG/JPEG frames is read by ffmpeg (concat demuxer, names sorted) into a lossless FFV1
+file in the work folder that bestsource then reads, so no imaging library is needed (neither PIL
+nor `core.imwri` comes with the wheels this package uses).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shlex
@@ -610,12 +613,20 @@ def _tile(words: list[str]):
     raise UpscaleError(f"--tile {' '.join(words)} is not a tile size; use --tile W H, --tile auto or --tile off")
 
 
+def _ffmpeg_for_help() -> str:
+    try:
+        return ffmpeg_exe()
+    except UpscaleError:
+        return "none found"
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers `upscale` on the command's subparsers; the parser's `func` runs it."""
     parser = subparsers.add_parser(
         "upscale", help="upscale a video (or a folder of frames) 4x into a video (or a folder of PNGs)",
         description="Upscale INPUT 4x with RealBasicVSR into OUTPUT: a video encoded by ffmpeg (the "
-                    "`ffmpeg` on PATH, else the binary of the imageio-ffmpeg wheel), with the input's audio "
+                    f"`ffmpeg` on PATH, else the binary of the imageio-ffmpeg wheel; here: {_ffmpeg_for_help()}), "
+                    "with the input's audio "
                     "and subtitles, frame rate and colour tags; or a folder of PNG frames when OUTPUT has no "
                     "extension. YUV inputs are converted to RGB with the matrix and range of their frame "
                     "properties (unspecified: BT.709 from 1280x720 up, else BT.601) and back. The job is written "
@@ -628,7 +639,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-seq-len", type=int, default=30, help="frames per window (default 30; 0 = automatic)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="default: per device")
-    parser.add_argument("--tile", nargs="+", default=["auto"], metavar="W H",
+    parser.add_argument("--tile", nargs="+", default=["auto"], metavar=("W", "H"),
                         help="tile size in input pixels: W H, auto (default: only when a window does not fit), off")
     parser.add_argument("--codec", default=DEFAULT_CODEC, help=f"ffmpeg video encoder (default {DEFAULT_CODEC})")
     parser.add_argument("--crf", type=int, help=f"quality of x264/x265/vp9/av1 encoders (default {DEFAULT_CRF})")
@@ -677,6 +688,9 @@ def _job(args: argparse.Namespace) -> Job:
     if not folder_out and args.codec not in video_encoders():
         raise UpscaleError(f"unknown video codec {args.codec!r} for this ffmpeg ({ffmpeg_exe()}); "
                            "use one that `ffmpeg -encoders` lists, e.g. libx264, libx265, libsvtav1, ffv1")
+    if args.crf is not None and (folder_out or args.codec not in CRF_CODECS):
+        target = "PNG frames" if folder_out else args.codec
+        raise UpscaleError(f"--crf applies to {', '.join(CRF_CODECS)}, not to {target}; leave it out")
     options = dict(model=args.model, checkpoint=args.checkpoint, max_seq_len=args.max_seq_len,
                    device=args.device, precision=args.precision, tile=_tile(args.tile))
     options = {key: value for key, value in options.items() if value is not None}
