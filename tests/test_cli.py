@@ -1,0 +1,75 @@
+"""The `vsrealbasicvsr` command through `python -m vsrealbasicvsr`, with its own weights folder."""
+import hashlib
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+
+from vsrealbasicvsr import registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(home, *args):
+    environment = dict(os.environ, **{registry.HOME_ENV: str(home)})
+    environment.pop("VSREALBASICVSR_MIRROR", None)
+    return subprocess.run([sys.executable, "-m", "vsrealbasicvsr", *args], cwd=REPO, env=environment,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_models_lists_each_model_installed_or_missing(tmp_path, tiny_checkpoint):
+    (tmp_path / registry.MODELS["realbasicvsr"].filename).write_bytes(tiny_checkpoint.read_bytes())
+    result = run_cli(tmp_path, "models")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert set(lines) == set(registry.MODELS)
+    assert " installed " in lines["realbasicvsr"] and str(tmp_path) in lines["realbasicvsr"]
+    assert " missing " in lines["basicvsr-reds4"]
+
+
+def test_download_with_url_checks_the_hash(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "weights.pth").write_bytes(b"not the official weights")
+    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        home = tmp_path / "home"
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/weights.pth"
+        result = run_cli(home, "download", "basicvsr-reds4", "--url", url, "--quiet")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+    # the served file is not the official one: refused in one line, nothing installed
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "sha256" in result.stderr
+    assert not (home / registry.MODELS["basicvsr-reds4"].filename).exists()
+
+
+def test_download_unknown_model_fails_in_one_line(tmp_path):
+    result = run_cli(tmp_path, "download", "no-such-model")
+    assert result.returncode == 1 and "unknown model" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_import_checks_the_architecture_then_installs(tmp_path, tiny_checkpoint):
+    home = tmp_path / "home"
+    wrong = run_cli(home, "import", str(tiny_checkpoint), "--as", "basicvsr-reds4")
+    assert wrong.returncode == 1 and "RealBasicVSRNet" in wrong.stderr
+    assert not (home / registry.MODELS["basicvsr-reds4"].filename).exists()
+
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(tiny_checkpoint.read_bytes()[:3000])
+    result = run_cli(home, "import", str(broken), "--as", "realbasicvsr")
+    assert result.returncode == 1 and str(broken) in result.stderr
+
+    result = run_cli(home, "import", str(tiny_checkpoint), "--as", "realbasicvsr")
+    assert result.returncode == 0, result.stderr
+    installed = home / registry.MODELS["realbasicvsr"].filename
+    assert hashlib.sha256(installed.read_bytes()).digest() == hashlib.sha256(tiny_checkpoint.read_bytes()).digest()
+    assert sorted(p.name for p in home.iterdir()) == [installed.name]
