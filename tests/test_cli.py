@@ -7,7 +7,6 @@ import sys
 import threading
 from pathlib import Path
 
-
 from vsrealbasicvsr import registry
 
 REPO = Path(__file__).resolve().parents[1]
