@@ -7,23 +7,26 @@ torch releases the GIL while it computes. The contract is in docs/DESIGN.md.
 What the engine decides: the device and precision, the window length and tile size that fit in
 memory (`memory.py`), how a window is cut into tiles, and what to do when the device runs out
 of memory: free the cache, halve the tile (then the window), retry the same window, and keep the
-smaller setting for the windows that follow.
+smaller setting for the windows that follow (an out-of-memory error costs a retry once, not on
+every window; a new `Upscale` call starts from its own plan again).
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import memory
+from . import memory, tiles
 
 DEFAULT_MAX_SEQ_LEN = 30
-# Context frames on each side of a window (docs/WINDOWS_AND_TILES.md: with 4 frames of context
-# the frames at window edges are within measurement noise of whole-clip output).
+# Context frames on each side of a window: a choice (4 frames cost 8 extra frames per window of
+# 30, about 27 %), not a measurement; the recurrence's influence fades over a few frames.
 DEFAULT_OVERLAP = 4
-# Low-resolution pixels that neighbouring tiles compute twice (docs/WINDOWS_AND_TILES.md).
+# Low-resolution pixels each tile computes beyond its edges and discards: a choice that covers
+# the 3x3 convolutions' reach within one frame; flow at tile borders remains an approximation.
 DEFAULT_TILE_OVERLAP = 16
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 TILE_AUTO, TILE_OFF = 0, -1
@@ -33,8 +36,9 @@ _stats = {"windows": 0, "frames": 0, "attempts": 0, "oom_retries": 0}
 
 
 def stats() -> dict:
-    """Counters since the process started (or `reset_stats`): `windows` computed (each tile
-    pass of a window counts once), output `frames`, engine `attempts`, `oom_retries`."""
+    """Counters since the process started (or `reset_stats`): `windows` computed (one per
+    (sub-)window attempt that ran, however many tiles it took), output `frames` yielded, engine
+    `attempts` (including those that failed), `oom_retries`."""
     return dict(_stats)
 
 
@@ -44,7 +48,8 @@ def reset_stats() -> None:
 
 
 def _inject_oom() -> None:
-    """Fault injection for tests: the first K attempts of the process fail as out of memory."""
+    """Fault injection for tests: the first K attempts of the process (counted since the start
+    or the last `reset_stats`) fail as out of memory."""
     limit = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
     if _stats["attempts"] <= limit:
         raise torch.OutOfMemoryError(f"injected out-of-memory ({INJECT_OOM_ENV}={limit})")
@@ -124,6 +129,11 @@ def _resolve_precision(precision, device: torch.device, sample: SampleFormat) ->
         return torch.float16 if sample.dtype == np.float16 and device.type == "cuda" else torch.float32
     if precision not in PRECISIONS:
         raise ValueError(f"Upscale: unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type == "cpu":
+        # torch's CPU fp16 convolutions are slow or missing; bf16 works on CPUs (much slower than
+        # fp32 on CPUs without native bf16: 27x on the development machine), so it is allowed.
+        raise ValueError("Upscale: precision=\"fp16\" is for CUDA devices, the engine runs on the CPU; "
+                         "use precision=\"fp32\" (or \"bf16\") on the CPU, or device=\"cuda\"")
     return PRECISIONS[precision]
 
 
@@ -161,10 +171,20 @@ def _load_network(model: str, checkpoint):
         raise ValueError(f"Upscale: {error}") from None
 
 
-def _compile(network: torch.nn.Module) -> torch.nn.Module:
-    """torch.compile the convolution trunks, where the time goes; the Python loops stay eager."""
+def _check_compile(device: torch.device) -> None:
+    """compile=True only on CUDA: on the CPU inductor needs a C++ toolchain at run time and the
+    first window would stall for minutes inside a frame request (not tried further on CPUs), so
+    it is refused at call time instead."""
+    if device.type != "cuda":
+        raise ValueError("Upscale: compile=True needs a CUDA device, the engine runs on the CPU; "
+                         "use compile=False")
     if not torch._dynamo.is_dynamo_supported():
         raise ValueError("Upscale: compile=True is not supported by this torch and Python; use compile=False")
+
+
+def _compile(network: torch.nn.Module) -> torch.nn.Module:
+    """torch.compile the convolution trunks, where the time goes; the Python loops stay eager.
+    Shapes are static per engine (tiles all have one size), so dynamic=False."""
     for name, module in network.named_modules():
         if type(module).__name__ == "ResidualBlocksWithInputConv":
             module.main = torch.compile(module.main, dynamic=False)
@@ -207,6 +227,8 @@ class Engine:
         tile_w, tile_h = _tile_argument(tile)
         self.device = _resolve_device(device)
         self.dtype = _resolve_precision(precision, self.device, self.sample)
+        if compile:
+            _check_compile(self.device)
         if self.device.type == "cuda" and "PYTORCH_CUDA_ALLOC_CONF" not in os.environ:
             # Fewer out-of-memory errors from fragmentation when window sizes change; it only
             # takes effect if set before CUDA's allocator starts, which is why it is set here.
@@ -222,7 +244,9 @@ class Engine:
             _spynet(network).float()
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.network = _compile(network) if compile else network
+        if compile:
+            network = _compile(network)
+        self.network = network
 
         self.budget = int(max_memory) if max_memory is not None else memory.available_bytes(self.device)
         self.plan = self._initial_plan(int(max_seq_len), (tile_w, tile_h))
@@ -236,43 +260,70 @@ class Engine:
         element = torch.finfo(self.dtype).bits // 8
         return memory.window_bytes(frames, height, width, self.mid_channels, element)
 
+    def _computed_size(self, tile) -> tuple[int, int]:
+        """(w, h) of what one network run sees: the frame, or a tile with its overlap."""
+        if tile is None:
+            return self.width, self.height
+        return (min(self.width, tile[0] + 2 * self.tile_overlap),
+                min(self.height, tile[1] + 2 * self.tile_overlap))
+
+    def _fits(self, window, tile) -> bool:
+        computed_w, computed_h = self._computed_size(tile)
+        return self._window_bytes(window + 2 * self.overlap, computed_h, computed_w) <= self.budget
+
     def _initial_plan(self, max_seq_len, tile) -> Plan:
+        """The window and tile to start with. Automatic sizing (max_seq_len=0, tile=(0, 0))
+        prefers untiled windows of at least MIN_AUTO_WINDOW frames, then tiles, then shorter
+        windows; see docs/MEMORY.md."""
         element = torch.finfo(self.dtype).bits // 8
         can_tile = tile != (TILE_OFF, TILE_OFF)
-        if tile not in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)):
-            return Plan(max_seq_len or memory.MAX_AUTO_WINDOW, tile if tile != (self.width, self.height) else None, True)
-        frames_with_context = lambda window: window + 2 * self.overlap  # noqa: E731
+        fixed_tile = None if tile in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)) else tile
+        if fixed_tile is not None:
+            window = max_seq_len or self._largest_window(fixed_tile, minimum=1)
+            return Plan(window, fixed_tile, True)
         if max_seq_len:
             window = max_seq_len
         else:
-            fit = memory.largest_window(self.budget, self.height, self.width, self.mid_channels, element,
-                                        limit=memory.MAX_AUTO_WINDOW + 2 * self.overlap) - 2 * self.overlap
-            window = max(fit, memory.MIN_AUTO_WINDOW if can_tile else 1)
-        if not can_tile or self._window_bytes(frames_with_context(window), self.height, self.width) <= self.budget:
+            window = self._largest_window(None, minimum=memory.MIN_AUTO_WINDOW if can_tile else 1)
+        if not can_tile or self._fits(window, None):
             return Plan(window, None, can_tile)
-        chosen = memory.largest_tile(self.budget, frames_with_context(window), self.height, self.width,
+        chosen = memory.largest_tile(self.budget, window + 2 * self.overlap, self.height, self.width,
                                      self.mid_channels, element, self.tile_overlap)
         if chosen is None:
-            need = self._window_bytes(frames_with_context(window), memory.MIN_TILE, memory.MIN_TILE)
-            raise ValueError(f"Upscale: a window of {window} frames does not fit in {self.budget / 2**20:.0f} MiB "
-                             f"even with {memory.MIN_TILE}x{memory.MIN_TILE} tiles (about {need / 2**20:.0f} MiB); "
-                             "use a smaller max_seq_len, or raise max_memory")
+            need = self._window_bytes(window + 2 * self.overlap, *self._computed_size((memory.MIN_TILE,) * 2))
+            raise ValueError(f"Upscale: a window of {window} frames (+{self.overlap} context frames each side) "
+                             f"does not fit in {self.budget / 2**20:.0f} MiB even with {memory.MIN_TILE}x"
+                             f"{memory.MIN_TILE} tiles (about {need / 2**20:.0f} MiB); use a smaller "
+                             "max_seq_len or overlap, or raise max_memory")
         return Plan(window, chosen, can_tile)
 
-    def _shrink(self, error: Exception) -> None:
-        """After an out-of-memory error: halve the tile, then the window, or give up."""
+    def _largest_window(self, tile, minimum) -> int:
+        """The longest window (at most MAX_AUTO_WINDOW, at least `minimum`) that fits the budget."""
+        window = minimum
+        while window < memory.MAX_AUTO_WINDOW and self._fits(window + 1, tile):
+            window += 1
+        return window
+
+    def _shrink(self, failure: str) -> None:
+        """After an out-of-memory error: halve the tile, then the window, or give up.
+
+        A tile is halved in each dimension down to MIN_TILE. A window of W frames becomes its
+        largest divisor <= W/2 (W/2 when W is even), so the shorter windows, aligned from frame 0
+        as the filter aligns them, nest inside the longer ones: the retried frames equal those of
+        a run started with the shorter window."""
         plan = self.plan
         before = self._describe_plan()
-        current_tile = plan.tile or (self.width, self.height)
-        half = ((current_tile[0] + 1) // 2, (current_tile[1] + 1) // 2)
-        if plan.can_tile and min(half) >= memory.MIN_TILE:
+        current = plan.tile or (self.width, self.height)
+        half = tuple(min(size, max(memory.MIN_TILE, (size + 1) // 2)) for size in current)
+        if plan.can_tile and half != current and half != (self.width, self.height):
             plan.tile = half
         elif plan.window > 1:
-            plan.window //= 2
+            plan.window = max(d for d in range(1, plan.window // 2 + 1) if plan.window % d == 0)
         else:
-            raise RuntimeError(f"out of memory even with the smallest setting ({before}, "
-                               f"budget {self.budget / 2**20:.0f} MiB): {error}; use a smaller clip "
-                               "or another device") from error
+            raise RuntimeError(f"Upscale: out of memory even with the smallest setting ({before}, "
+                               f"{self.width}x{self.height} frames, +{self.overlap} context frames each side, "
+                               f"budget {self.budget / 2**20:.0f} MiB): {failure}; free memory on "
+                               f"{self.device}, use smaller overlap/tile_overlap, or another device")
         _stats["oom_retries"] += 1
         if not self._warned_oom:
             self._warned_oom = True
@@ -291,34 +342,40 @@ class Engine:
     # -- running -----------------------------------------------------------------------------
 
     def _to_tensor(self, frames) -> torch.Tensor:
-        """(plane0, plane1, plane2, stride) memoryviews -> (1, T, 3, h, w) on the device."""
+        """(plane0, plane1, plane2, stride) memoryviews -> (1, T, 3, h, w) on the device, built
+        once per window (pinned host memory and an asynchronous copy on CUDA)."""
         itemsize = self.sample.dtype.itemsize
-        host = np.empty((len(frames), 3, self.height, self.width), np.float32)
+        host = torch.empty((1, len(frames), 3, self.height, self.width), dtype=torch.float32,
+                           pin_memory=self.device.type == "cuda")
+        planes_out = host.numpy()[0]
         for t, (*planes, stride) in enumerate(frames):
             for p, view in enumerate(planes):
                 rows = np.frombuffer(view, self.sample.dtype).reshape(self.height, stride // itemsize)
-                host[t, p] = self.sample.to_float(rows[:, : self.width])
-                del rows  # the views are released by the filter after the window
-        lqs = torch.from_numpy(host).unsqueeze(0)
+                planes_out[t, p] = self.sample.to_float(rows[:, : self.width])
+                del rows  # holds a buffer export: the filter releases the views after the window
         if self.device.type == "cuda":
-            return lqs.pin_memory().to(self.device, self.dtype, non_blocking=True)
-        return lqs.to(self.dtype)
+            return host.to(self.device, non_blocking=True).to(self.dtype)
+        return host.to(self.dtype)
 
     def run(self, frames, first, context_before, context_after):
         """Upscale one window. `frames` are the input frames in clip order, context included;
         `first` is the clip index of frames[0]. Yields, for the non-context frames in order,
-        `(clip_index, array, window_first, window_size, tile_w, tile_h)`."""
+        `(clip_index, array, window_first, window_size, tile_w, tile_h)`.
+
+        Untiled, each frame is yielded as soon as the network's forward pass reaches it; with
+        tiles, the window's outputs wait on the host until its last tile is done."""
         lqs = self._to_tensor(frames)
         core_first, core_end = context_before, len(frames) - context_after
         done = core_first  # local index of the next frame to hand out
         while done < core_end:
-            # Sub-windows are aligned as a run with the current (possibly halved) window length
+            # Sub-windows are aligned as a run with the current (possibly shortened) window
             # aligns them, and take their context from the frames the filter passed. After an
             # out-of-memory error, frames already handed out are computed again but not repeated.
             window = self.plan.window
             start = max(core_first, (first + done) // window * window - first)
             end = min(core_end, start + window - (first + start) % window)
             start_ctx, end_ctx = max(0, start - self.overlap), min(len(frames), end + self.overlap)
+            failure = None
             try:
                 for local, array, tile in self._attempt(lqs[:, start_ctx:end_ctx], start_ctx, done, end):
                     _stats["frames"] += 1
@@ -327,8 +384,12 @@ class Engine:
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not _is_out_of_memory(error):
                     raise
+                failure = f"{type(error).__name__}: {error}"
+            if failure is not None:
+                # Out of the except block the error and its traceback, which hold the failed
+                # attempt's tensors, are gone, so the cache can really be freed.
                 self._free_cache()
-                self._shrink(error)
+                self._shrink(failure)
 
     def _attempt(self, lqs, offset, core_first, core_end):
         """One try at frames core_first..core_end-1 (local indices; lqs starts at `offset`)."""
@@ -337,41 +398,38 @@ class Engine:
         _stats["windows"] += 1
         with torch.inference_mode():
             if self.plan.tile is None:
-                outputs = self._stream(lqs)
-                tile = (0, 0)
+                outputs, tile = (out[0] for out in self._stream(lqs)), (0, 0)
             else:
-                outputs = iter(self._tiled(lqs))
-                tile = self.plan.tile
-            for i, out in enumerate(outputs):
+                outputs, tile = iter(self._tiled(lqs, self.plan.tile)), self.plan.tile
+            for i, output in enumerate(outputs):
                 local = offset + i
-                if core_first <= local < core_end:
-                    yield local, self.sample.from_float(out[0]), tile
+                if core_first <= local < core_end:  # context frames are computed, not converted
+                    yield local, output if tile != (0, 0) else self.sample.from_float(output), tile
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None
         return self.network.stream(lqs, feature_device=feature_device)
 
-    def _tiled(self, lqs) -> torch.Tensor:
-        """The window tile by tile, each tile over all frames; returns (T, 1, 3, 4h, 4w) on the host.
+    def _tiled(self, lqs, tile) -> np.ndarray:
+        """The window tile by tile, each tile over all frames; returns (T, 3, 4h, 4w) host
+        arrays in the clip's format.
 
         The recurrence runs in time, so a tile cannot be handed out before all its frames are
-        done: with tiles the window's outputs wait on the host until the last tile."""
+        done: with tiles the window's outputs wait on the host until the last tile. Each tile
+        is computed with `tile_overlap` more pixels on each side (shifted inwards at the frame's
+        borders, so every run has the same size) and only its own area is kept."""
         _, t, _, h, w = lqs.shape
-        tile_w, tile_h = self.plan.tile
-        pad = self.tile_overlap
-        result = torch.empty((t, 1, 3, 4 * h, 4 * w), dtype=torch.float32)
-        for y0 in range(0, h, tile_h):
-            for x0 in range(0, w, tile_w):
-                y1, x1 = min(h, y0 + tile_h), min(w, x0 + tile_w)
-                cy0, cx0 = max(0, y0 - pad), max(0, x0 - pad)
-                cy1, cx1 = min(h, y1 + pad), min(w, x1 + pad)
+        result = np.empty((t, 3, 4 * h, 4 * w), self.sample.dtype)
+        for y0, y1, cy0, cy1 in tiles.spans(h, tile[1], self.tile_overlap):
+            for x0, x1, cx0, cx1 in tiles.spans(w, tile[0], self.tile_overlap):
                 crop = lqs[:, :, :, cy0:cy1, cx0:cx1]
                 for i, out in enumerate(self._stream(crop)):
-                    inner = out[:, :, 4 * (y0 - cy0): 4 * (y1 - cy0), 4 * (x0 - cx0): 4 * (x1 - cx0)]
-                    result[i, :, :, 4 * y0: 4 * y1, 4 * x0: 4 * x1] = inner.float().cpu()
+                    inner = out[0, :, 4 * (y0 - cy0): 4 * (y1 - cy0), 4 * (x0 - cx0): 4 * (x1 - cx0)]
+                    result[i, :, 4 * y0: 4 * y1, 4 * x0: 4 * x1] = self.sample.from_float(inner)
         return result
 
     def _free_cache(self):
+        gc.collect()  # the failed attempt's generators may sit in reference cycles
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
