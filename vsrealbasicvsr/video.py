@@ -528,8 +528,8 @@ def run_job(job: Job, command: list[str], dry_run: bool) -> int:
             writer.error = error
 
     worker = threading.Thread(target=work, name="rbvsr-segments", daemon=True)
-    worker.start()
     try:
+        worker.start()
         while worker.is_alive():
             worker.join(0.2)  # short waits keep Ctrl-C responsive while frames are computed
     except KeyboardInterrupt:
