@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from vsrealbasicvsr import engine as engine_module, tiles
+from vsrealbasicvsr import engine as engine_module, memory, tiles
 from vsrealbasicvsr.checkpoints import load_model
 from vsrealbasicvsr.engine import Engine
 
@@ -188,8 +188,11 @@ def test_automatic_sizing_follows_the_budget(tiny_checkpoint):
     assert plan(8 << 30).window >= plan(1 << 30).window >= 1
     with pytest.raises(ValueError, match="does not fit"):
         plan(1 << 20)
-    # with tiles off, a small budget shortens the window instead
-    assert plan(100 << 20, tile=-1).window < roomy.window
+    # with tiles off, a small budget shortens the window instead, down to 1 frame, then says so
+    five_frames = memory.window_bytes(5 + 2 * 2, 360, 640, 4, 4)
+    assert plan(five_frames, tile=-1).window == 5 and plan(five_frames, tile=-1).tile is None
+    with pytest.raises(ValueError, match="not even a window of 1 frame"):
+        plan(100 << 20, tile=-1)
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -285,6 +285,11 @@ class Engine:
             window = max_seq_len
         else:
             window = self._largest_window(None, minimum=memory.MIN_AUTO_WINDOW if can_tile else 1)
+        if not can_tile and not max_seq_len and not self._fits(window, None):
+            need = self._window_bytes(1 + 2 * self.overlap, self.height, self.width)
+            raise ValueError(f"Upscale: not even a window of 1 frame (+{self.overlap} context frames each side) "
+                             f"fits in {self.budget / 2**20:.0f} MiB untiled (about {need / 2**20:.0f} MiB); "
+                             "allow tiles (tile=0), lower overlap, or raise max_memory")
         if not can_tile or self._fits(window, None):
             return Plan(window, None, can_tile)
         chosen = memory.largest_tile(self.budget, window + 2 * self.overlap, self.height, self.width,
