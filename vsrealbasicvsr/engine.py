@@ -267,9 +267,17 @@ class Engine:
         return (min(self.width, tile[0] + 2 * self.tile_overlap),
                 min(self.height, tile[1] + 2 * self.tile_overlap))
 
+    def _held_outputs_bytes(self, window, tile) -> int:
+        """With tiles the window's outputs wait on the host; on the CPU that is the budget's."""
+        if tile is None or self.device.type != "cpu":
+            return 0
+        frames = window + 2 * self.overlap  # context frames are stitched too
+        return frames * 3 * 16 * self.width * self.height * self.sample.dtype.itemsize
+
     def _fits(self, window, tile) -> bool:
         computed_w, computed_h = self._computed_size(tile)
-        return self._window_bytes(window + 2 * self.overlap, computed_h, computed_w) <= self.budget
+        need = self._window_bytes(window + 2 * self.overlap, computed_h, computed_w)
+        return need + self._held_outputs_bytes(window, tile) <= self.budget
 
     def _initial_plan(self, max_seq_len, tile) -> Plan:
         """The window and tile to start with. Automatic sizing (max_seq_len=0, tile=(0, 0))
@@ -292,7 +300,8 @@ class Engine:
                              "allow tiles (tile=0), lower overlap, or raise max_memory")
         if not can_tile or self._fits(window, None):
             return Plan(window, None, can_tile)
-        chosen = memory.largest_tile(self.budget, window + 2 * self.overlap, self.height, self.width,
+        network_budget = self.budget - self._held_outputs_bytes(window, (self.width, self.height))
+        chosen = memory.largest_tile(network_budget, window + 2 * self.overlap, self.height, self.width,
                                      self.mid_channels, element, self.tile_overlap)
         if chosen is None:
             need = self._window_bytes(window + 2 * self.overlap, *self._computed_size((memory.MIN_TILE,) * 2))
