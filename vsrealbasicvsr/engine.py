@@ -200,9 +200,11 @@ class Engine:
         model: a registry name; checkpoint: a file that overrides it.
         max_seq_len: frames per window; 0 = the most that fit in memory.
         device: "auto", "cpu", "cuda" or "cuda:N".
-        precision: None (per device and format), "fp32", "fp16" or "bf16".
+        precision: None: fp16 for RGBH clips on CUDA, else fp32; "fp32", "fp16" (CUDA only) or
+            "bf16" (on CPUs without native bf16 much slower than fp32). SPyNet stays in fp32.
         overlap: context frames fed on each side of a window (the filter passes them in).
-        tile: (w, h) low-resolution tile; (0, 0) = automatic, (-1, -1) = off.
+        tile: (w, h) low-resolution tile, at least 64x64; (0, 0) = automatic, (-1, -1) = off.
+            Tiled windows hold their outputs on the host until the last tile is done.
         tile_overlap: pixels each tile computes beyond its edges, discarded when stitching.
         offload: keep the backward-propagation features in host memory (CUDA).
         max_memory: bytes the engine may use on its device; None = what is free at creation.
