@@ -29,10 +29,14 @@ def pad_to_min_size(lqs, min_size=MIN_SIZE):
 
 
 def check_sequence(lqs):
-    """Raise ValueError unless lqs is an (n, t, 3, h, w) tensor."""
+    """Raise ValueError unless lqs is a floating-point (n, t, 3, h, w) tensor with frames."""
     if lqs.dim() != 5 or lqs.shape[2] != 3:
         raise ValueError(
             f"expected an (n, t, 3, h, w) RGB sequence, got a tensor of shape {tuple(lqs.shape)}")
+    if min(lqs.shape) == 0:
+        raise ValueError(f"expected a non-empty sequence, got a tensor of shape {tuple(lqs.shape)}")
+    if not lqs.is_floating_point():
+        raise ValueError(f"expected a floating-point tensor in [0, 1], got {lqs.dtype}")
 
 
 class BasicVSRNet(nn.Module):
@@ -42,7 +46,11 @@ class BasicVSRNet(nn.Module):
         mid_channels (int): Channels of the propagated features. Default: 64.
         num_blocks (int): Residual blocks in each propagation branch. Default: 30.
 
-    Input (n, t, 3, h, w) RGB in [0, 1]; output (n, t, 3, 4h, 4w), not clamped.
+    Input (n, t, 3, h, w) RGB in [0, 1]; output (n, t, 3, 4h, 4w), not clamped. Differences
+    from MMEditing's network, which give the same output where both work: the input tensor is
+    never modified; frames smaller than 64 px in either dimension (which MMEditing refuses) are
+    padded at the bottom and right by edge replication to 64 px, and the output is cropped to
+    exactly 4x the input size; outputs can be taken one frame at a time from `stream`.
     """
 
     def __init__(self, mid_channels=64, num_blocks=30):
@@ -72,7 +80,8 @@ class BasicVSRNet(nn.Module):
         if lqs.shape[1] % 2:
             return False
         first, second = torch.chunk(lqs, 2, dim=1)
-        return bool(torch.norm(first - second.flip(1)) == 0)
+        # exact equality, as MMEditing's zero-norm test of the difference
+        return torch.equal(first, second.flip(1))
 
     def compute_flows(self, lqs):
         """Flows between neighbours, (n, t-1, 2, h, w) each.
@@ -86,7 +95,7 @@ class BasicVSRNet(nn.Module):
         n, t, c, h, w = lqs.shape
         # SPyNet may be kept in float32 while the rest runs in fp16/bf16 (its pyramid of
         # residues is not safe in half precision): cast at its boundary
-        spynet_dtype = self.spynet.mean.dtype
+        spynet_dtype = next(self.spynet.parameters()).dtype
         lqs_1 = lqs[:, :-1].reshape(-1, c, h, w).to(spynet_dtype)
         lqs_2 = lqs[:, 1:].reshape(-1, c, h, w).to(spynet_dtype)
         flows_backward = self.spynet(lqs_1, lqs_2).view(n, t - 1, 2, h, w).to(lqs.dtype)

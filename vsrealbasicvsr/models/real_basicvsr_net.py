@@ -3,7 +3,7 @@ CVPR 2022): an image-cleaning module in front of BasicVSR."""
 import torch
 import torch.nn as nn
 
-from .basicvsr_net import BasicVSRNet, check_sequence, pad_to_min_size
+from .basicvsr_net import SCALE, BasicVSRNet, check_sequence, pad_to_min_size
 from .blocks import ResidualBlocksWithInputConv
 
 # Cleaning passes at most; the paper found more passes stop helping (and start to over-smooth).
@@ -23,8 +23,11 @@ class RealBasicVSRNet(nn.Module):
         is_sequential_cleaning (bool): Clean one frame at a time (less memory, slower).
             Default: False.
 
-    Input (n, t, 3, h, w) RGB in [0, 1]; output (n, t, 3, 4h, 4w), not clamped. Unlike the
-    original, the input tensor is never modified in place.
+    Input (n, t, 3, h, w) RGB in [0, 1]; output (n, t, 3, 4h, 4w), not clamped. Differences
+    from MMEditing's network: the input tensor is never modified (MMEditing's cleaning loop
+    adds the residues to it in place); frames smaller than 64 px in either dimension are padded
+    by edge replication to 64 px before cleaning (so the padding takes part in the cleaning
+    loop's stopping test) and the output is cropped to exactly 4x the input size.
     """
 
     def __init__(self, mid_channels=64, num_propagation_blocks=20, num_cleaning_blocks=20,
@@ -42,7 +45,15 @@ class RealBasicVSRNet(nn.Module):
         self.basicvsr = BasicVSRNet(mid_channels, num_propagation_blocks)
 
     def clean(self, lqs):
-        """Apply the cleaning module up to three times; returns a new (n, t, 3, h, w) tensor."""
+        """Add the cleaning module's residue to the frames, up to three times, stopping after
+        the first pass whose mean absolute residue is below ``dynamic_refine_thres / 255``.
+
+        Args:
+            lqs (Tensor): Frames, (n, t, 3, h, w). Not modified.
+
+        Returns:
+            Tensor: The cleaned frames, a new (n, t, 3, h, w) tensor.
+        """
         n, t, c, h, w = lqs.shape
         for _ in range(MAX_CLEANING_PASSES):
             if self.is_sequential_cleaning:
@@ -56,12 +67,19 @@ class RealBasicVSRNet(nn.Module):
         return lqs
 
     def stream(self, lqs, feature_device=None):
-        """Yield the output frames (n, 3, 4h, 4w) in time order; see `BasicVSRNet.stream`."""
+        """Clean the frames, then yield the output frames (n, 3, 4h, 4w) in time order, each as
+        soon as BasicVSR's forward-time propagation reaches it.
+
+        Args:
+            lqs (Tensor): Input sequence, (n, t, 3, h, w), RGB in [0, 1]. Not modified.
+            feature_device (torch.device | str | None): Where the backward-propagation features
+                wait; see `BasicVSRNet.stream`. Default: None (the input's device).
+        """
         check_sequence(lqs)
         h, w = lqs.shape[-2:]
         cleaned = self.clean(pad_to_min_size(lqs))
         for out in self.basicvsr.stream(cleaned, feature_device):
-            yield out[:, :, : 4 * h, : 4 * w]
+            yield out[:, :, : SCALE * h, : SCALE * w]
 
     def forward(self, lqs):
         """(n, t, 3, h, w) in [0, 1] -> (n, t, 3, 4h, 4w)."""
