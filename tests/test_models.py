@@ -65,6 +65,33 @@ def test_forward_leaves_its_input_alone_and_stream_equals_forward(tiny):
     assert all(torch.equal(a, b) for a, b in zip(streamed, offloaded))
 
 
+@pytest.mark.parametrize("batch_frames", [1, 2, 4])
+def test_batches_of_frames_give_the_reference_output(golden, batch_frames):
+    """Cleaning and SPyNet in batches of frames (the engine's memory saver) match the reference."""
+    network = golden_network(golden, "generator_ema.")
+    lqs = torch.from_numpy(golden["input"])
+    with torch.no_grad():
+        batched = torch.stack(list(network.stream(lqs, batch_frames=batch_frames)), dim=1)
+    difference = (batched - torch.from_numpy(golden["output_ema"])).abs().max().item()
+    print(f"batch_frames={batch_frames}: max abs difference {difference:.3g}")
+    assert difference <= 1e-5
+
+
+def test_batched_cleaning_keeps_the_stopping_test_over_the_whole_sequence(tiny):
+    """The mean residue that stops the cleaning is taken over all frames, not per batch."""
+    lqs = torch.rand(1, 5, 3, 32, 32)
+    with torch.no_grad():
+        residue = (tiny.clean(lqs) - lqs).abs().mean().item()
+        passes = {}
+        for threshold in (0, 255 * residue * 0.999, 255):  # three passes .. one pass
+            tiny.dynamic_refine_thres = threshold / 255
+            whole, batched = tiny.clean(lqs), tiny.clean(lqs, batch_frames=2)
+            assert torch.allclose(whole, batched, atol=1e-6)
+            passes[threshold] = whole
+    tiny.dynamic_refine_thres = 1.0
+    assert not torch.allclose(passes[0], passes[255])
+
+
 def test_sequential_cleaning_leaves_its_input_alone(tiny):
     """MMEditing's sequential cleaning adds the residues to the input in place."""
     sequential = RealBasicVSRNet(**TINY_CONFIG, is_sequential_cleaning=True).eval()

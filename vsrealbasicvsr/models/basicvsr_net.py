@@ -83,8 +83,14 @@ class BasicVSRNet(nn.Module):
         # exact equality, as MMEditing's zero-norm test of the difference
         return torch.equal(first, second.flip(1))
 
-    def compute_flows(self, lqs):
+    def compute_flows(self, lqs, batch_frames=None):
         """Flows between neighbours, (n, t-1, 2, h, w) each.
+
+        Args:
+            lqs (Tensor): The sequence, (n, t, 3, h, w).
+            batch_frames (int | None): Frame pairs given to SPyNet at once; None = all of them
+                (as MMEditing). Flows need no recurrence, so smaller batches change only the
+                peak memory (SPyNet's pyramid for every pair at once grows with t).
 
         Returns:
             (flows_forward, flows_backward): ``flows_backward[:, i]`` goes from frame i to
@@ -92,17 +98,28 @@ class BasicVSRNet(nn.Module):
             i+1 to frame i. For a mirror-extended sequence the forward flows are the backward
             flows reversed, so they are not computed and ``flows_forward`` is None.
         """
+        flows_backward = self._spynet_pairs(lqs, batch_frames, reverse=False)
+        if self.is_mirror_extended(lqs):
+            return None, flows_backward
+        return self._spynet_pairs(lqs, batch_frames, reverse=True), flows_backward
+
+    def _spynet_pairs(self, lqs, batch_frames, reverse):
+        """SPyNet over the pairs (i, i+1) (reverse: (i+1, i)), batch_frames pairs at a time."""
         n, t, c, h, w = lqs.shape
         # SPyNet may be kept in float32 while the rest runs in fp16/bf16 (its pyramid of
         # residues is not safe in half precision): cast at its boundary
         spynet_dtype = next(self.spynet.parameters()).dtype
-        lqs_1 = lqs[:, :-1].reshape(-1, c, h, w).to(spynet_dtype)
-        lqs_2 = lqs[:, 1:].reshape(-1, c, h, w).to(spynet_dtype)
-        flows_backward = self.spynet(lqs_1, lqs_2).view(n, t - 1, 2, h, w).to(lqs.dtype)
-        if self.is_mirror_extended(lqs):
-            return None, flows_backward
-        flows_forward = self.spynet(lqs_2, lqs_1).view(n, t - 1, 2, h, w).to(lqs.dtype)
-        return flows_forward, flows_backward
+        step = batch_frames or max(1, t - 1)
+        chunks = []
+        for start in range(0, t - 1, step):
+            end = min(t - 1, start + step)
+            earlier = lqs[:, start:end].reshape(-1, c, h, w).to(spynet_dtype)
+            later = lqs[:, start + 1:end + 1].reshape(-1, c, h, w).to(spynet_dtype)
+            ref, supp = (later, earlier) if reverse else (earlier, later)
+            chunks.append(self.spynet(ref, supp).view(n, end - start, 2, h, w).to(lqs.dtype))
+        if not chunks:  # a single frame has no neighbours
+            return lqs.new_zeros(n, 0, 2, h, w)
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
     def propagate_backward(self, lqs, flows_backward, feature_device=None):
         """Backward-time propagation, last frame first.
@@ -130,7 +147,7 @@ class BasicVSRNet(nn.Module):
         out = self.conv_last(out)
         return out + self.img_upsample(lq)
 
-    def stream(self, lqs, feature_device=None):
+    def stream(self, lqs, feature_device=None, batch_frames=None):
         """Yield the output frames (n, 3, 4h, 4w) in time order, each as soon as the
         forward-time propagation reaches it.
 
@@ -139,13 +156,17 @@ class BasicVSRNet(nn.Module):
             feature_device (torch.device | str | None): Where the backward-propagation features
                 wait for the forward pass (e.g. "cpu" to keep a long window on a small GPU);
                 each is moved back one frame at a time. Default: the input's device.
+            batch_frames (int | None): Frames computed at once in the steps that need no
+                recurrence (SPyNet here, also cleaning in RealBasicVSR); None = the whole
+                sequence, as MMEditing. With a small batch, the peak memory grows with t only
+                by what propagation keeps per frame.
         """
         check_sequence(lqs)
         h, w = lqs.shape[-2:]
         lqs = pad_to_min_size(lqs)
         t = lqs.shape[1]
 
-        flows_forward, flows_backward = self.compute_flows(lqs)
+        flows_forward, flows_backward = self.compute_flows(lqs, batch_frames)
         features_backward = self.propagate_backward(lqs, flows_backward, feature_device)
 
         feat_prop = None
@@ -162,6 +183,6 @@ class BasicVSRNet(nn.Module):
             out = self.reconstruct(lq, feat_backward, feat_prop)
             yield out[:, :, : SCALE * h, : SCALE * w]
 
-    def forward(self, lqs):
-        """(n, t, 3, h, w) in [0, 1] -> (n, t, 3, 4h, 4w)."""
-        return torch.stack(list(self.stream(lqs)), dim=1)
+    def forward(self, lqs, batch_frames=None):
+        """(n, t, 3, h, w) in [0, 1] -> (n, t, 3, 4h, 4w); `batch_frames` as in `stream`."""
+        return torch.stack(list(self.stream(lqs, batch_frames=batch_frames)), dim=1)

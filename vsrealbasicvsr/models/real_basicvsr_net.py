@@ -44,29 +44,34 @@ class RealBasicVSRNet(nn.Module):
         # super-resolution of the cleaned frames
         self.basicvsr = BasicVSRNet(mid_channels, num_propagation_blocks)
 
-    def clean(self, lqs):
+    def clean(self, lqs, batch_frames=None):
         """Add the cleaning module's residue to the frames, up to three times, stopping after
         the first pass whose mean absolute residue is below ``dynamic_refine_thres / 255``.
 
         Args:
             lqs (Tensor): Frames, (n, t, 3, h, w). Not modified.
+            batch_frames (int | None): Frames cleaned at once; None = all of them (1 when
+                ``is_sequential_cleaning``). Each pass still finishes every frame before the
+                stopping test, which averages over the whole sequence as in MMEditing.
 
         Returns:
             Tensor: The cleaned frames, a new (n, t, 3, h, w) tensor.
         """
         n, t, c, h, w = lqs.shape
+        step = 1 if self.is_sequential_cleaning else (batch_frames or t)
         for _ in range(MAX_CLEANING_PASSES):
-            if self.is_sequential_cleaning:
-                residues = torch.stack(
-                    [self.image_cleaning(lqs[:, i]) for i in range(t)], dim=1)
-            else:  # time -> batch: all frames at once
-                residues = self.image_cleaning(lqs.reshape(-1, c, h, w)).view(n, t, c, h, w)
-            lqs = lqs + residues
-            if torch.mean(torch.abs(residues)) < self.dynamic_refine_thres:
+            cleaned, residue_sum = [], 0
+            for start in range(0, t, step):  # time -> batch, step frames at a time
+                chunk = lqs[:, start:start + step]
+                residues = self.image_cleaning(chunk.reshape(-1, c, h, w)).view(chunk.shape)
+                cleaned.append(chunk + residues)
+                residue_sum = residue_sum + torch.abs(residues).sum(dtype=torch.float64)
+            lqs = cleaned[0] if len(cleaned) == 1 else torch.cat(cleaned, dim=1)
+            if residue_sum / lqs.numel() < self.dynamic_refine_thres:
                 break
         return lqs
 
-    def stream(self, lqs, feature_device=None):
+    def stream(self, lqs, feature_device=None, batch_frames=None):
         """Clean the frames, then yield the output frames (n, 3, 4h, 4w) in time order, each as
         soon as BasicVSR's forward-time propagation reaches it.
 
@@ -74,13 +79,15 @@ class RealBasicVSRNet(nn.Module):
             lqs (Tensor): Input sequence, (n, t, 3, h, w), RGB in [0, 1]. Not modified.
             feature_device (torch.device | str | None): Where the backward-propagation features
                 wait; see `BasicVSRNet.stream`. Default: None (the input's device).
+            batch_frames (int | None): Frames cleaned (and frame pairs given to SPyNet) at once;
+                see `BasicVSRNet.stream`. Default: None (the whole sequence, as MMEditing).
         """
         check_sequence(lqs)
         h, w = lqs.shape[-2:]
-        cleaned = self.clean(pad_to_min_size(lqs))
-        for out in self.basicvsr.stream(cleaned, feature_device):
+        cleaned = self.clean(pad_to_min_size(lqs), batch_frames)
+        for out in self.basicvsr.stream(cleaned, feature_device, batch_frames):
             yield out[:, :, : SCALE * h, : SCALE * w]
 
-    def forward(self, lqs):
-        """(n, t, 3, h, w) in [0, 1] -> (n, t, 3, 4h, 4w)."""
-        return torch.stack(list(self.stream(lqs)), dim=1)
+    def forward(self, lqs, batch_frames=None):
+        """(n, t, 3, h, w) in [0, 1] -> (n, t, 3, 4h, 4w); `batch_frames` as in `stream`."""
+        return torch.stack(list(self.stream(lqs, batch_frames=batch_frames)), dim=1)
