@@ -21,10 +21,11 @@ def as_views(planes: np.ndarray, pad: int = 0):
 
 
 def reference(checkpoint, lqs: np.ndarray) -> torch.Tensor:
-    """The network's plain forward on float frames (T, 3, h, w): (T, 3, 4h, 4w), clamped."""
+    """The network's plain forward on float frames (T, 3, h, w): (T, 3, 4h, 4w), clamped, with
+    cleaning and SPyNet one frame at a time as the CPU engine runs them."""
     net = load_model(checkpoint)
     with torch.no_grad():
-        return net(torch.from_numpy(lqs).unsqueeze(0))[0].clamp(0, 1)
+        return net(torch.from_numpy(lqs).unsqueeze(0), batch_frames=1)[0].clamp(0, 1)
 
 
 @pytest.fixture
@@ -189,7 +190,7 @@ def test_automatic_sizing_follows_the_budget(tiny_checkpoint):
     with pytest.raises(ValueError, match="does not fit"):
         plan(1 << 20)
     # with tiles off, a small budget shortens the window instead, down to 1 frame, then says so
-    five_frames = memory.window_bytes(5 + 2 * 2, 360, 640, 4, 4)
+    five_frames = memory.window_bytes(5 + 2 * 2, 360, 640, 4, 4, batch=1)  # the CPU engine cleans 1 frame at a time
     assert plan(five_frames, tile=-1).window == 5 and plan(five_frames, tile=-1).tile is None
     with pytest.raises(ValueError, match="not even a window of 1 frame"):
         plan(100 << 20, tile=-1)

@@ -241,6 +241,12 @@ class Engine:
 
         network = _load_network(model, checkpoint)
         self.mid_channels = _mid_channels(network)
+        # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
+        # instead of the whole window (MMEditing's way, whose cleaning dominates the peak of long
+        # windows). On CUDA, batches as large as fit under one frame's reconstruction keep the
+        # GPU busy on small frames; CPU convolutions gain nothing from batching (docs/BENCHMARKS.md)
+        # and each extra frame costs memory, so one frame at a time there.
+        self.batch_frames = memory.batch_frames(self.mid_channels) if self.device.type == "cuda" else 1
         network = network.to(self.device, self.dtype)
         if self.dtype != torch.float32:  # SPyNet's coarse-to-fine residues need float32
             _spynet(network).float()
@@ -260,7 +266,7 @@ class Engine:
 
     def _window_bytes(self, frames, height, width):
         element = torch.finfo(self.dtype).bits // 8
-        return memory.window_bytes(frames, height, width, self.mid_channels, element)
+        return memory.window_bytes(frames, height, width, self.mid_channels, element, self.batch_frames)
 
     def _computed_size(self, tile) -> tuple[int, int]:
         """(w, h) of what one network run sees: the frame, or a tile with its overlap."""
@@ -280,6 +286,14 @@ class Engine:
         computed_w, computed_h = self._computed_size(tile)
         need = self._window_bytes(window + 2 * self.overlap, computed_h, computed_w)
         return need + self._held_outputs_bytes(window, tile) <= self.budget
+
+    def estimated_bytes(self) -> int:
+        """The memory model's peak for one window of the current plan, context frames and
+        tile overlap included (`memory.py`)."""
+        window, tile = self.plan.window, self.plan.tile
+        computed_w, computed_h = self._computed_size(tile)
+        return (self._window_bytes(window + 2 * self.overlap, computed_h, computed_w)
+                + self._held_outputs_bytes(window, tile))
 
     def _initial_plan(self, max_seq_len, tile) -> Plan:
         """The window and tile to start with. Automatic sizing (max_seq_len=0, tile=(0, 0))
@@ -304,7 +318,7 @@ class Engine:
             return Plan(window, None, can_tile)
         network_budget = self.budget - self._held_outputs_bytes(window, (self.width, self.height))
         chosen = memory.largest_tile(network_budget, window + 2 * self.overlap, self.height, self.width,
-                                     self.mid_channels, element, self.tile_overlap)
+                                     self.mid_channels, element, self.tile_overlap, self.batch_frames)
         if chosen is None:
             need = self._window_bytes(window + 2 * self.overlap, *self._computed_size((memory.MIN_TILE,) * 2))
             raise ValueError(f"Upscale: a window of {window} frames (+{self.overlap} context frames each side) "
@@ -424,7 +438,7 @@ class Engine:
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None
-        return self.network.stream(lqs, feature_device=feature_device)
+        return self.network.stream(lqs, feature_device=feature_device, batch_frames=self.batch_frames)
 
     def _tiled(self, lqs, tile) -> np.ndarray:
         """The window tile by tile, each tile over all frames; returns (T, 3, 4h, 4w) host

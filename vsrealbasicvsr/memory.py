@@ -1,22 +1,26 @@
 """How much memory a window takes, and the largest window and tile that fit a budget.
 
 The model (bytes for a window of T frames of h x w low-resolution pixels, one network of
-`mid_channels` channels, `b` bytes per element at the chosen precision) is the largest of the
-network's phases, each in elements per low-resolution pixel (`peak_elements_per_pixel`):
+`mid_channels` channels, `b` bytes per element at the chosen precision, the steps that need no
+recurrence run `B` frames at a time) is the larger of the network's two phases, each in elements
+per low-resolution pixel (`peak_elements_per_pixel`):
 
-    peak(T, h, w) = SAFETY_MARGIN * h * w * b * max(cleaning, flows, kept + reconstruction)
+    peak(T, h, w) = SAFETY_MARGIN * h * w * b * max(batched, propagation)
 
-- cleaning: batched over all frames (6 + 3 * mid per frame);
-- flows: SPyNet batched over all frame pairs, both directions (6 + 100 per frame);
-- kept: what every frame keeps through propagation (input, cleaned input, two flows, backward
-  features: 10 + mid per frame), plus one frame's reconstruction at a time (64-channel HR
-  convolutions at 4x4 the pixels: (4 * mid + 64) * 4 + 3 * 64 * 16).
+- batched: cleaning (6 + 4 * mid per frame) or SPyNet, both directions (6 + 100 per frame
+  pair), for B frames at once, on top of the inputs (6 per frame);
+- propagation: what every frame keeps (input, cleaned input, two flows, backward features:
+  10 + mid per frame), plus one frame's reconstruction at a time (64-channel HR convolutions at
+  4x4 the pixels: (4 * mid + 64) * 4 + 3 * 64 * 16).
 
-Calibration (docs/MEMORY.md; `python -m vsrealbasicvsr.memory` re-measures): the peak RSS rise of
-a fresh CPU process, fp32, RealBasicVSRNet() (mid 64), T in {2, 4, 8} at 64x64 and 96x96, was
-0.74-0.81 of the model before the margin (52-137 MiB measured). Only mid 64 and fp32 on the CPU
-were measured; SAFETY_MARGIN covers the allocator's fragmentation, cuDNN workspaces on CUDA and
-what the model leaves out.
+The engine batches as many frames as fit under the propagation phase (`batch_frames`), so the
+peak grows with T only by the kept 10 + mid per frame; MMEditing batches all T frames, whose
+cleaning dominates long windows (measured: 259 elements per pixel per frame at mid 64).
+
+Calibration (docs/MEMORY.md; `python -m vsrealbasicvsr.memory` re-measures): the peak RSS rise
+of a fresh CPU process, fp32, RealBasicVSRNet() (mid 64); see docs/MEMORY.md for the figures.
+Only mid 64 and fp32 on the CPU were measured; SAFETY_MARGIN covers the allocator's
+fragmentation, cuDNN workspaces on CUDA and what the model leaves out.
 """
 from __future__ import annotations
 
@@ -29,18 +33,37 @@ MAX_AUTO_WINDOW = 60  # the recurrence's benefit has long saturated by then
 MIN_AUTO_WINDOW = 8  # a choice: below this, tile rather than shorten the recurrence further
 
 
-def peak_elements_per_pixel(frames: int, mid_channels: int) -> float:
-    """Elements per low-resolution pixel at the peak of a window of `frames` frames."""
-    cleaning = frames * (6 + 3 * mid_channels)
-    flows = frames * (6 + 100)
-    kept = frames * (3 + 3 + 4 + mid_channels)
-    reconstruction = (4 * mid_channels + 64) * 4 + 3 * 64 * 16
-    return max(cleaning, flows, kept + reconstruction)
+def batched_elements_per_frame(mid_channels: int) -> int:
+    """Elements per pixel per frame of the steps that need no recurrence (cleaning, SPyNet)."""
+    cleaning = 6 + 4 * mid_channels
+    flows = 6 + 100
+    return max(cleaning, flows)
 
 
-def window_bytes(frames: int, height: int, width: int, mid_channels: int, element_bytes: int) -> int:
+def reconstruction_elements(mid_channels: int) -> int:
+    """Elements per low-resolution pixel of one frame's reconstruction (fusion, x4 upsampling)."""
+    return (4 * mid_channels + 64) * 4 + 3 * 64 * 16
+
+
+def batch_frames(mid_channels: int) -> int:
+    """Frames cleaned (and frame pairs given to SPyNet) at once: as many as fit under one
+    frame's reconstruction, so batching never raises the window's peak."""
+    return max(1, reconstruction_elements(mid_channels) // batched_elements_per_frame(mid_channels))
+
+
+def peak_elements_per_pixel(frames: int, mid_channels: int, batch: int | None = None) -> float:
+    """Elements per low-resolution pixel at the peak of a window of `frames` frames whose
+    non-recurrent steps run `batch` frames at a time (None: all at once)."""
+    batch = frames if batch is None else min(frames, batch)
+    batched = frames * 6 + batch * batched_elements_per_frame(mid_channels)
+    propagation = frames * (3 + 3 + 4 + mid_channels) + reconstruction_elements(mid_channels)
+    return max(batched, propagation)
+
+
+def window_bytes(frames: int, height: int, width: int, mid_channels: int, element_bytes: int,
+                 batch: int | None = None) -> int:
     """Estimated peak bytes of one window, safety margin included."""
-    elements = height * width * peak_elements_per_pixel(frames, mid_channels)
+    elements = height * width * peak_elements_per_pixel(frames, mid_channels, batch)
     return int(elements * element_bytes * SAFETY_MARGIN)
 
 
@@ -61,17 +84,8 @@ def available_bytes(device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def largest_window(budget: int, height: int, width: int, mid_channels: int, element_bytes: int,
-                   limit: int = MAX_AUTO_WINDOW) -> int:
-    """The most frames (at most `limit`) whose window fits `budget`; 0 when not even one does."""
-    frames = 0
-    while frames < limit and window_bytes(frames + 1, height, width, mid_channels, element_bytes) <= budget:
-        frames += 1
-    return frames
-
-
 def largest_tile(budget: int, frames: int, height: int, width: int, mid_channels: int,
-                 element_bytes: int, tile_overlap: int) -> tuple[int, int] | None:
+                 element_bytes: int, tile_overlap: int, batch: int | None = None) -> tuple[int, int] | None:
     """The largest tile (width, height) at most the frame's size, both at least MIN_TILE, with
     which a window of `frames` frames fits `budget` (each tile is computed with `tile_overlap`
     extra pixels on each side); None when even MIN_TILE does not fit. Tiles keep the frame's
@@ -81,14 +95,14 @@ def largest_tile(budget: int, frames: int, height: int, width: int, mid_channels
         tile_h = max(MIN_TILE, min(height, math.ceil(height * scale / 8) * 8))
         computed_w = min(width, tile_w + 2 * tile_overlap)
         computed_h = min(height, tile_h + 2 * tile_overlap)
-        if window_bytes(frames, computed_h, computed_w, mid_channels, element_bytes) <= budget:
+        if window_bytes(frames, computed_h, computed_w, mid_channels, element_bytes, batch) <= budget:
             return tile_w, tile_h
         if tile_w == MIN_TILE and tile_h == MIN_TILE:
             return None
     return None
 
 
-def measure_peak(frames: int, height: int, width: int, mid_channels: int = 64) -> int:
+def measure_peak(frames: int, height: int, width: int, mid_channels: int = 64, batch_frames=None) -> int:
     """Peak host bytes of one fp32 window on the CPU, measured in a fresh process: the rise of
     the peak resident set size (getrusage) over the resident size before the window runs, with
     glibc's mmap threshold fixed so freed large buffers go back to the system at once."""
@@ -106,7 +120,7 @@ page = resource.getpagesize()
 before = int(open('/proc/self/statm').read().split()[1]) * page
 resource_peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 assert resource_peak() < before + 64 * 2**20, 'warm-up peak too high to measure from'
-for out in net.stream(lqs):
+for out in net.stream(lqs, batch_frames={batch_frames}):
     del out
 print(resource_peak() - before)
 """
@@ -116,15 +130,17 @@ print(resource_peak() - before)
     return int(result.stdout.split()[-1])
 
 
-def calibrate(mid_channels: int = 64, sizes=((64, 64), (96, 96)), lengths=(2, 4, 8)) -> None:
-    """Print measured peaks next to `window_bytes` without its margin:
-    `python -m vsrealbasicvsr.memory` (about 5 minutes on 2 cores)."""
+def calibrate(mid_channels: int = 64, sizes=((64, 64), (96, 96)), lengths=(2, 8, 32)) -> None:
+    """Print measured peaks next to `window_bytes` without its margin, for the engine's batch and
+    for all frames at once (MMEditing's): `python -m vsrealbasicvsr.memory` (about 15 minutes on
+    2 cores)."""
     for height, width in sizes:
         for frames in lengths:
-            peak = measure_peak(frames, height, width, mid_channels)
-            model = window_bytes(frames, height, width, mid_channels, 4) / SAFETY_MARGIN
-            print(f"{width}x{height} T={frames}: measured {peak / 2**20:7.1f} MiB, model {model / 2**20:7.1f} MiB "
-                  f"(ratio {peak / model:.2f})")
+            for batch in (1, None):  # the CPU engine's batch, and MMEditing's
+                peak = measure_peak(frames, height, width, mid_channels, batch)
+                model = window_bytes(frames, height, width, mid_channels, 4, batch) / SAFETY_MARGIN
+                print(f"{width}x{height} T={frames} batch={batch or frames}: measured {peak / 2**20:7.1f} MiB, "
+                      f"model {model / 2**20:7.1f} MiB (ratio {peak / model:.2f})", flush=True)
 
 
 if __name__ == "__main__":

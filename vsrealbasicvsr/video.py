@@ -569,9 +569,7 @@ def _with_flag(command: list[str], flag: str) -> list[str]:
 
 
 def print_plan(job: Job, source: vs.VideoNode) -> int:
-    import torch
-
-    from . import engine as engine_module, memory
+    from . import engine as engine_module
 
     options = job.upscale_options
     try:
@@ -581,9 +579,7 @@ def print_plan(job: Job, source: vs.VideoNode) -> int:
     window = engine.max_seq_len
     frames = source.num_frames
     tile = f"{engine.plan.tile[0]}x{engine.plan.tile[1]}" if engine.plan.tile else "none"
-    height, width = engine.plan.tile[::-1] if engine.plan.tile else (source.height, source.width)
-    estimate = memory.window_bytes(window + 2 * engine.overlap, height, width, engine.mid_channels,
-                                   torch.finfo(engine.dtype).bits // 8)
+    estimate = engine.estimated_bytes()
     lines = [
         f"input      {job.input}: {source.width}x{source.height} {source.format.name}, {frames} frames "
         f"at {source.fps.numerator}/{source.fps.denominator} fps",
