@@ -21,9 +21,9 @@ def as_views(planes: np.ndarray, pad: int = 0):
 
 
 def reference(checkpoint, lqs: np.ndarray) -> torch.Tensor:
-    """The network's plain forward on float frames (T, 3, h, w): (T, 3, 4h, 4w), clamped, with
-    cleaning and SPyNet one frame at a time as the CPU engine runs them."""
-    net = load_model(checkpoint)
+    """The network's plain forward on float frames (T, 3, h, w): (T, 3, 4h, 4w), clamped, run as
+    the CPU engine runs it: channels-last, cleaning and SPyNet one frame at a time."""
+    net = load_model(checkpoint).to(memory_format=torch.channels_last)
     with torch.no_grad():
         return net(torch.from_numpy(lqs).unsqueeze(0), batch_frames=1)[0].clamp(0, 1)
 

@@ -248,6 +248,11 @@ class Engine:
         # and each extra frame costs memory, so one frame at a time there.
         self.batch_frames = memory.batch_frames(self.mid_channels) if self.device.type == "cuda" else 1
         network = network.to(self.device, self.dtype)
+        if self.device.type == "cpu" or self.dtype != torch.float32:
+            # Channels-last convolutions: 1.5x faster on the development machine's CPU (oneDNN),
+            # outputs within 2e-6 of the default layout; on CUDA the tensor cores of fp16/bf16
+            # want them (NVIDIA's guidance; not measured here, fp32 on CUDA keeps the default).
+            network = network.to(memory_format=torch.channels_last)
         if self.dtype != torch.float32:  # SPyNet's coarse-to-fine residues need float32
             _spynet(network).float()
         if self.device.type == "cuda":
