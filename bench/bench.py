@@ -11,7 +11,8 @@ Both run the full-size RealBasicVSRNet (random weights: speed and memory do not 
 the same random frames, each configuration in a fresh process so that peak memory is its own:
 peak process RSS (CPU) or `torch.cuda.max_memory_allocated` (CUDA) minus the level before the
 window. The engine's output frames are dropped as they come, as the filter hands them to
-VapourSynth; the naive path keeps them all, as the official script does. Then `core.rbvsr.Upscale` through vspipe against the engine alone on the same clip.
+VapourSynth; the naive path keeps them all, as the official script does. Then
+`core.rbvsr.Upscale` through vspipe against the engine alone on the same clip.
 """
 import argparse
 import datetime

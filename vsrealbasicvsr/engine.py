@@ -289,18 +289,18 @@ class Engine:
         frames = window + 2 * self.overlap  # context frames are stitched too
         return frames * 3 * 16 * self.width * self.height * self.sample.dtype.itemsize
 
-    def _fits(self, window, tile) -> bool:
+    def _needed_bytes(self, window, tile) -> int:
+        """The memory model's peak for one window, context frames and tile overlap included."""
         computed_w, computed_h = self._computed_size(tile)
         need = self._window_bytes(window + 2 * self.overlap, computed_h, computed_w)
-        return need + self._held_outputs_bytes(window, tile) <= self.budget
+        return need + self._held_outputs_bytes(window, tile)
+
+    def _fits(self, window, tile) -> bool:
+        return self._needed_bytes(window, tile) <= self.budget
 
     def estimated_bytes(self) -> int:
-        """The memory model's peak for one window of the current plan, context frames and
-        tile overlap included (`memory.py`)."""
-        window, tile = self.plan.window, self.plan.tile
-        computed_w, computed_h = self._computed_size(tile)
-        return (self._window_bytes(window + 2 * self.overlap, computed_h, computed_w)
-                + self._held_outputs_bytes(window, tile))
+        """The memory model's peak for one window of the current plan (`memory.py`)."""
+        return self._needed_bytes(self.plan.window, self.plan.tile)
 
     def _initial_plan(self, max_seq_len, tile) -> Plan:
         """The window and tile to start with. Automatic sizing (max_seq_len=0, tile=(0, 0))

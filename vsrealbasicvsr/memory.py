@@ -13,9 +13,10 @@ per low-resolution pixel (`peak_elements_per_pixel`):
   10 + mid per frame), plus one frame's reconstruction at a time (64-channel HR convolutions at
   4x4 the pixels: (4 * mid + 64) * 4 + 3 * 64 * 16).
 
-The engine batches as many frames as fit under the propagation phase (`batch_frames`), so the
-peak grows with T only by the kept 10 + mid per frame; MMEditing batches all T frames, whose
-cleaning dominates long windows (measured: 259 elements per pixel per frame at mid 64).
+The engine runs B = 1 on the CPU and, on CUDA, as many frames as fit under one frame's
+reconstruction (`batch_frames`), so its peak grows with T only by the kept 10 + mid per frame;
+MMEditing batches all T frames, whose cleaning dominates long windows (measured: 259 elements per
+pixel per frame at mid 64).
 
 Calibration (docs/MEMORY.md; `python -m vsrealbasicvsr.memory` re-measures): the peak RSS rise
 of a fresh CPU process, fp32, RealBasicVSRNet() (mid 64); see docs/MEMORY.md for the figures.
@@ -102,7 +103,7 @@ def largest_tile(budget: int, frames: int, height: int, width: int, mid_channels
     return None
 
 
-def measure_peak(frames: int, height: int, width: int, mid_channels: int = 64, batch_frames=None) -> int:
+def measure_peak(frames: int, height: int, width: int, mid_channels: int = 64, batch: int | None = None) -> int:
     """Peak host bytes of one fp32 window on the CPU, measured in a fresh process: the rise of
     the peak resident set size (getrusage) over the resident size before the window runs, with
     glibc's mmap threshold fixed so freed large buffers go back to the system at once."""
@@ -120,7 +121,7 @@ page = resource.getpagesize()
 before = int(open('/proc/self/statm').read().split()[1]) * page
 resource_peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 assert resource_peak() < before + 64 * 2**20, 'warm-up peak too high to measure from'
-for out in net.stream(lqs, batch_frames={batch_frames}):
+for out in net.stream(lqs, batch_frames={batch}):
     del out
 print(resource_peak() - before)
 """
