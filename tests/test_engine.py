@@ -1,4 +1,6 @@
 """The Python engine on its own: formats, windows and context, tiles, memory plan, OOM recovery."""
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -52,6 +54,42 @@ def test_float_window_equals_the_network_forward_bit_for_bit(tiny_checkpoint, fr
         assert array.dtype == np.float32 and array.flags.c_contiguous
         assert np.array_equal(array, expected[index])
         assert (window_first, window_size, tile_w, tile_h) == (0, 4, 0, 0)
+
+
+def test_all_torch_work_runs_on_the_engine_thread_whoever_calls(tiny_checkpoint, frames, monkeypatch):
+    # VapourSynth creates the engine on the script's thread and calls it from any worker thread;
+    # each thread that runs torch would get its own OpenMP team (see engine.TorchThread).
+    threads = set()
+    load = engine_module._load_network
+
+    def load_and_record(*args):
+        threads.add(threading.get_ident())
+        network = load(*args)
+        for module in network.modules():
+            module.register_forward_pre_hook(lambda *_: threads.add(threading.get_ident()))
+        return network
+
+    monkeypatch.setattr(engine_module, "_load_network", load_and_record)
+    engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0)
+    from_main = outputs_of(engine, as_views(frames))
+    from_other = []
+    caller = threading.Thread(target=lambda: from_other.extend(outputs_of(engine, as_views(frames))))
+    caller.start()
+    caller.join()
+    assert threads == {engine.torch_thread.call(threading.get_ident)}
+    assert threading.get_ident() not in threads and caller.ident not in threads
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(from_main, from_other)) and len(from_other) == 4
+
+
+def test_a_window_left_early_is_closed_on_the_engine_thread(tiny_checkpoint, frames):
+    engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0)
+    window = engine.run(as_views(frames), 0, 0, 0)
+    next(window)
+    window.close()  # as when the filter stops on an error: inference mode is left where it was entered
+    assert engine.torch_thread.call(torch.is_inference_mode_enabled) is False
+    assert torch.is_inference_mode_enabled() is False
+    again = outputs_of(engine, as_views(frames))
+    assert all(np.array_equal(a[1], e) for a, e in zip(again, reference(tiny_checkpoint, frames).numpy()))
 
 
 @pytest.mark.parametrize("sample_type,bits,dtype", [

@@ -1,8 +1,8 @@
 """The engine behind `core.rbvsr.Upscale`: windows of frames in, upscaled frames out.
 
 The native filter creates one `Engine` per `Upscale` call (its `ValueError`s become the call's
-`vs.Error`) and calls `Engine.run` once per window with the GIL held only around each step;
-torch releases the GIL while it computes. The contract is in docs/DESIGN.md.
+`vs.Error`) and calls `Engine.run` once per window from a VapourSynth thread, which waits while the
+engine's own thread (`TorchThread`) computes. The contract is in docs/DESIGN.md.
 
 What the engine decides: the device and precision, the window length and tile size that fit in
 memory (`memory.py`), how a window is cut into tiles, and what to do when the device runs out
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,38 @@ def _inject_oom() -> None:
     limit = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
     if _stats["attempts"] <= limit:
         raise torch.OutOfMemoryError(f"injected out-of-memory ({INJECT_OOM_ENV}={limit})")
+
+
+class TorchThread:
+    """The one thread on which an engine runs all its torch work: loading, windows, conversions.
+
+    Why: torch's CPU kernels parallelise with OpenMP, and libgomp gives every thread that starts
+    parallel work its own team of threads. VapourSynth creates a filter on the script's thread and
+    calls it from whichever of its worker threads is free, so an engine run from the calling
+    threads would build several teams; once a process has more OpenMP threads than cores, libgomp
+    makes idle team threads sleep instead of spin between kernels, and each of the network's
+    thousands of kernels per frame then waits for a wake-up (measured on 2 cores: 22,000 context
+    switches instead of 170 for 24 frames of 64x64, 10 % slower; docs/BENCHMARKS.md)."""
+
+    _DONE = object()
+
+    def __init__(self):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rbvsr-torch")
+
+    def call(self, function, *args):
+        """function(*args) on this thread; its exception is raised in the caller."""
+        return self._executor.submit(function, *args).result()
+
+    def iterate(self, generator):
+        """The items of `generator`, each computed on this thread when the caller asks for it, so
+        frames still leave one by one, and torch's thread-local modes (inference mode) are
+        entered and left on one thread."""
+        try:
+            while (item := self.call(next, generator, self._DONE)) is not self._DONE:
+                yield item
+        finally:
+            if generator.gi_frame is not None:  # the caller stopped early: finish it where it ran
+                self.call(generator.close)
 
 
 @dataclass(frozen=True)
@@ -241,15 +274,25 @@ class Engine:
         self.tile_overlap = int(tile_overlap)
         self.offload = bool(offload)
 
-        network = _load_network(model, checkpoint)
-        self.mid_channels = _mid_channels(network)
+        self.torch_thread = TorchThread()
+        self.network = self.torch_thread.call(self._prepare_network, model, checkpoint, compile)
+        self.mid_channels = _mid_channels(self.network)
         # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
         # instead of the whole window (MMEditing's way, whose cleaning dominates the peak of long
         # windows). On CUDA, batches as large as fit under one frame's reconstruction keep the
         # GPU busy on small frames; CPU convolutions gain nothing from batching (docs/BENCHMARKS.md)
         # and each extra frame costs memory, so one frame at a time there.
         self.batch_frames = memory.batch_frames(self.mid_channels) if self.device.type == "cuda" else 1
-        network = network.to(self.device, self.dtype)
+
+        self.budget = int(max_memory) if max_memory is not None else memory.available_bytes(self.device)
+        self.plan = self._initial_plan(int(max_seq_len), (tile_w, tile_h))
+        self.max_seq_len = self.plan.window
+        self._messages: list[str] = []
+        self._warned_oom = False
+
+    def _prepare_network(self, model, checkpoint, compile) -> torch.nn.Module:
+        """The network loaded, on the device, in the engine's precision and layout."""
+        network = _load_network(model, checkpoint).to(self.device, self.dtype)
         if self.device.type == "cpu" or self.dtype != torch.float32:
             # Channels-last convolutions: 1.5x faster on the development machine's CPU (oneDNN),
             # outputs within 2e-6 of the default layout; on CUDA the tensor cores of fp16/bf16
@@ -261,13 +304,7 @@ class Engine:
             torch.backends.cudnn.benchmark = True
         if compile:
             network = _compile(network)
-        self.network = network
-
-        self.budget = int(max_memory) if max_memory is not None else memory.available_bytes(self.device)
-        self.plan = self._initial_plan(int(max_seq_len), (tile_w, tile_h))
-        self.max_seq_len = self.plan.window
-        self._messages: list[str] = []
-        self._warned_oom = False
+        return network
 
     # -- sizing ----------------------------------------------------------------------------
 
@@ -400,7 +437,11 @@ class Engine:
         `(clip_index, array, window_first, window_size, tile_w, tile_h)`.
 
         Untiled, each frame is yielded as soon as the network's forward pass reaches it; with
-        tiles, the window's outputs wait on the host until its last tile is done."""
+        tiles, the window's outputs wait on the host until its last tile is done. The work runs
+        on the engine's `TorchThread`, whichever thread asks."""
+        return self.torch_thread.iterate(self._run(frames, first, context_before, context_after))
+
+    def _run(self, frames, first, context_before, context_after):
         lqs = self._to_tensor(frames)
         core_first, core_end = context_before, len(frames) - context_after
         done = core_first  # local index of the next frame to hand out
