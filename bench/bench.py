@@ -108,8 +108,9 @@ def vspipe_vs_engine(frames, window, height, width, rounds):
         script = Path(folder) / "bench.vpy"
         script.write_text(VPY.format(w=width, h=height, n=frames, window=window, ckpt=str(checkpoint)))
         vspipe = Path(sys.executable).parent / "vspipe"
-        code = (f"import sys, time; sys.path.insert(0, {str(REPO)!r}); exec(open({str(script)!r}).read()"
-                ".replace('core.rbvsr.Upscale', 'up = core.rbvsr.Upscale').replace('.set_output()', ''));"
+        # the script's source clip without the filter (whose engine would load a second network)
+        code = (f"import sys, time; sys.path.insert(0, {str(REPO)!r}); "
+                f"exec(''.join(line for line in open({str(script)!r}) if 'rbvsr' not in line));"
                 "import numpy as np, vsrealbasicvsr.engine as E;"
                 "frames = [clip.get_frame(i) for i in range(clip.num_frames)];"
                 f"eng = E.Engine({width}, {height}, 1, 32, checkpoint={str(checkpoint)!r}, max_seq_len={window}, overlap=0, tile=-1);"

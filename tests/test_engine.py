@@ -81,15 +81,21 @@ def test_all_torch_work_runs_on_the_engine_thread_whoever_calls(tiny_checkpoint,
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(from_main, from_other)) and len(from_other) == 4
 
 
-def test_a_window_left_early_is_closed_on_the_engine_thread(tiny_checkpoint, frames):
-    engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0)
-    window = engine.run(as_views(frames), 0, 0, 0)
-    next(window)
-    window.close()  # as when the filter stops on an error: inference mode is left where it was entered
-    assert engine.torch_thread.call(torch.is_inference_mode_enabled) is False
-    assert torch.is_inference_mode_enabled() is False
-    again = outputs_of(engine, as_views(frames))
-    assert all(np.array_equal(a[1], e) for a, e in zip(again, reference(tiny_checkpoint, frames).numpy()))
+def test_windows_of_engines_on_one_device_may_alternate_on_its_thread(tiny_checkpoint, frames):
+    first = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0)
+    second = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0)
+    assert first.torch_thread is second.torch_thread
+    reversed_frames = frames[::-1].copy()
+    a, b = first.run(as_views(frames), 0, 0, 0), second.run(as_views(reversed_frames), 0, 0, 0)
+    from_a, from_b = [next(a), next(a)], [next(b)]
+    from_a += list(a)  # a ends while b is inside its window
+    from_b += [next(b)]
+    b.close()  # as when the filter stops early on an error
+    assert first.torch_thread.call(torch.is_inference_mode_enabled) is False
+    assert all(np.array_equal(r[1], e) for r, e in zip(from_a, reference(tiny_checkpoint, frames).numpy(), strict=True))
+    assert all(np.array_equal(r[1], e) for r, e in zip(from_b, reference(tiny_checkpoint, reversed_frames).numpy()[:2]))
+    again = outputs_of(second, as_views(reversed_frames))
+    assert all(np.array_equal(r[1], e) for r, e in zip(again, reference(tiny_checkpoint, reversed_frames).numpy(), strict=True))
 
 
 @pytest.mark.parametrize("sample_type,bits,dtype", [

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -59,20 +60,31 @@ def _inject_oom() -> None:
 
 
 class TorchThread:
-    """The one thread on which an engine runs all its torch work: loading, windows, conversions.
+    """The thread on which the engines of one device run all their torch work: loading, windows,
+    conversions. One per device (`for_device`), shared by the engines on it.
 
     Why: torch's CPU kernels parallelise with OpenMP, and libgomp gives every thread that starts
     parallel work its own team of threads. VapourSynth creates a filter on the script's thread and
-    calls it from whichever of its worker threads is free, so an engine run from the calling
-    threads would build several teams; once a process has more OpenMP threads than cores, libgomp
-    makes idle team threads sleep instead of spin between kernels, and each of the network's
-    thousands of kernels per frame then waits for a wake-up (measured on 2 cores: 22,000 context
-    switches instead of 170 for 24 frames of 64x64, 10 % slower; docs/BENCHMARKS.md)."""
+    calls it from whichever of its worker threads is free, so engines run from the calling threads
+    build several teams; once a process has more OpenMP threads than cores, libgomp makes idle team
+    threads sleep instead of spin between kernels, and each of the network's thousands of kernels
+    per frame then waits for a wake-up (measured on 2 cores: 22,000 context switches instead of
+    170 for 24 frames of 64x64, 10 % slower; docs/BENCHMARKS.md). Engines on one device take turns
+    step by step, as they would share its cores anyway; engines on different GPUs run side by side."""
 
     _DONE = object()
+    _per_device: dict[str, "TorchThread"] = {}
+    _per_device_lock = threading.Lock()
 
     def __init__(self):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rbvsr-torch")
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> "TorchThread":
+        with cls._per_device_lock:
+            if str(device) not in cls._per_device:
+                cls._per_device[str(device)] = cls()
+            return cls._per_device[str(device)]
 
     def call(self, function, *args):
         """function(*args) on this thread; its exception is raised in the caller."""
@@ -80,14 +92,20 @@ class TorchThread:
 
     def iterate(self, generator):
         """The items of `generator`, each computed on this thread when the caller asks for it, so
-        frames still leave one by one, and torch's thread-local modes (inference mode) are
-        entered and left on one thread."""
+        frames still leave one by one."""
         try:
-            while (item := self.call(next, generator, self._DONE)) is not self._DONE:
+            while (item := self.call(self._step, generator)) is not self._DONE:
                 yield item
         finally:
             if generator.gi_frame is not None:  # the caller stopped early: finish it where it ran
                 self.call(generator.close)
+
+    @classmethod
+    def _step(cls, generator):
+        # Inference mode is a per-thread state: entered per step, not across a yield, because the
+        # steps of several windows may alternate on this thread.
+        with torch.inference_mode():
+            return next(generator, cls._DONE)
 
 
 @dataclass(frozen=True)
@@ -141,7 +159,7 @@ def _resolve_device(device: str) -> torch.device:
     if not isinstance(device, str):
         raise ValueError(f"Upscale: device must be a string, not {type(device).__name__}; use \"auto\", \"cpu\" or \"cuda\"")
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except RuntimeError:
@@ -155,6 +173,8 @@ def _resolve_device(device: str) -> torch.device:
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise ValueError(f"Upscale: device {device!r} does not exist: {torch.cuda.device_count()} "
                              "CUDA device(s) found; use cuda:0 .. cuda:N-1")
+        if resolved.index is None:  # "cuda" is the current GPU of this thread, not of the engine's
+            resolved = torch.device("cuda", torch.cuda.current_device())
     return resolved
 
 
@@ -274,7 +294,7 @@ class Engine:
         self.tile_overlap = int(tile_overlap)
         self.offload = bool(offload)
 
-        self.torch_thread = TorchThread()
+        self.torch_thread = TorchThread.for_device(self.device)
         self.network = self.torch_thread.call(self._prepare_network, model, checkpoint, compile)
         self.mid_channels = _mid_channels(self.network)
         # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
@@ -474,15 +494,14 @@ class Engine:
         _stats["attempts"] += 1
         _inject_oom()
         _stats["windows"] += 1
-        with torch.inference_mode():
-            if self.plan.tile is None:
-                outputs, tile = (out[0] for out in self._stream(lqs)), (0, 0)
-            else:
-                outputs, tile = iter(self._tiled(lqs, self.plan.tile)), self.plan.tile
-            for i, output in enumerate(outputs):
-                local = offset + i
-                if core_first <= local < core_end:  # context frames are computed, not converted
-                    yield local, output if tile != (0, 0) else self.sample.from_float(output), tile
+        if self.plan.tile is None:
+            outputs, tile = (out[0] for out in self._stream(lqs)), (0, 0)
+        else:
+            outputs, tile = iter(self._tiled(lqs, self.plan.tile)), self.plan.tile
+        for i, output in enumerate(outputs):
+            local = offset + i
+            if core_first <= local < core_end:  # context frames are computed, not converted
+                yield local, output if tile != (0, 0) else self.sample.from_float(output), tile
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None
