@@ -2,7 +2,7 @@
 
 The native filter creates one `Engine` per `Upscale` call (its `ValueError`s become the call's
 `vs.Error`) and calls `Engine.run` once per window from a VapourSynth thread, which waits while the
-engine's own thread (`TorchThread`) computes. The contract is in docs/DESIGN.md.
+thread of the engine's device (`TorchThread`) computes. The contract is in docs/DESIGN.md.
 
 What the engine decides: the device and precision, the window length and tile size that fit in
 memory (`memory.py`), how a window is cut into tiles, and what to do when the device runs out
