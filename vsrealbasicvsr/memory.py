@@ -103,10 +103,12 @@ def largest_tile(budget: int, frames: int, height: int, width: int, mid_channels
     return None
 
 
-def measure_peak(frames: int, height: int, width: int, mid_channels: int = 64, batch: int | None = None) -> int:
-    """Peak host bytes of one fp32 window on the CPU, measured in a fresh process: the rise of
-    the peak resident set size (getrusage) over the resident size before the window runs, with
-    glibc's mmap threshold fixed so freed large buffers go back to the system at once."""
+def measure_peak(frames: int, height: int, width: int, mid_channels: int = 64, batch: int | None = None,
+                 precision: str = "fp32") -> int:
+    """Peak host bytes of one window on the CPU in fp32 or bf16 (SPyNet in fp32, as the engine
+    runs it), measured in a fresh process: the rise of the peak resident set size (getrusage) over
+    the resident size before the window runs, with glibc's mmap threshold fixed so freed large
+    buffers go back to the system at once."""
     import subprocess
     import sys
 
@@ -114,8 +116,10 @@ def measure_peak(frames: int, height: int, width: int, mid_channels: int = 64, b
 import resource, torch
 from vsrealbasicvsr.models import RealBasicVSRNet
 torch.set_grad_enabled(False)
-net = RealBasicVSRNet(mid_channels={mid_channels}).eval().to(memory_format=torch.channels_last)  # as the CPU engine
-lqs = torch.rand(1, {frames}, 3, {height}, {width})
+dtype = {{"fp32": torch.float32, "bf16": torch.bfloat16}}[{precision!r}]
+net = RealBasicVSRNet(mid_channels={mid_channels}).eval().to(dtype, memory_format=torch.channels_last)  # as the CPU engine
+net.basicvsr.spynet.float()
+lqs = torch.rand(1, {frames}, 3, {height}, {width}).to(dtype)
 net(lqs[:, :2, :, :64, :64])  # warm up the allocator and kernels on a small window
 page = resource.getpagesize()
 before = int(open('/proc/self/statm').read().split()[1]) * page
@@ -131,18 +135,21 @@ print(resource_peak() - before)
     return int(result.stdout.split()[-1])
 
 
-def calibrate(mid_channels: int = 64, sizes=((64, 64), (96, 96)), lengths=(8, 32)) -> None:
-    """Print measured peaks next to `window_bytes` without its margin, for the engine's batch and
-    for all frames at once (MMEditing's): `python -m vsrealbasicvsr.memory` (about 20 minutes on
-    2 cores)."""
+def calibrate(mid_channels: int = 64, sizes=((64, 64), (96, 96)), lengths=(8, 32), precision: str = "fp32") -> None:
+    """Print measured peaks next to `window_bytes` without its margin, for the engine's batch and,
+    in fp32, for all frames at once (MMEditing's): `python -m vsrealbasicvsr.memory [bf16]`
+    (about 20 minutes on 2 cores in fp32)."""
+    element_bytes = {"fp32": 4, "bf16": 2}[precision]
     for height, width in sizes:
         for frames in lengths:
-            for batch in (1, None):  # the CPU engine's batch, and MMEditing's
-                peak = measure_peak(frames, height, width, mid_channels, batch)
-                model = window_bytes(frames, height, width, mid_channels, 4, batch) / SAFETY_MARGIN
-                print(f"{width}x{height} T={frames} batch={batch or frames}: measured {peak / 2**20:7.1f} MiB, "
-                      f"model {model / 2**20:7.1f} MiB (ratio {peak / model:.2f})", flush=True)
+            for batch in (1, None) if precision == "fp32" else (1,):  # the CPU engine's batch, and MMEditing's
+                peak = measure_peak(frames, height, width, mid_channels, batch, precision)
+                model = window_bytes(frames, height, width, mid_channels, element_bytes, batch) / SAFETY_MARGIN
+                print(f"{width}x{height} T={frames} batch={batch or frames} {precision}: measured "
+                      f"{peak / 2**20:7.1f} MiB, model {model / 2**20:7.1f} MiB (ratio {peak / model:.2f})", flush=True)
 
 
 if __name__ == "__main__":
-    calibrate()
+    import sys
+
+    calibrate(precision=sys.argv[1] if len(sys.argv) > 1 else "fp32")
