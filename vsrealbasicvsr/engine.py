@@ -185,9 +185,10 @@ def _resolve_precision(precision, device: torch.device, sample: SampleFormat) ->
     if precision not in PRECISIONS:
         raise ValueError(f"Upscale: unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type == "cpu":
-        # torch's CPU fp16 convolutions are slow (5.6x slower than fp32 on a CPU with AVX-512 BF16);
-        # bf16 is 1.6x faster than fp32 there (docs/BENCHMARKS.md), though much slower on CPUs
-        # without native bf16 (27x on an earlier development machine), so it is allowed.
+        # torch's CPU fp16 convolutions are slow (5.6x slower than fp32 on the development machine,
+        # whose CPU has AVX-512 BF16 but not FP16). bf16 was 1.6x faster than fp32 there
+        # (docs/BENCHMARKS.md), though much slower on CPUs without native bf16 (27x on an earlier
+        # development machine), so it is allowed.
         raise ValueError("Upscale: precision=\"fp16\" is for CUDA devices, the engine runs on the CPU; "
                          "use precision=\"fp32\" (or \"bf16\") on the CPU, or device=\"cuda\"")
     return PRECISIONS[precision]
@@ -257,8 +258,8 @@ class Engine:
         max_seq_len: frames per window; 0 = the most that fit in memory.
         device: "auto", "cpu", "cuda" or "cuda:N".
         precision: None: fp16 for RGBH clips on CUDA, else fp32; "fp32", "fp16" (CUDA only) or
-            "bf16" (on CPUs with native bf16 1.6x faster than fp32, 51 dB from its output; much
-            slower on CPUs without). SPyNet stays in fp32.
+            "bf16" (1.6x faster than fp32 and 51 dB from its output on the development machine,
+            whose CPU has native bf16; much slower on CPUs without). SPyNet stays in fp32.
         overlap: context frames fed on each side of a window (the filter passes them in).
         tile: (w, h) low-resolution tile, at least 64x64; (0, 0) = automatic, (-1, -1) = off.
             Tiled windows hold their outputs on the host until the last tile is done.
