@@ -94,9 +94,10 @@ core.rbvsr.Upscale(clip, checkpoint={ckpt!r}, max_seq_len={window}, overlap=0, t
 
 
 def vspipe_vs_engine(frames, window, height, width, rounds):
-    """fps of vspipe through the filter, and of the engine alone on the same frames and windows
-    (several windows, so that the first one's start-up costs are shared alike), in alternating
-    rounds, each in a fresh process: [(vspipe_fps, engine_fps), ...]."""
+    """fps of vspipe through the filter, of the engine alone and of the plain network's forward
+    (the naive path) on the same frames and windows (several windows, so that the first one's
+    start-up costs are shared alike), in alternating rounds, each in a fresh process:
+    [(vspipe_fps, engine_fps, naive_fps), ...]."""
     import torch
 
     from vsrealbasicvsr.models import RealBasicVSRNet
@@ -109,24 +110,29 @@ def vspipe_vs_engine(frames, window, height, width, rounds):
         script.write_text(VPY.format(w=width, h=height, n=frames, window=window, ckpt=str(checkpoint)))
         vspipe = Path(sys.executable).parent / "vspipe"
         # the script's source clip without the filter (whose engine would load a second network)
-        code = (f"import sys, time; sys.path.insert(0, {str(REPO)!r}); "
-                f"exec(''.join(line for line in open({str(script)!r}) if 'rbvsr' not in line));"
-                "import numpy as np, vsrealbasicvsr.engine as E;"
-                "frames = [clip.get_frame(i) for i in range(clip.num_frames)];"
-                f"eng = E.Engine({width}, {height}, 1, 32, checkpoint={str(checkpoint)!r}, max_seq_len={window}, overlap=0, tile=-1);"
-                "views = [tuple(memoryview(np.ascontiguousarray(np.asarray(f[p]))) for p in range(3)) + "
-                f"({width} * 4,) for f in frames];"
-                f"t = time.perf_counter(); [a for s in range(0, {frames}, {window}) for _, a, *_ in eng.run(views[s:s + {window}], s, 0, 0)];"
-                f"print({frames} / (time.perf_counter() - t))")
+        source = (f"import sys, time; sys.path.insert(0, {str(REPO)!r}); "
+                  f"exec(''.join(line for line in open({str(script)!r}) if 'rbvsr' not in line));"
+                  "import numpy as np, torch, vsrealbasicvsr.engine as E;"
+                  "frames = [clip.get_frame(i) for i in range(clip.num_frames)];"
+                  "planes = [[np.ascontiguousarray(np.asarray(f[p])) for p in range(3)] for f in frames];")
+        windows = f"range(0, {frames}, {window})"
+        engine = (source + f"eng = E.Engine({width}, {height}, 1, 32, checkpoint={str(checkpoint)!r}, max_seq_len={window}, overlap=0, tile=-1);"
+                  f"views = [tuple(memoryview(p) for p in f) + ({width} * 4,) for f in planes];"
+                  f"t = time.perf_counter(); [a for s in {windows} for _, a, *_ in eng.run(views[s:s + {window}], s, 0, 0)];"
+                  f"print({frames} / (time.perf_counter() - t))")
+        naive = (source + f"from vsrealbasicvsr.checkpoints import load_model; net = load_model({str(checkpoint)!r});"
+                 "lqs = torch.from_numpy(np.array(planes)).unsqueeze(0); torch.set_grad_enabled(False);"
+                 f"t = time.perf_counter(); [f.clamp(0, 1).numpy() for s in {windows} for f in net(lqs[:, s:s + {window}])[0]];"
+                 f"print({frames} / (time.perf_counter() - t))")
+        fps = lambda code: float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                                text=True).stdout.strip().splitlines()[-1])
         results = []
         for _ in range(rounds):
             # vspipe -p reports the frames per second of output, after the script (and the model) loaded
             report = subprocess.run([str(vspipe), "-p", str(script), "--"], check=True, capture_output=True,
                                     text=True).stderr
             vspipe_fps = float(re.search(r"Output \d+ frames in [\d.]+ seconds \(([\d.]+) fps\)", report)[1])
-            engine_fps = float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                              text=True).stdout.strip().splitlines()[-1])
-            results.append((vspipe_fps, engine_fps))
+            results.append((vspipe_fps, fps(engine), fps(naive)))
         return results
 
 
@@ -160,16 +166,19 @@ def main():
             print(row, flush=True)
             lines.append(row)
     rounds = vspipe_vs_engine(48, 8, 64, 64, rounds=3)
-    lines += ["", "## The filter through vspipe against the engine alone", "",
-              "Same 48 frames of 64x64 RGBS, six windows of 8, three rounds alternating between the two, each "
+    lines += ["", "## The filter through vspipe against the engine alone and the plain forward", "",
+              "Same 48 frames of 64x64 RGBS, six windows of 8, three rounds alternating between the three, each "
               "in a fresh process; vspipe's figure is its own `-p` report (output frames per second once the "
-              "script is loaded), the engine's is `Engine.run` on the frames.", "",
-              "| round | vspipe fps | engine fps | ratio |", "| --- | --- | --- | --- |"]
-    lines += [f"| {i} | {v:.2f} | {e:.2f} | {v / e:.2f} |" for i, (v, e) in enumerate(rounds, 1)]
-    lines += ["", f"Median ratio: {statistics.median(v / e for v, e in rounds):.2f}.", "",
+              "script is loaded), the engine's is `Engine.run` on the frames, the plain forward's is the "
+              "network's `forward` on each window (the naive path above).", "",
+              "| round | vspipe fps | engine fps | plain forward fps | vspipe / engine | vspipe / plain forward |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {i} | {v:.2f} | {e:.2f} | {n:.2f} | {v / e:.2f} | {v / n:.2f} |" for i, (v, e, n) in enumerate(rounds, 1)]
+    lines += ["", f"Median ratios: vspipe / engine {statistics.median(v / e for v, e, _ in rounds):.2f}, "
+              f"vspipe / plain forward {statistics.median(v / n for v, _, n in rounds):.2f}.", "",
               "## GPU", "", "Not measured: no GPU was lent to the task that made this file. "
               "`python bench/bench.py --device cuda` makes the same tables on one."]
-    print("\n".join(lines[-14:]))
+    print("\n".join(lines[-15:]))
     write_measured_part(REPO / "docs" / "BENCHMARKS.md", "\n".join(lines))
 
 
