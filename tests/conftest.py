@@ -1,12 +1,11 @@
-"""Fixtures shared by the test modules: paths to the shared data and small checkpoints."""
+"""Fixtures shared by the test modules: paths to the test data and small checkpoints."""
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-GOLDEN_DIR = SHARED / "golden"
-DEMO_FRAMES_DIR = SHARED / "data" / "realbasicvsr_demo_000"
+# MMEditing's own outputs for a small RealBasicVSR (provenance in tests/data/README.md).
+GOLDEN_DIR = REPO / "tests" / "data"
 
 # A RealBasicVSR small enough for logic tests on 2 CPU cores (SPyNet stays full size: it has no
 # size arguments).
