@@ -62,7 +62,7 @@ def test_forward_leaves_its_input_alone_and_stream_equals_forward(tiny):
     assert stacked.shape == (1, 3, 3, 256, 288)
     assert len(streamed) == 3
     assert all(torch.equal(stacked[:, i], streamed[i]) for i in range(3))
-    assert all(torch.equal(a, b) for a, b in zip(streamed, offloaded))
+    assert all(torch.equal(a, b) for a, b in zip(streamed, offloaded, strict=True))
 
 
 @pytest.mark.parametrize("batch_frames", [1, 2, 4])
