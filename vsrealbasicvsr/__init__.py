@@ -60,7 +60,7 @@ def upscale(
             at window edges see their neighbours; they never cross a scene cut. None (default):
             the engine's default.
         tile: Spatial tile size: one int or [width, height]; 0 (default) = automatic (tiles only
-            when a frame does not fit in memory), -1 = never tile.
+            when a window, its context frames included, does not fit in memory), -1 = never tile.
         tile_overlap: Pixels that neighbouring tiles share; None (default): the engine's default.
         offload: Keep the backward-propagation features in host memory instead of on the GPU
             (default False): slower, uses less GPU memory.
