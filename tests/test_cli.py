@@ -17,9 +17,12 @@ from vsrealbasicvsr import registry
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(home, *args):
-    environment = dict(os.environ, **{registry.HOME_ENV: str(home)})
+def run_cli(home, *args, **env):
+    """The command with `home` as $VSREALBASICVSR_HOME (None: unset) and `env` added."""
+    environment = dict(os.environ, **{registry.HOME_ENV: str(home)}, **env)
     environment.pop("VSREALBASICVSR_MIRROR", None)
+    if home is None:
+        environment.pop(registry.HOME_ENV)
     # the usual umask, whatever the test runner's
     return subprocess.run([sys.executable, "-m", "vsrealbasicvsr", *args], cwd=REPO, env=environment,
                           capture_output=True, text=True, timeout=120, check=False,
@@ -39,6 +42,17 @@ def test_models_lists_each_model_installed_or_missing(tmp_path, tiny_checkpoint)
     assert set(lines) == set(registry.MODELS)
     assert " installed " in lines["realbasicvsr"] and str(tmp_path) in lines["realbasicvsr"]
     assert " missing " in lines["basicvsr-reds4"]
+
+
+@pytest.mark.parametrize("xdg", [True, False])
+def test_the_weights_folder_is_the_cache_unless_set_for_every_install(tmp_path, xdg):
+    """$VSREALBASICVSR_HOME unset: $XDG_CACHE_HOME/vsrealbasicvsr, else ~/.cache/vsrealbasicvsr, also
+    when the command runs from this source tree."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")} if xdg else {"HOME": str(tmp_path), "XDG_CACHE_HOME": ""}
+    result = run_cli(None, "models", **env)
+    assert result.returncode == 0, result.stderr
+    expected = tmp_path / "cache" / "vsrealbasicvsr" if xdg else tmp_path / ".cache" / "vsrealbasicvsr"
+    assert result.stdout.splitlines()[0] == f"weights folder: {expected}"
 
 
 def test_download_with_url_checks_the_hash(tmp_path):

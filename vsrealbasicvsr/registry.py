@@ -1,9 +1,9 @@
 """The models this package knows: architecture, official download URLs, hashes, and where the
 installed weights live.
 
-Where weights live, first match wins: `$VSREALBASICVSR_HOME`; `checkpoints/` of the source
-checkout this package runs from (when that folder exists); `~/.cache/vsrealbasicvsr`
-(`$XDG_CACHE_HOME/vsrealbasicvsr` when that is set).
+Where weights live: `$VSREALBASICVSR_HOME` if set, else `$XDG_CACHE_HOME/vsrealbasicvsr`
+(`~/.cache/vsrealbasicvsr` when that is not set). The same rule for every kind of install, so an
+editable and a normal install find the same files.
 """
 from __future__ import annotations
 
@@ -73,9 +73,6 @@ def weights_dir() -> Path:
     """The folder installed weights live in (see the module docstring)."""
     if os.environ.get(HOME_ENV):
         return Path(os.environ[HOME_ENV]).expanduser()
-    checkout = Path(__file__).resolve().parents[1] / "checkpoints"
-    if checkout.is_dir() and (checkout.parent / "pyproject.toml").is_file():
-        return checkout
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "vsrealbasicvsr"
 
