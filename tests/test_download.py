@@ -171,6 +171,18 @@ def test_a_link_planted_at_the_part_path_is_never_written_through(server, home, 
     assert WeightsHandler.ranges_seen == []
 
 
+def test_fifos_planted_at_the_part_paths_do_not_hang_the_download(server, home):
+    final = registry.installed_path(MODEL)
+    os.mkfifo(home / (final.name + ".part"))
+    os.mkfifo(home / (final.name + ".part.json"))
+    result = []
+    worker = threading.Thread(target=lambda: result.append(download(MODEL, url=f"{server}/good", quiet=True)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert result == [final] and final.read_bytes() == PAYLOAD
+
+
 def test_downloads_get_the_mode_of_any_new_file(server, home):
     """0666 less the umask, as a plain open() gives: readable by others under the usual umask."""
     umask = os.umask(0o022)

@@ -93,7 +93,7 @@ def size_cap(info: registry.ModelInfo) -> int:
 def _folder_error(folder: Path, error: OSError) -> WeightsFolderError:
     reason = "not a folder" if folder.exists() and not folder.is_dir() else (error.strerror or str(error)).lower()
     return WeightsFolderError(f"cannot write in the weights folder {folder} ({reason}); "
-                         f"set ${registry.HOME_ENV} to a writable folder")
+                              f"set ${registry.HOME_ENV} to a writable folder")
 
 
 def create_new_file(folder: Path, prefix: str) -> tuple[int, Path]:
@@ -117,9 +117,10 @@ def create_new_file(folder: Path, prefix: str) -> tuple[int, Path]:
 
 def _open_own_file(path: Path, flags: int) -> int | None:
     """`path` opened with `flags` when it is a plain file of this user's with no other name; None
-    otherwise (a link, another's file, a hard link to a file elsewhere, nothing)."""
+    otherwise (a link, another's file, a hard link to a file elsewhere, nothing). O_NONBLOCK: a
+    FIFO planted there must not hang the open; it changes nothing for a plain file."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     status = os.fstat(fd)
