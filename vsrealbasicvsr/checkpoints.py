@@ -33,25 +33,37 @@ _BASICSR_RENAMES = [
 _BASICSR_SPYNET = re.compile(r"^(spynet\.basic_module\.\d+\.basic_module\.)(\d+)\.(weight|bias)$")
 
 
+_AGAIN = "download it again (`vsrealbasicvsr download MODEL`) or pass another checkpoint"
+# torch's weights-only loader names the global a pickle asks for when it refuses it, in words that
+# change between releases ("Unsupported global: GLOBAL print", "unsupported GLOBAL posix.system").
+_REFUSED_GLOBAL = re.compile(r"unsupported global\W+(?:global )?(\S+)", re.IGNORECASE)
+
+
+def _first_sentence(error: BaseException) -> str:
+    """The first line of `error` up to its first full stop, or its type when it has no text."""
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return text.split(". ")[0].rstrip(".") or type(error).__name__
+
+
 def _read(path: Path):
     if not path.exists():
         raise CheckpointError(f"{path}: no such file; check the path, or run `vsrealbasicvsr download MODEL`")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a file; pass the path of a .pth checkpoint")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty; {_AGAIN}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Unsupported global" not in str(error):  # not a refused object: no torch file at all
-            raise CheckpointError(f"{path}: unreadable or truncated checkpoint (not a torch file); "
-                                  "download it again (`vsrealbasicvsr download MODEL`)") from None
+        refused = _REFUSED_GLOBAL.search(str(error))
+        if refused is None:  # not a refused object: no torch file at all
+            raise CheckpointError(f"{path} is truncated or not a torch checkpoint; {_AGAIN}") from None
         raise CheckpointError(
-            f"{path}: refused: loading it would run arbitrary code (it holds more than tensors and plain "
-            f"containers: {str(error).splitlines()[0]}); re-save its state dict with torch.save(model.state_dict())"
-        ) from None
+            f"{path}: the file wants to run code when loaded (it names {refused[1].rstrip('.')}) and is refused; "
+            "a checkpoint holds only tensors: if you trust the file, re-save its state dict with "
+            "torch.save(model.state_dict(), path)") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        raise CheckpointError(
-            f"{path}: unreadable or truncated checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}); "
-            "download it again (`vsrealbasicvsr download MODEL`)") from None
+        raise CheckpointError(f"{path} is truncated or damaged ({_first_sentence(error)}); {_AGAIN}") from None
 
 
 def _from_basicsr(params: dict) -> dict:
@@ -98,35 +110,43 @@ def load_state_dict(path, prefer_ema: bool = True) -> dict:
     return checkpoint
 
 
-def _count_blocks(state: dict, prefix: str) -> int:
+def _count_blocks(state: dict, prefix: str, path) -> int:
+    """The number of residual blocks under `prefix`: block numbers must run 0, 1, ... with none
+    missing, so a name alone (e.g. block 3999) cannot make the network larger than the file."""
     pattern = re.compile(re.escape(prefix) + r"main\.2\.(\d+)\.")
     indices = {int(m[1]) for k in state if (m := pattern.match(k))}
-    return max(indices) + 1 if indices else 0
+    if indices and len(indices) != max(indices) + 1:
+        raise CheckpointError(
+            f"{path}: the blocks of {prefix.rstrip('.')} are numbered up to {max(indices)}, but the file "
+            f"holds {len(indices)} of them; the file is damaged or not a checkpoint of ours: {_AGAIN}")
+    return len(indices)
 
 
 def infer_config(state: dict, path) -> tuple[type, dict]:
     """The network class and constructor arguments that fit `state`'s names and shapes."""
     if "basicvsr.fusion.weight" in state:
-        return RealBasicVSRNet, dict(
-            mid_channels=state["basicvsr.fusion.weight"].shape[0],
-            num_propagation_blocks=_count_blocks(state, "basicvsr.backward_resblocks."),
-            num_cleaning_blocks=_count_blocks(state, "image_cleaning.0."))
+        return RealBasicVSRNet, {
+            "mid_channels": state["basicvsr.fusion.weight"].shape[0],
+            "num_propagation_blocks": _count_blocks(state, "basicvsr.backward_resblocks.", path),
+            "num_cleaning_blocks": _count_blocks(state, "image_cleaning.0.", path)}
     if "fusion.weight" in state:
-        return BasicVSRNet, dict(mid_channels=state["fusion.weight"].shape[0],
-                                 num_blocks=_count_blocks(state, "backward_resblocks."))
+        return BasicVSRNet, {"mid_channels": state["fusion.weight"].shape[0],
+                            "num_blocks": _count_blocks(state, "backward_resblocks.", path)}
     sample = ", ".join(list(state)[:5])
     raise CheckpointError(
         f"{path}: not a RealBasicVSR or BasicVSR checkpoint (another architecture; first keys: {sample}); "
         "pass a RealBasicVSR/BasicVSR checkpoint")
 
 
-def _load_into(network: torch.nn.Module, state: dict, path) -> None:
-    expected = network.state_dict()
+def _check_fits(skeleton: torch.nn.Module, state: dict, path) -> None:
+    """Every name and shape of `state` is `skeleton`'s (a network on the meta device: sizes without
+    memory), so the real network is built only when the file's own tensors fill it."""
+    expected = skeleton.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         raise CheckpointError(
-            f"{path}: does not fit {type(network).__name__} (another architecture?): "
+            f"{path}: does not fit {type(skeleton).__name__} (another architecture?): "
             f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
             f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}; "
             "pass a checkpoint of this model")
@@ -135,7 +155,6 @@ def _load_into(network: torch.nn.Module, state: dict, path) -> None:
             raise CheckpointError(
                 f"{path}: shape mismatch for {key}: the file has {tuple(state[key].shape)}, the network "
                 f"{tuple(tensor.shape)}; the file is damaged or of a differently sized network")
-    network.load_state_dict(state, strict=True)
 
 
 def load_model(name_or_path, prefer_ema: bool = True, **overrides) -> torch.nn.Module:
@@ -157,8 +176,11 @@ def load_model(name_or_path, prefer_ema: bool = True, **overrides) -> torch.nn.M
     state = load_state_dict(path, prefer_ema)
     network_class, config = infer_config(state, path)
     try:
-        network = network_class(**(config | overrides))
+        with torch.device("meta"):
+            skeleton = network_class(**(config | overrides))
     except TypeError as error:
         raise CheckpointError(f"{path}: bad override for {network_class.__name__}: {error}") from None
-    _load_into(network, state, path)
+    _check_fits(skeleton, state, path)
+    network = network_class(**(config | overrides))
+    network.load_state_dict(state, strict=True)
     return network.eval()

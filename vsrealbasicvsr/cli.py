@@ -8,7 +8,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from . import registry
@@ -48,6 +47,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """Check that FILE loads into MODEL's architecture, then copy it into place."""
     from .checkpoints import CheckpointError, load_model
+    from .download import DownloadError, create_new_file
 
     info = registry.MODELS.get(args.model)
     if info is None:
@@ -60,12 +60,19 @@ def cmd_import(args: argparse.Namespace) -> int:
         return _fail("import", f"{args.file} holds a {type(network).__name__}, but {args.model} is a "
                                f"{info.architecture}; import it as a model of that architecture")
     destination = registry.installed_path(args.model)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    # copy under a temporary name first: never a half file under the final name
-    with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, suffix=".part") as temporary:
-        with open(args.file, "rb") as source:
-            shutil.copyfileobj(source, temporary)
-    os.replace(temporary.name, destination)
+    # copy into a new file of ours first, as the download does: never a half file under the final name
+    try:
+        fd, temporary = create_new_file(destination.parent, f".{destination.name}.")
+    except DownloadError as error:
+        return _fail("import", str(error))
+    try:
+        with os.fdopen(fd, "wb") as out, open(args.file, "rb") as source:
+            shutil.copyfileobj(source, out)
+        os.replace(temporary, destination)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        return _fail("import", f"cannot install {destination} ({error.strerror or error}); "
+                               f"set ${registry.HOME_ENV} to a writable folder")
     print(f"{args.model}: imported {args.file} as {destination}")
     return 0
 

