@@ -5,6 +5,7 @@ on one output exclude each other (a lock), a resume with other weights is refuse
 reach ffmpeg as options, frames of mixed sizes are refused, and the output keeps the input's
 sample aspect ratio. Same clip and tiny checkpoint as test_cli_upscale.py.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -124,11 +125,12 @@ def _symlink_to_input_folder(clip, tmp_path):
     return frames, tmp_path / "frames_x4"
 
 
-@pytest.mark.parametrize("make", [_same_folder, _same_file, _symlink_to_input, _hard_link_to_input,
-                                  _symlink_to_input_folder])
-def test_output_that_is_the_input_is_refused(make, clip, tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("make, flag", [
+    (_same_folder, "--overwrite"), (_same_folder, "--overwrite-folder"), (_same_file, "--overwrite"),
+    (_symlink_to_input, "--overwrite"), (_hard_link_to_input, "--overwrite"), (_symlink_to_input_folder, "--overwrite"),
+])
+def test_output_that_is_the_input_is_refused(make, flag, clip, tiny_checkpoint, tmp_path):
     source, output = make(clip, tmp_path)
-    flag = "--overwrite-folder" if source.is_dir() else "--overwrite"  # the most the user can ask for
     before = tree(tmp_path)
     result = run_cli(source, output, "--checkpoint", tiny_checkpoint, "--max-seq-len", "4", flag, check=False)
     one_line_error(result, "is the input")
@@ -209,7 +211,6 @@ def test_resume_refuses_other_weights(weights, upscaled, clip, tiny_checkpoint, 
     args = [clip, output, *selection, *COMMON, "--quiet"]
     stopped = run_cli(*args, env={**env, "VSREALBASICVSR_STOP_AFTER_SEGMENTS": "1"}, check=False)
     assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr
-    assert json.loads((work / "job.json").read_text())["fps"] is None  # a video's own frame rate
 
     shutil.copy(other_tiny_checkpoint, path)
     kept = tree(work)
@@ -217,6 +218,7 @@ def test_resume_refuses_other_weights(weights, upscaled, clip, tiny_checkpoint, 
     one_line_error(refused, f"the weights {path} changed since the job")
     assert "--overwrite to start over with these weights" in refused.stderr
     assert tree(work) == kept and not output.exists()
+    assert json.loads((work / "job.json").read_text())["fps"] is None  # a video's own frame rate
 
     shutil.copy(tiny_checkpoint, path)  # the original weights again (a new mtime, the same bytes)
     run_cli(*args, "--resume", env=env)
@@ -227,9 +229,11 @@ def test_job_file_frame_rates():
     from vsrealbasicvsr.video import Job
 
     def fingerprint(fps):
-        return Job(input=Path(__file__), output=Path("out.mp4"), folder_out=False, work=Path("out.mp4.rbvsr-work"),
-                   codec="ffv1", crf=None, start=0, end=None, fps=fps, scene_detect=True, upscale_options={},
-                   quiet=True, overwrite=False, resume=False).fingerprint(10, 8)
+        known = {"input": Path(__file__), "output": Path("out.mp4"), "folder_out": False,
+                 "work": Path("out.mp4.rbvsr-work"), "codec": "ffv1", "crf": None, "start": 0, "end": None,
+                 "fps": fps, "scene_detect": True, "upscale_options": {}}
+        flags = {field.name: False for field in dataclasses.fields(Job) if field.name not in known}  # quiet, ...
+        return Job(**known, **flags).fingerprint(10, 8)
 
     assert json.loads(json.dumps(fingerprint(None)))["fps"] is None
     assert fingerprint(Fraction(24000, 1001))["fps"] == "24000/1001"
