@@ -145,6 +145,14 @@ def test_an_output_file_without_extension_is_not_replaced_by_a_folder(clip, tiny
     assert output.read_text() == "mine"
 
 
+def test_a_file_where_the_work_folder_goes_is_an_error_not_a_crash(clip, tiny_checkpoint, tmp_path):
+    blocker = tmp_path / "x4.mkv.rbvsr-work"
+    blocker.write_text("mine")
+    result = run_cli(clip, tmp_path / "x4.mkv", "--checkpoint", tiny_checkpoint, "--overwrite", check=False)
+    one_line_error(result, f"cannot lock the job in {blocker}")
+    assert blocker.read_text() == "mine"
+
+
 # -- one job per output ---------------------------------------------------------------------------
 
 def start_job(clip, output, checkpoint, *extra) -> subprocess.Popen:

@@ -649,12 +649,15 @@ def lock_work(work: Path, output: Path) -> int:
     removed file in the meantime sees that it is no longer the folder's, and tries again.
     """
     lock_path = work / LOCK_NAME
-    while True:
-        work.mkdir(exist_ok=True)
+    for _ in range(10):  # a retry needs another job to remove the folder at that very moment
         try:
+            work.mkdir(exist_ok=True)
             descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except FileNotFoundError:  # the folder went between the two calls
             continue
+        except OSError as error:  # e.g. a file where the folder should be, or a link as the lock file
+            raise UpscaleError(f"cannot lock the job in {work} ({error.strerror}); if no job of {output} runs, "
+                               f"remove {work}, or choose another output") from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -670,6 +673,8 @@ def lock_work(work: Path, output: Path) -> int:
         if named is not None and (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino):
             break
         os.close(descriptor)
+    else:
+        raise UpscaleError(f"cannot lock the job in {work}: other jobs keep removing it; try again")
     os.ftruncate(descriptor, 0)
     holder = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     os.pwrite(descriptor, json.dumps(holder).encode(), 0)
