@@ -9,7 +9,8 @@ Frames are piped raw into ffmpeg as they come, in segments of whole windows writ
 folder beside the output (`<output>.rbvsr-work/`). A segment file only gets its final name when
 ffmpeg has finished it, so an interrupted job resumes (`--resume`) from the first missing
 segment; at the end the segments are joined (ffmpeg concat, stream copy) with the input's audio
-and subtitles, and the result is renamed to the output's name.
+and subtitles, and the result is renamed to the output's name. The job holds a lock in its work
+folder for its whole life: one job per output.
 
 A folder of PNG/JPEG frames is read by ffmpeg (concat demuxer, names sorted) into a lossless FFV1
 file in the work folder that bestsource then reads, so no imaging library is needed (neither PIL
@@ -18,8 +19,11 @@ nor `core.imwri` comes with the wheels this package uses).
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -35,6 +39,13 @@ import numpy as np
 import vapoursynth as vs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The names of the frames a folder output gets (ffmpeg's image2 pattern), and what they match.
+FRAME_PATTERN = "%08d.png"
+FRAME_NAME = re.compile(r"\d{8}\.png")
+# JPEG start-of-frame markers (they hold the image size): C0-CF but DHT (C4), JPG (C8), DAC (CC).
+JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# The job's advisory lock, in its work folder (see `lock_work`).
+LOCK_NAME = "lock"
 # Output containers that only take mov_text subtitles.
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
 # No random ids or dates in the files, so a resumed job writes the same bytes as one that was not.
@@ -179,6 +190,12 @@ def _ffmpeg(*args: str) -> list[str]:
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
 
 
+def _ffmpeg_path(path: Path) -> str:
+    """`path` as an ffmpeg argument: absolute, so that a name starting with `-` is never read as an
+    option, nor one with a colon as a protocol."""
+    return os.path.abspath(path)
+
+
 def _run_ffmpeg(args: list[str], what: str) -> None:
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
@@ -218,12 +235,16 @@ class Job:
     scene_detect: bool
     upscale_options: dict
     quiet: bool
+    overwrite: bool  # start an unfinished job of OUTPUT over (OUTPUT itself is checked in `_job`)
+    resume: bool
 
     def fingerprint(self, frames: int, segment_frames: int) -> dict:
         stat = self.input.stat()
         return {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                 "frames": frames, "segment_frames": segment_frames, "codec": self.codec, "crf": self.crf,
-                "start": self.start, "end": self.end, "fps": str(self.fps), "scene_detect": self.scene_detect,
+                "start": self.start, "end": self.end,
+                "fps": None if self.fps is None else f"{self.fps.numerator}/{self.fps.denominator}",
+                "scene_detect": self.scene_detect,
                 "folder_out": self.folder_out,
                 "options": {key: str(value) for key, value in sorted(self.upscale_options.items())}}
 
@@ -234,6 +255,45 @@ def is_folder_output(path: Path) -> bool:
 
 def image_files(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG's or JPEG's header, without decoding; None for other files."""
+    with path.open("rb") as file:
+        head = file.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        if head[:2] != b"\xff\xd8":
+            return None
+        position = 2  # JPEG: walk the marker segments up to the first start-of-frame
+        while True:
+            file.seek(position)
+            segment = file.read(9)  # marker, length, precision, height, width
+            if len(segment) < 4 or segment[0] != 0xFF:
+                return None
+            marker = segment[1]
+            if marker in JPEG_SOF_MARKERS:
+                if len(segment) < 9:
+                    return None
+                return int.from_bytes(segment[7:9], "big"), int.from_bytes(segment[5:7], "big")
+            if marker == 0xFF:  # a fill byte
+                position += 1
+            elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+                position += 2
+            elif marker in (0xD9, 0xDA):  # end of image, or a scan before any frame header
+                return None
+            else:
+                position += 2 + int.from_bytes(segment[2:4], "big")
+
+
+def _check_frame_sizes(folder: Path, frames: list[Path]) -> None:
+    """Refuses frames of different sizes: ffmpeg would silently scale them all to the first's."""
+    first = image_size(frames[0])
+    for frame in frames[1:]:
+        size = image_size(frame)
+        if first is not None and size is not None and size != first:
+            raise UpscaleError(f"{folder} holds frames of different sizes: {frame.name} is {size[0]}x{size[1]}, "
+                               f"{frames[0].name} is {first[0]}x{first[1]}; bring all frames to one size first")
 
 
 def open_source(job: Job, scratch: Path) -> vs.VideoNode:
@@ -250,13 +310,14 @@ def open_source(job: Job, scratch: Path) -> vs.VideoNode:
             raise UpscaleError(f"{path} holds no PNG or JPEG frames; pass a video or a folder of frames")
         if len(suffixes) > 1:
             raise UpscaleError(f"{path} mixes PNG and JPEG frames; keep one kind of image in the folder")
+        _check_frame_sizes(path, frames)
         scratch.mkdir(parents=True, exist_ok=True)
         listing = scratch / "frames.txt"
         listing.write_text("".join(f"file {shlex.quote(str(frame.resolve()))}\n" for frame in frames))
         path = scratch / "frames.mkv"
         fps = job.fps or Fraction(25)
-        _run_ffmpeg(_ffmpeg("-f", "concat", "-safe", "0", "-r", str(fps), "-i", str(listing), "-c:v", "ffv1",
-                            "-pix_fmt", "gbrp", "-r", str(fps), str(path)), f"read the frames in {job.input}")
+        _run_ffmpeg(_ffmpeg("-f", "concat", "-safe", "0", "-r", str(fps), "-i", _ffmpeg_path(listing), "-c:v", "ffv1",
+                            "-pix_fmt", "gbrp", "-r", str(fps), _ffmpeg_path(path)), f"read the frames in {job.input}")
     try:
         clip = core.bs.VideoSource(str(path))
     except vs.Error:
@@ -277,7 +338,8 @@ def _filter_message(error: Exception) -> str:
 
 def _unreadable(path: Path) -> str:
     """Why bestsource could not open `path`, from what ffmpeg sees in it."""
-    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", _ffmpeg_path(path)], capture_output=True,
+                           text=True).stderr
     if "Video:" in probe:
         return f"{path} has no video frames that can be decoded; pass a video with at least one frame"
     if "Stream #" in probe:
@@ -355,8 +417,10 @@ class Progress:
 class SegmentWriter:
     """Encodes segments of the clip, each through its own ffmpeg, into the work folder."""
 
-    def __init__(self, job: Job, clip: vs.VideoNode, colour: Colour | None, segment_frames: int):
+    def __init__(self, job: Job, clip: vs.VideoNode, colour: Colour | None, sar: Fraction | None,
+                 segment_frames: int):
         self.job, self.clip, self.colour = job, clip, colour
+        self.sar = sar  # the source's sample aspect ratio, None for square pixels
         self.segment_frames = segment_frames
         self.count = -(-clip.num_frames // segment_frames)
         self.pixel_format, self.plane_order = raw_pixel_format(clip)
@@ -382,10 +446,13 @@ class SegmentWriter:
                   "-framerate", f"{clip.fps.numerator}/{clip.fps.denominator}", "-i", "pipe:0"]
         if self.job.folder_out:
             partial.mkdir()
-            target = ["-c:v", "png", "-start_number", str(first), "-f", "image2", str(partial / "%08d.png")]
+            # image2 reads `%` in the whole name as a pattern: the folder's own are escaped.
+            pattern = _ffmpeg_path(partial).replace("%", "%%") + os.sep + FRAME_PATTERN
+            target = ["-c:v", "png", "-start_number", str(first), "-f", "image2", pattern]
         else:
-            target = [*encoder_options(self.job.codec, self.job.crf), *self.colour.ffmpeg_options(),
-                      *BITEXACT, "-f", "nut", str(partial)]
+            aspect = ["-vf", f"setsar={self.sar.numerator}/{self.sar.denominator}"] if self.sar else []
+            target = [*aspect, *encoder_options(self.job.codec, self.job.crf), *self.colour.ffmpeg_options(),
+                      *BITEXACT, "-f", "nut", _ffmpeg_path(partial)]
         return _ffmpeg(*source, *target)
 
     def write(self, index: int, progress: Progress) -> None:
@@ -438,13 +505,20 @@ def join(job: Job, writer: SegmentWriter, total_frames: int, fps: Fraction) -> N
     outputs), or the frames moved into the output folder."""
     if job.folder_out:
         joined = job.work / "joined"
-        _remove(joined)
-        joined.mkdir()
+        joined.mkdir(exist_ok=True)  # an interrupted join left frames here that no segment holds any more
         for index in range(writer.count):
             for frame in sorted(writer.final_path(index).iterdir()):
                 os.replace(frame, joined / frame.name)
-        _remove(job.output)
-        os.replace(joined, job.output)
+        if not job.output.exists():
+            os.replace(joined, job.output)
+            return
+        # A folder that `_check_output` let through: this job's frames replace those of the same
+        # name, frame files beyond its last (of a longer earlier job) go, nothing else is touched.
+        for stale in job.output.iterdir():
+            if FRAME_NAME.fullmatch(stale.name) and int(stale.name[:8]) >= total_frames and not stale.is_dir():
+                stale.unlink()
+        for frame in joined.iterdir():
+            os.replace(frame, job.output / frame.name)
         return
     listing = job.work / "segments.txt"
     # Explicit durations: the concat demuxer otherwise guesses them from each segment's
@@ -456,14 +530,14 @@ def join(job: Job, writer: SegmentWriter, total_frames: int, fps: Fraction) -> N
     extras = []
     if not job.input.is_dir():  # audio and subtitles of a video input, cut like the frames
         start = float(Fraction(job.start) / fps)
-        extras = ["-ss", f"{start:.6f}", "-t", f"{float(total_frames / fps):.6f}", "-i", str(job.input)]
+        extras = ["-ss", f"{start:.6f}", "-t", f"{float(total_frames / fps):.6f}", "-i", _ffmpeg_path(job.input)]
     subtitle_codec = "mov_text" if job.output.suffix.lower() in MP4_SUFFIXES else "copy"
 
     def mux(audio_codec: str) -> list[str]:
         maps = ["-map", "0:v"] + (["-map", "1:a?", "-map", "1:s?"] if extras else [])
-        return _ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), *extras, *maps, "-c:v", "copy",
+        return _ffmpeg("-f", "concat", "-safe", "0", "-i", _ffmpeg_path(listing), *extras, *maps, "-c:v", "copy",
                        "-c:a", audio_codec, "-c:s", subtitle_codec, *writer.colour.ffmpeg_options(),
-                       *BITEXACT, str(joined))
+                       *BITEXACT, _ffmpeg_path(joined))
 
     try:
         _run_ffmpeg(mux("copy"), f"write {job.output}")
@@ -486,29 +560,39 @@ def run_job(job: Job, command: list[str], dry_run: bool) -> int:
         with tempfile.TemporaryDirectory() as temporary:
             return print_plan(job, open_source(job, Path(temporary)))
     new_work = not job.work.exists()
-    job.work.mkdir(parents=True, exist_ok=True)
+    lock = lock_work(job.work, job.output)
     try:
+        if not new_work and not job.resume:
+            if not job.overwrite:
+                raise UpscaleError(f"an unfinished job of {job.output} is in {job.work}; add --resume to continue "
+                                   "it, or --overwrite to start over")
+            for entry in job.work.iterdir():
+                if entry.name != LOCK_NAME:
+                    _remove(entry)
         source = open_source(job, scratch)
+        sar = sample_aspect_ratio(source)
         try:
             clip, colour = upscaled_clip(source, rgb_out=job.folder_out, scene_detect=job.scene_detect,
                                          **job.upscale_options)
         except vs.Error as error:
             raise UpscaleError(_filter_message(error)) from None
         segment_frames = segment_length(job.upscale_options.get("max_seq_len", 30))
-        fingerprint = job.fingerprint(clip.num_frames, segment_frames)
         job_file = job.work / "job.json"
-        if job_file.exists() and json.loads(job_file.read_text()) != fingerprint:
-            raise UpscaleError(f"the work folder {job.work} belongs to another job (other input or options); "
-                               "run the same command as before with --resume, or --overwrite to start over")
+        recorded = _read_job_file(job_file)
+        weights = weights_fingerprint(weights_file(job.upscale_options), (recorded or {}).get("weights"))
+        fingerprint = {**job.fingerprint(clip.num_frames, segment_frames), "weights": weights}
+        if recorded is not None:
+            _check_same_job(recorded, fingerprint, job.work)
         partial_job_file = job.work / "job.json.partial"
         partial_job_file.write_text(json.dumps(fingerprint, indent=1))
         os.replace(partial_job_file, job_file)
     except (UpscaleError, KeyboardInterrupt):
         if new_work:  # nothing was done: leave nothing behind
             shutil.rmtree(job.work)
+        os.close(lock)
         raise
 
-    writer = SegmentWriter(job, clip, colour, segment_frames)
+    writer = SegmentWriter(job, clip, colour, sar, segment_frames)
     finished = set(writer.finished())
     progress = Progress(clip.num_frames, sum(writer.frames_in(index) for index in finished), job.quiet)
     stop_after = int(os.environ.get(STOP_AFTER_SEGMENTS_ENV, "0") or 0)
@@ -548,11 +632,114 @@ def run_job(job: Job, command: list[str], dry_run: bool) -> int:
                                "continue with --resume") from None
         raise writer.error
     join(job, writer, clip.num_frames, clip.fps)
-    shutil.rmtree(job.work)
+    shutil.rmtree(job.work)  # the lock file with it, still locked: see `lock_work`
+    os.close(lock)
     if not job.quiet:
         print(f"upscale: wrote {job.output} ({clip.width}x{clip.height}, {clip.num_frames} frames)",
               file=sys.stderr)
     return 0
+
+
+def lock_work(work: Path, output: Path) -> int:
+    """Creates the work folder if needed and takes the job's lock in it; returns its descriptor.
+
+    An advisory lock (flock) held for the job's whole life, dropped by the kernel when the process
+    ends, killed or not: a second job on the same output stops at once, naming the first. The lock
+    file goes with the work folder at the end of a job, while still locked; a job that locked the
+    removed file in the meantime sees that it is no longer the folder's, and tries again.
+    """
+    lock_path = work / LOCK_NAME
+    for _ in range(10):  # a retry needs another job to remove the folder at that very moment
+        try:
+            work.mkdir(exist_ok=True)
+            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except FileNotFoundError:  # the folder went between the two calls
+            continue
+        except OSError as error:  # e.g. a file where the folder should be, or a link as the lock file
+            raise UpscaleError(f"cannot lock the job in {work} ({error.strerror}); if no job of {output} runs, "
+                               f"remove {work}, or choose another output") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(descriptor)
+            os.close(descriptor)
+            raise UpscaleError(f"another upscale job ({holder}) is writing {output}; wait for it to end, "
+                               "or stop it and continue its job with --resume") from None
+        opened = os.fstat(descriptor)
+        try:
+            named = os.stat(lock_path, follow_symlinks=False)
+        except FileNotFoundError:
+            named = None
+        if named is not None and (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino):
+            break
+        os.close(descriptor)
+    else:
+        raise UpscaleError(f"cannot lock the job in {work}: other jobs keep removing it; try again")
+    os.ftruncate(descriptor, 0)
+    holder = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+    return descriptor
+
+
+def _lock_holder(descriptor: int) -> str:
+    """"pid N, started T": the job that holds the lock, as it wrote itself into the lock file."""
+    for _ in range(20):  # the holder writes it just after it took the lock
+        try:
+            holder = json.loads(os.pread(descriptor, 4096, 0))
+            return f"pid {holder['pid']}, started {holder['started']}"
+        except (ValueError, TypeError, KeyError):
+            time.sleep(0.05)
+    return "pid unknown"
+
+
+def sample_aspect_ratio(source: vs.VideoNode) -> Fraction | None:
+    """The source's sample aspect ratio (frame 0's `_SARNum`/`_SARDen`); None for square or unknown."""
+    props = source.get_frame(0).props
+    numerator, denominator = props.get("_SARNum", 0), props.get("_SARDen", 0)
+    return Fraction(numerator, denominator) if numerator > 0 and denominator > 0 and numerator != denominator else None
+
+
+def weights_file(upscale_options: dict) -> Path:
+    """The file the job's weights come from: --checkpoint, else the model's installed file."""
+    from . import registry
+
+    checkpoint = upscale_options.get("checkpoint")
+    return Path(checkpoint) if checkpoint is not None else registry.installed_path(upscale_options["model"])
+
+
+def weights_fingerprint(path: Path, recorded: dict | None) -> dict:
+    """What the weights file holds (size, sha256), and its path and mtime: the sha256 of the job's
+    `recorded` fingerprint is reused while the file's path, size and mtime are those it was taken of."""
+    stat = path.stat()
+    fingerprint = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if recorded and "sha256" in recorded and all(recorded.get(key) == value for key, value in fingerprint.items()):
+        return recorded
+    with path.open("rb") as file:
+        return {**fingerprint, "sha256": hashlib.file_digest(file, "sha256").hexdigest()}
+
+
+def _read_job_file(job_file: Path) -> dict | None:
+    """The fingerprint an earlier run of the job recorded; {} for an unreadable one (no job's)."""
+    if not job_file.exists():
+        return None
+    try:
+        recorded = json.loads(job_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _check_same_job(recorded: dict, fingerprint: dict, work: Path) -> None:
+    """Refuses to continue the job in `work` with another input, other options or other weights."""
+    if {**recorded, "weights": None} != {**fingerprint, "weights": None}:
+        raise UpscaleError(f"the work folder {work} belongs to another job (other input or options); "
+                           "run the same command as before with --resume, or --overwrite to start over")
+    before, now = recorded.get("weights") or {}, fingerprint["weights"]
+    if (before.get("size"), before.get("sha256")) != (now["size"], now["sha256"]):
+        was = str(before.get("sha256"))[:12]
+        raise UpscaleError(f"the weights {now['path']} changed since the job in {work} began (sha256 {was}... then, "
+                           f"{now['sha256'][:12]}... now); pass --overwrite to start over with these weights, "
+                           "or put the original weights back and --resume")
 
 
 def segment_length(max_seq_len: int) -> int:
@@ -644,7 +831,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--fps", type=Fraction, help="frame rate of a folder of frames (default 25), e.g. 24000/1001")
     parser.add_argument("--no-scene-detect", dest="scene_detect", action="store_false",
                         help="do not split windows at scene cuts (found by scxvid by default)")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT and any unfinished job of it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUTPUT (a file, or the NNNNNNNN.png frames of a folder that holds nothing "
+                             "else) and start any unfinished job of it over")
+    parser.add_argument("--overwrite-folder", action="store_true",
+                        help="as --overwrite, for an OUTPUT folder that also holds other files: they are kept, "
+                             "only its NNNNNNNN.png frames are replaced")
     parser.add_argument("--resume", action="store_true", help="continue the unfinished job of OUTPUT")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
@@ -673,14 +865,8 @@ def _job(args: argparse.Namespace) -> Job:
     parent = output.resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise UpscaleError(f"cannot write into {parent}; choose an output in a folder you can write to")
-    if output.exists() and not args.overwrite:
-        raise UpscaleError(f"{output} exists; pass --overwrite to replace it")
-    if work.exists() and not args.dry_run:
-        if args.overwrite and not args.resume:
-            shutil.rmtree(work)
-        elif not args.resume:
-            raise UpscaleError(f"an unfinished job of {output} is in {work}; add --resume to continue it, "
-                               "or --overwrite to start over")
+    overwrite = args.overwrite or args.overwrite_folder
+    _check_output(source, output, work, folder_out, overwrite, args.overwrite_folder)
     if not folder_out and args.codec not in video_encoders():
         raise UpscaleError(f"unknown video codec {args.codec!r} for this ffmpeg ({ffmpeg_exe()}); "
                            "use one that `ffmpeg -encoders` lists, e.g. libx264, libx265, libsvtav1, ffv1")
@@ -692,4 +878,33 @@ def _job(args: argparse.Namespace) -> Job:
     options = {key: value for key, value in options.items() if value is not None}
     return Job(input=source, output=output, folder_out=folder_out, work=work, codec=args.codec, crf=args.crf,
                start=args.start, end=args.end, fps=args.fps, scene_detect=args.scene_detect,
-               upscale_options=options, quiet=args.quiet)
+               upscale_options=options, quiet=args.quiet, overwrite=overwrite, resume=args.resume)
+
+
+def _check_output(source: Path, output: Path, work: Path, folder_out: bool, overwrite: bool,
+                  overwrite_folder: bool) -> None:
+    """Refuses an output that is the input, or that holds what the job must not replace: a file
+    unless --overwrite; in a folder, the frame files (FRAME_NAME) unless --overwrite, other files
+    unless --overwrite-folder (the join then replaces only frame files)."""
+    if output.exists() and os.path.samefile(source, output):  # also through links
+        raise UpscaleError(f"the output {output} is the input {source}; choose another output")
+    if work.exists() and source.resolve().is_relative_to(work.resolve()):
+        raise UpscaleError(f"the input {source} is inside {work}, the work folder of {output}; move it out first")
+    if overwrite_folder and not folder_out:
+        raise UpscaleError(f"--overwrite-folder is for an OUTPUT folder of PNG frames, not {output}; use --overwrite")
+    if not output.exists():
+        return
+    if not folder_out:
+        if not overwrite:
+            raise UpscaleError(f"{output} exists; pass --overwrite to replace it")
+        return
+    if not output.is_dir():
+        raise UpscaleError(f"{output} is a file, but an OUTPUT without an extension is a folder of PNG frames; "
+                           "give a video OUTPUT its extension (e.g. .mp4), or choose another folder")
+    names = sorted(path.name for path in output.iterdir())
+    others = [name for name in names if not FRAME_NAME.fullmatch(name)]
+    if others and not overwrite_folder:
+        raise UpscaleError(f"{output} holds files this command does not write (e.g. {others[0]}); choose a new "
+                           "or empty folder, or pass --overwrite-folder to write the frames beside them")
+    if names and not overwrite:
+        raise UpscaleError(f"{output} exists; pass --overwrite to replace its frames")
