@@ -363,6 +363,8 @@ def check_weights(model: str, checkpoint, command: list[str], quiet: bool) -> No
 
     try:
         download.download(model, quiet=quiet)
+    except download.WeightsFolderError as error:  # no other model or source would help
+        raise UpscaleError(str(error)) from None
     except (download.DownloadError, OSError) as error:
         reason = (str(error).splitlines() or [type(error).__name__])[0].split("; ")[0]
         fallback = _replace_model(command, FALLBACK_MODEL)
