@@ -145,7 +145,15 @@ def test_one_tile_larger_than_the_frame_equals_untiled(tiny_checkpoint, frames):
     tiled = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0, tile=(64, 64))
     for a, b in zip(outputs_of(untiled, as_views(frames)), outputs_of(tiled, as_views(frames))):
         assert np.array_equal(a[1], b[1])
-        assert (a[4], a[5], b[4], b[5]) == (0, 0, 64, 64)
+        assert (a[4], a[5], b[4], b[5]) == (0, 0, 40, 24)  # the tile is clamped to the frame
+
+
+def test_a_tile_beyond_the_frame_is_clamped_to_it_and_one_beyond_any_frame_refused(tiny_checkpoint):
+    engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, tile=(2**31 - 1, 64))
+    assert engine.plan.tile == (40, 24)
+    # a size no frame has (the filter hands frame sizes and tiles around as C ints) is a mistake
+    with pytest.raises(ValueError, match=r"^Upscale: tile \[1099511627776, 8589934592\] is out of range.*40x24"):
+        Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, tile=(2**40, 2**33))
 
 
 @pytest.mark.parametrize("size,tile,overlap,expected", [
@@ -285,3 +293,64 @@ def test_bf16_on_the_cpu_stays_close_to_fp32(tiny_checkpoint, frames):
     bf16, fp32 = run("bf16"), run("fp32")
     mse = float(np.mean((bf16 - fp32) ** 2))
     assert bf16.dtype == np.float32 and 0 < mse and 10 * np.log10(1 / mse) > 45  # 56.1 dB measured here
+
+
+@pytest.mark.parametrize("bits,dtype", [(32, np.float32), (16, np.float16)])
+def test_non_finite_input_samples_are_replaced_and_said_once(tiny_checkpoint, frames, bits, dtype):
+    # One NaN would reach every output of its window through the recurrence.
+    clip = frames.astype(dtype)
+    replaced = clip.copy()
+    for (t, plane, y, x), value, replacement in [
+            ((1, 0, 5, 8), np.nan, 0), ((1, 2, 20, 39), np.inf, 1), ((2, 1, 0, 0), -np.inf, 0), ((3, 0, 9, 9), np.nan, 0)]:
+        clip[t, plane, y, x] = value
+        replaced[t, plane, y, x] = replacement
+    engine = Engine(40, 24, FLOAT, bits, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=0)
+    expected = Engine(40, 24, FLOAT, bits, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=0)
+    for first in (0, 2):  # two windows, both with non-finite samples
+        got = outputs_of(engine, as_views(clip[first:first + 2]), first)
+        want = outputs_of(expected, as_views(replaced[first:first + 2]), first)
+        for a, b in zip(got, want, strict=True):
+            assert np.isfinite(a[1]).all() and np.array_equal(a[1], b[1])
+    messages = engine.take_messages()
+    assert len(messages) == 1 and "input frame 1 holds 2 NaN or infinite sample(s)" in messages[0], messages
+    assert expected.take_messages() == []
+
+
+def poison_output(monkeypatch, network, frame):
+    """Makes network.stream's output `frame` (counted from each call's first) hold a NaN, as an
+    fp16/bf16 overflow would; the engine's fp32 copy of the network is another object."""
+    stream = network.stream
+
+    def poisoned(lqs, **kwargs):
+        for i, out in enumerate(stream(lqs, **kwargs)):
+            if i == frame:
+                out = out.clone()
+                out[0, 1, 2, 3] = float("nan")
+            yield out
+
+    monkeypatch.setattr(network, "stream", poisoned)
+
+
+@pytest.mark.parametrize("tile", [-1, 64])
+def test_non_finite_bf16_output_is_computed_again_in_fp32(tiny_checkpoint, frames, monkeypatch, tile):
+    frames = frames[:3]
+
+    def engine(precision):
+        return Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=3, overlap=0, device="cpu",
+                      precision=precision, tile=tile)
+
+    bf16 = outputs_of(engine("bf16"), as_views(frames))
+    fp32 = outputs_of(engine("fp32"), as_views(frames))
+    poisoned = engine("bf16")
+    poison_output(monkeypatch, poisoned.network, 1)
+    for _ in range(2):  # a later window that overflows is recomputed too, without another warning
+        results = outputs_of(poisoned, as_views(frames))
+        assert [r[0] for r in results] == [0, 1, 2]
+        # Untiled, frame 0 was handed out before frame 1 overflowed: it stays bf16 and is not
+        # repeated. Tiled, the whole window waits for its last tile, so all are fp32.
+        handed_out = 1 if tile == -1 else 0
+        for got, want in zip(results, bf16[:handed_out] + fp32[handed_out:], strict=True):
+            assert got[2:] == want[2:] and np.array_equal(got[1], want[1])
+    assert not np.array_equal(bf16[2][1], fp32[2][1])  # the two precisions differ, so the test can tell
+    messages = poisoned.take_messages()
+    assert len(messages) == 1 and "bf16 output of window 0..2 holds NaN" in messages[0] and "fp32" in messages[0]

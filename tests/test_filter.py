@@ -111,7 +111,12 @@ def test_not_a_clip():
 
 @pytest.mark.parametrize(
     "kwargs, words",
-    [(dict(max_seq_len=-1), ["max_seq_len", "-1"]), (dict(tile=[64, 64, 64]), ["tile", "[width, height]"])],
+    [
+        (dict(max_seq_len=-1), ["max_seq_len", "-1"]),
+        (dict(tile=[64, 64, 64]), ["tile", "[width, height]"]),
+        # beyond any frame: refused at call time, not by every frame with an OverflowError
+        (dict(tile=[2**40, 2**33]), ["tile", "out of range", "16x16"]),
+    ],
 )
 def test_bad_argument(kwargs, words, tiny_checkpoint):
     with pytest.raises(vs.Error) as info:
@@ -131,6 +136,28 @@ def test_engine_errors_pass_through_unchanged(tiny_checkpoint):
     with pytest.raises(vs.Error) as info:
         upscale(clip, tiny_checkpoint, device="no_such_device")
     assert str(info.value).startswith("Upscale: ") and "no_such_device" in str(info.value)
+
+
+def test_errors_with_an_empty_message_are_named_by_their_type(tiny_checkpoint, monkeypatch):
+    # e.g. the EOFError of an empty file, whose str() is ""
+    from vsrealbasicvsr import video
+
+    clip = core.std.BlankClip(width=16, height=16, format=vs.RGBS, length=2)
+    out = upscale(clip, tiny_checkpoint, tile=-1)
+
+    def fail(*args, **kwargs):
+        raise EOFError()
+
+    monkeypatch.setattr(engine_module.Engine, "run", fail)
+    with pytest.raises(vs.Error) as info:
+        out.get_frame(0)
+    assert str(info.value) == "Upscale: frame 0: EOFError"
+    assert video._filter_message(info.value) == "frame 0: EOFError"
+    monkeypatch.setattr(engine_module.Engine, "__init__", fail)
+    with pytest.raises(vs.Error) as info:
+        upscale(clip, tiny_checkpoint)
+    assert str(info.value) == "Upscale: EOFError"
+    assert video._filter_message(vs.Error("")) == "Error"
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -247,6 +274,42 @@ def test_max_seq_len_longer_than_the_clip_is_one_window(tiny_checkpoint):
     assert [out.get_frame(n).props["RBVSRWindow"] for n in range(5)] == [0] * 5
     assert out.get_frame(4).props["RBVSRWindowSize"] == 5
     assert windows_computed() - before == 1
+
+
+def test_max_seq_len_far_beyond_the_clip_is_clamped_to_it(tiny_checkpoint):
+    # The engine sizes its memory for the window: it must see the clip's length, not 10**9.
+    out = upscale(core.std.BlankClip(width=16, height=16, format=vs.RGBS, length=3), tiny_checkpoint,
+                  max_seq_len=10**9)
+    assert [(p["RBVSRWindow"], p["RBVSRWindowSize"]) for p in (out.get_frame(n).props for n in range(3))] == [(0, 3)] * 3
+
+
+def with_sample(clip, n, value):
+    """clip with one sample of frame n (plane 0, row 1, column 2) set to value."""
+    def set_sample(n, f, changed=n):
+        if n != changed:
+            return f
+        f = f.copy()
+        np.asarray(f[0])[1, 2] = value
+        return f
+
+    return core.std.ModifyFrame(clip, clip, set_sample)
+
+
+def test_non_finite_input_samples_are_replaced_and_logged_once(tiny_checkpoint):
+    clip = real_clip(length=4, size=16)
+    logged = []
+    handler = core.add_log_handler(lambda kind, message: logged.append(message))
+    try:
+        # NaN in frames 1 and 2, one in each window of 2 frames
+        nan = upscale(with_sample(with_sample(clip, 1, math.nan), 2, -math.inf), tiny_checkpoint, max_seq_len=2)
+        replaced = upscale(with_sample(with_sample(clip, 1, 0.0), 2, 0.0), tiny_checkpoint, max_seq_len=2)
+        for n in range(4):
+            got = frame_array(nan.get_frame(n))
+            assert np.isfinite(got).all() and np.array_equal(got, frame_array(replaced.get_frame(n))), n
+    finally:
+        core.remove_log_handler(handler)
+    warnings = [m for m in logged if "NaN or infinite" in m]
+    assert len(warnings) == 1 and warnings[0].startswith("Upscale: input frame 1 holds 1 NaN"), logged
 
 
 def with_scene_cut(clip, cut):

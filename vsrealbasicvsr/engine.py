@@ -12,6 +12,7 @@ every window; a new `Upscale` call starts from its own plan again).
 """
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import threading
@@ -34,6 +35,8 @@ DEFAULT_OVERLAP = 8
 DEFAULT_TILE_OVERLAP = 16
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 TILE_AUTO, TILE_OFF = 0, -1
+# No frame is wider or taller than a C int (VapourSynth's frame sizes, the filter's frame properties).
+MAX_TILE = 2**31 - 1
 INJECT_OOM_ENV = "VSREALBASICVSR_INJECT_OOM"
 
 _stats = {"windows": 0, "frames": 0, "attempts": 0, "oom_retries": 0}
@@ -194,7 +197,8 @@ def _resolve_precision(precision, device: torch.device, sample: SampleFormat) ->
     return PRECISIONS[precision]
 
 
-def _tile_argument(tile) -> tuple[int, int]:
+def _tile_argument(tile, width, height) -> tuple[int, int]:
+    """(w, h) from the user's tile; sizes beyond the frame are clamped to it (one tile spans it)."""
     if isinstance(tile, int):
         tile = (tile, tile)
     try:
@@ -207,7 +211,10 @@ def _tile_argument(tile) -> tuple[int, int]:
     if min(tile_w, tile_h) < memory.MIN_TILE:
         raise ValueError(f"Upscale: tile {[tile_w, tile_h]} is smaller than the minimum of {memory.MIN_TILE} px; "
                          f"use tiles of at least {memory.MIN_TILE}x{memory.MIN_TILE}, 0 (automatic) or -1 (off)")
-    return tile_w, tile_h
+    if max(tile_w, tile_h) > MAX_TILE:
+        raise ValueError(f"Upscale: tile {[tile_w, tile_h]} is out of range (at most {MAX_TILE} px); "
+                         f"use at most the frame's size ({width}x{height}), 0 (automatic) or -1 (off)")
+    return min(tile_w, width), min(tile_h, height)
 
 
 def _load_network(model: str, checkpoint):
@@ -284,7 +291,7 @@ class Engine:
         if max_memory is not None and max_memory <= 0:
             raise ValueError(f"Upscale: max_memory must be a positive number of bytes, not {max_memory}; "
                              "leave it out to use what is free")
-        tile_w, tile_h = _tile_argument(tile)
+        tile_w, tile_h = _tile_argument(tile, self.width, self.height)
         self.device = _resolve_device(device)
         self.dtype = _resolve_precision(precision, self.device, self.sample)
         if compile:
@@ -298,6 +305,8 @@ class Engine:
         self.offload = bool(offload)
 
         self.torch_thread = TorchThread.for_device(self.device)
+        self._fp32_host_network = None  # kept by _prepare_network for fp16/bf16 engines
+        self._fp32_network = None  # built from it when a window's output overflows
         self.network = self.torch_thread.call(self._prepare_network, model, checkpoint, compile)
         self.mid_channels = _mid_channels(self.network)
         # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
@@ -312,22 +321,43 @@ class Engine:
         self.max_seq_len = self.plan.window
         self._messages: list[str] = []
         self._warned_oom = False
+        self._warned_non_finite_input = False
+        self._warned_non_finite_output = False
 
     def _prepare_network(self, model, checkpoint, compile) -> torch.nn.Module:
         """The network loaded, on the device, in the engine's precision and layout."""
-        network = _load_network(model, checkpoint).to(self.device, self.dtype)
-        if self.device.type == "cpu" or self.dtype != torch.float32:
-            # Channels-last convolutions: 1.5x faster on the development machine's CPU (oneDNN),
-            # outputs within 2e-6 of the default layout; on CUDA the tensor cores of fp16/bf16
-            # want them (NVIDIA's guidance; not measured here, fp32 on CUDA keeps the default).
-            network = network.to(memory_format=torch.channels_last)
-        if self.dtype != torch.float32:  # SPyNet's coarse-to-fine residues need float32
-            _spynet(network).float()
+        network = _load_network(model, checkpoint)
+        if self.dtype != torch.float32:
+            # The checkpoint's fp32 weights, for windows whose fp16/bf16 output is not finite
+            # (recomputed in fp32): the cast weights cannot give them back, and the file may have
+            # changed since. On the host, on the device only once a window needs them.
+            self._fp32_host_network = copy.deepcopy(network)
+        network = self._placed(network, self.dtype)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if compile:
             network = _compile(network)
         return network
+
+    def _placed(self, network, dtype) -> torch.nn.Module:
+        """network on the engine's device in dtype and the layout its convolutions want."""
+        network = network.to(self.device, dtype)
+        if self.device.type == "cpu" or dtype != torch.float32:
+            # Channels-last convolutions: 1.5x faster on the development machine's CPU (oneDNN),
+            # outputs within 2e-6 of the default layout; on CUDA the tensor cores of fp16/bf16
+            # want them (NVIDIA's guidance; not measured here, fp32 on CUDA keeps the default).
+            network = network.to(memory_format=torch.channels_last)
+        if dtype != torch.float32:  # SPyNet's coarse-to-fine residues need float32
+            _spynet(network).float()
+        return network
+
+    def _fp32_fallback_network(self) -> torch.nn.Module:
+        """The network in fp32, placed as an fp32 engine places it, so that a recomputed window
+        equals that engine's output; built the first time a window needs it, then kept."""
+        if self._fp32_network is None:
+            self._fp32_network = self._placed(self._fp32_host_network, torch.float32)
+            self._fp32_host_network = None
+        return self._fp32_network
 
     # -- sizing ----------------------------------------------------------------------------
 
@@ -438,9 +468,10 @@ class Engine:
 
     # -- running -----------------------------------------------------------------------------
 
-    def _to_tensor(self, frames) -> torch.Tensor:
-        """(plane0, plane1, plane2, stride) memoryviews -> (1, T, 3, h, w) on the device, built
-        once per window (pinned host memory and an asynchronous copy on CUDA)."""
+    def _to_tensor(self, frames, first, dtype) -> torch.Tensor:
+        """(plane0, plane1, plane2, stride) memoryviews of clip frames first.. -> (1, T, 3, h, w)
+        in dtype on the device, built once per window (pinned host memory and an asynchronous
+        copy on CUDA). Non-finite samples of float clips are replaced (`_replace_non_finite`)."""
         itemsize = self.sample.dtype.itemsize
         host = torch.empty((1, len(frames), 3, self.height, self.width), dtype=torch.float32,
                            pin_memory=self.device.type == "cuda")
@@ -450,9 +481,27 @@ class Engine:
                 rows = np.frombuffer(view, self.sample.dtype).reshape(self.height, stride // itemsize)
                 planes_out[t, p] = self.sample.to_float(rows[:, : self.width])
                 del rows  # holds a buffer export: the filter releases the views after the window
+            if not self.sample.peak and not np.isfinite(planes_out[t]).all():  # integers are finite
+                self._replace_non_finite(planes_out[t], first + t)
         if self.device.type == "cuda":
-            return host.to(self.device, non_blocking=True).to(self.dtype)
-        return host.to(self.dtype)
+            return host.to(self.device, non_blocking=True).to(dtype)
+        return host.to(dtype)
+
+    def _replace_non_finite(self, frame: np.ndarray, index: int) -> None:
+        """Replaces NaN and infinite samples of one (3, h, w) input frame in place, and says so once.
+
+        The recurrence carries every sample into every later (and, backwards, earlier) frame of
+        the window, so one NaN would make all of the window's outputs NaN. +inf is brighter than
+        white and -inf darker than black: they become the ends of the nominal range, 1 and 0.
+        NaN has no value to keep; 0 (black) is what a missing sample is elsewhere (np.nan_to_num,
+        blank frames), where any grey would invent a brightness."""
+        count = int(np.count_nonzero(~np.isfinite(frame)))
+        np.nan_to_num(frame, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        if not self._warned_non_finite_input:
+            self._warned_non_finite_input = True
+            self._messages.append(f"Upscale: input frame {index} holds {count} NaN or infinite sample(s); replaced "
+                                  "NaN and -inf by 0, +inf by 1 before upscaling (later frames alike, without "
+                                  "another warning); check the filters before Upscale")
 
     def run(self, frames, first, context_before, context_after):
         """Upscale one window. `frames` are the input frames in clip order, context included;
@@ -465,7 +514,7 @@ class Engine:
         return self.torch_thread.iterate(self._run(frames, first, context_before, context_after))
 
     def _run(self, frames, first, context_before, context_after):
-        lqs = self._to_tensor(frames)
+        lqs = self._to_tensor(frames, first, self.dtype)
         core_first, core_end = context_before, len(frames) - context_after
         done = core_first  # local index of the next frame to hand out
         while done < core_end:
@@ -476,12 +525,14 @@ class Engine:
             start = max(core_first, (first + done) // window * window - first)
             end = min(core_end, start + window - (first + start) % window)
             start_ctx, end_ctx = max(0, start - self.overlap), min(len(frames), end + self.overlap)
-            failure = None
+            failure, overflowed = None, False
             try:
                 for local, array, tile in self._attempt(lqs[:, start_ctx:end_ctx], start_ctx, done, end):
                     _stats["frames"] += 1
                     yield first + local, array, first + start, end_ctx - start_ctx, tile[0], tile[1]
                     done = local + 1
+            except _NonFiniteOutput:
+                overflowed = True
             except (torch.OutOfMemoryError, RuntimeError) as error:
                 if not _is_out_of_memory(error):
                     raise
@@ -491,6 +542,11 @@ class Engine:
                 # attempt's tensors, are gone, so the cache can really be freed.
                 self._free_cache()
                 self._shrink(failure)
+            if overflowed:
+                # fp16/bf16 overflowed: the rest of this window in fp32, from the same input
+                # (frames already handed out are not repeated); later windows try fp16/bf16 again.
+                self._warn_non_finite_output(first + start, first + end - 1)
+                lqs = self._to_tensor(frames, first, torch.float32)
 
     def _attempt(self, lqs, offset, core_first, core_end):
         """One try at frames core_first..core_end-1 (local indices; lqs starts at `offset`)."""
@@ -504,11 +560,13 @@ class Engine:
         for i, output in enumerate(outputs):
             local = offset + i
             if core_first <= local < core_end:  # context frames are computed, not converted
-                yield local, output if tile != (0, 0) else self.sample.from_float(output), tile
+                yield local, output if tile != (0, 0) else self.sample.from_float(self._finite(output)), tile
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None
-        return self.network.stream(lqs, feature_device=feature_device, batch_frames=self.batch_frames)
+        # an fp32 window in an fp16/bf16 engine is one recomputed after its output overflowed
+        network = self.network if lqs.dtype == self.dtype else self._fp32_fallback_network()
+        return network.stream(lqs, feature_device=feature_device, batch_frames=self.batch_frames)
 
     def _tiled(self, lqs, tile) -> np.ndarray:
         """The window tile by tile, each tile over all frames; returns (T, 3, 4h, 4w) host
@@ -525,13 +583,34 @@ class Engine:
                 crop = lqs[:, :, :, cy0:cy1, cx0:cx1]
                 for i, out in enumerate(self._stream(crop)):
                     inner = out[0, :, 4 * (y0 - cy0): 4 * (y1 - cy0), 4 * (x0 - cx0): 4 * (x1 - cx0)]
-                    result[i, :, 4 * y0: 4 * y1, 4 * x0: 4 * x1] = self.sample.from_float(inner)
+                    result[i, :, 4 * y0: 4 * y1, 4 * x0: 4 * x1] = self.sample.from_float(self._finite(inner))
         return result
+
+    @staticmethod
+    def _finite(output: torch.Tensor) -> torch.Tensor:
+        """output, checked for NaN and infinity when it comes from an fp16/bf16 network: their
+        range overflows where fp32's does not (the frame would be black or white), so such a
+        window is computed again in fp32 (`_run`). fp32 outputs are what the network gives."""
+        if output.dtype != torch.float32 and not torch.isfinite(output).all():
+            raise _NonFiniteOutput
+        return output
+
+    def _warn_non_finite_output(self, window_first, window_last) -> None:
+        if not self._warned_non_finite_output:
+            self._warned_non_finite_output = True
+            precision = next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+            self._messages.append(f"Upscale: the {precision} output of window {window_first}..{window_last} holds NaN "
+                                  f"or infinite values ({precision} overflowed); computing it again in fp32 (later "
+                                  "windows alike, without another warning); precision=\"fp32\" avoids the retries")
 
     def _free_cache(self):
         gc.collect()  # the failed attempt's generators may sit in reference cycles
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+class _NonFiniteOutput(ArithmeticError):
+    """An fp16/bf16 window's output holds NaN or infinity."""
 
 
 def _is_out_of_memory(error: Exception) -> bool:

@@ -333,7 +333,7 @@ def open_source(job: Job, scratch: Path) -> vs.VideoNode:
 
 def _filter_message(error: Exception) -> str:
     """The first line of a filter or engine error, without its `Upscale: ` prefix."""
-    return str(error).splitlines()[0].removeprefix("Upscale: ")
+    return (str(error).splitlines() or [type(error).__name__])[0].removeprefix("Upscale: ")
 
 
 def _unreadable(path: Path) -> str:

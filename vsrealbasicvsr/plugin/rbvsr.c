@@ -78,7 +78,8 @@ static int python_is_finalizing(void) {
 
 /* Takes the pending Python exception and writes "<prefix><message>" into buf. Messages that
  * start with "Upscale: " are the engine's own user-facing errors: they are kept as they are, less
- * that word, which the prefix supplies; any other exception is named by its type. */
+ * that word, which the prefix supplies; any other exception is named by its type, and by its type
+ * alone when its message is empty (e.g. the EOFError of an empty file). */
 static void take_python_error(char *buf, size_t size, const char *prefix) {
     PyObject *exc = PyErr_GetRaisedException();
     const char *text = NULL;
@@ -101,6 +102,8 @@ static void take_python_error(char *buf, size_t size, const char *prefix) {
 
     if (strncmp(text, "Upscale: ", 9) == 0)
         snprintf(buf, size, "%s%s", prefix, text + 9);
+    else if (!text[0])
+        snprintf(buf, size, "%s%s", prefix, type_name);
     else
         snprintf(buf, size, "%s%s: %s", prefix, type_name, text);
 
@@ -156,7 +159,7 @@ static int lookup_window(UpscaleData *d, int n, const VSFrame **frame, char *err
         if (w->frames)
             *frame = vsapi->addFrameRef(w->frames[n - w->first]);
         else
-            snprintf(error_buf, MESSAGE_SIZE, "%s", w->error);
+            snprintf(error_buf, MESSAGE_SIZE, "%s", w->error ? w->error : "the window failed (out of host memory)");
         found = 1;
         break;
     }
@@ -377,6 +380,10 @@ static const VSFrame **run_window(UpscaleData *d, WindowBounds b, int lo, const 
     int count = b.end - b.first;
     const VSFrame **outputs = calloc(count, sizeof(*outputs));
     int ok = 0;
+    if (!outputs) {
+        snprintf(error, MESSAGE_SIZE, "out of host memory for the outputs of window %d..%d", b.first, b.end - 1);
+        return NULL;
+    }
 
     PyGILState_STATE gil = PyGILState_Ensure();
     /* Slots stay empty (NULL) when building an input fails; a list with holes can still be freed. */
@@ -442,6 +449,12 @@ static const VSFrame *VS_CC upscaleGetFrame(int n, int activationReason, void *i
      * at a time and the lookup above sees every window computed before. */
     const VSFrame **inputs = malloc((hi - lo) * sizeof(*inputs));
     char *cuts = calloc(hi - lo, 1);
+    if (!inputs || !cuts) {
+        free(inputs);
+        free(cuts);
+        set_frame_error(n, "out of host memory for the window's input frames", frameCtx, vsapi);
+        return NULL;
+    }
     for (int k = lo; k < hi; k++) {
         inputs[k - lo] = vsapi->getFrameFilter(k, d->node, frameCtx);
         if (d->scene_split) {
@@ -510,7 +523,7 @@ static int set_kwarg(PyObject *kwargs, const char *key, PyObject *value) {
 
 /* The engine's keyword arguments from the filter's; arguments the user left out are left out
  * here too, so the engine's documented defaults apply. */
-static PyObject *engine_kwargs(const VSMap *in, const VSAPI *vsapi) {
+static PyObject *engine_kwargs(const VSMap *in, int num_frames, const VSAPI *vsapi) {
     static const char *strings[] = {"model", "checkpoint", "device", "precision"};
     static const char *ints[] = {"max_seq_len", "overlap", "tile_overlap", "max_memory"};
     static const char *flags[] = {"offload", "compile"};
@@ -529,6 +542,10 @@ static PyObject *engine_kwargs(const VSMap *in, const VSAPI *vsapi) {
         if (!err && !set_kwarg(kwargs, ints[i], PyLong_FromLongLong(v)))
             goto fail;
     }
+    /* A window longer than the clip is the whole clip; the engine sizes its memory for the window. */
+    if (vsapi->mapGetInt(in, "max_seq_len", 0, &err) > num_frames && !err &&
+        !set_kwarg(kwargs, "max_seq_len", PyLong_FromLong(num_frames)))
+        goto fail;
     for (size_t i = 0; i < sizeof(flags) / sizeof(*flags); i++) {
         int64_t v = vsapi->mapGetInt(in, flags[i], 0, &err);
         if (!err && !set_kwarg(kwargs, flags[i], PyBool_FromLong(v != 0)))
@@ -564,7 +581,7 @@ static PyObject *create_engine(const VSVideoInfo *vi, const VSMap *in, char *err
     if (cls)
         args = Py_BuildValue("(iiii)", vi->width, vi->height, vi->format.sampleType, vi->format.bitsPerSample);
     if (args)
-        kwargs = engine_kwargs(in, vsapi);
+        kwargs = engine_kwargs(in, vi->numFrames, vsapi);
     if (kwargs)
         engine = PyObject_Call(cls, args, kwargs);
     if (!engine)
@@ -638,19 +655,33 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
     }
     PyGILState_Release(gil);
 
+    /* The automatic window (max_seq_len=0) may be longer than the clip; a given one was clamped
+     * before the engine sized its memory (engine_kwargs). */
     if (d.max_seq_len > d.vi.numFrames)
         d.max_seq_len = d.vi.numFrames;
-    d.lock = PyThread_allocate_lock();
     for (int i = 0; i < CACHED_WINDOWS; i++)
         d.windows[i].first = -1;
 
-    data = (UpscaleData *)malloc(sizeof(d));
+    d.lock = PyThread_allocate_lock();
+    data = d.lock ? (UpscaleData *)malloc(sizeof(d)) : NULL;
+    if (!data) {
+        if (d.lock)
+            PyThread_free_lock(d.lock);
+        gil = PyGILState_Ensure();
+        Py_DECREF(d.engine);
+        PyGILState_Release(gil);
+        vsapi->freeNode(d.node);
+        vsapi->mapSetError(out, "Upscale: out of host memory while creating the filter");
+        return;
+    }
     *data = d;
 
     /* Windows make this a temporal filter with no fixed pattern: rpGeneral. */
     VSFilterDependency deps[] = {{data->node, rpGeneral}};
     VSNode *node = vsapi->createVideoFilter2("Upscale", &data->vi, upscaleGetFrame, upscaleFree, fmParallelRequests, deps, 1, data, core);
     if (!node) {
+        /* VapourSynth frees nothing of a filter it could not create. */
+        upscaleFree(data, core, vsapi);
         vsapi->mapSetError(out, "Upscale: VapourSynth could not create the filter");
         return;
     }
