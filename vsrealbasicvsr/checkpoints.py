@@ -33,13 +33,15 @@ _BASICSR_RENAMES = [
 _BASICSR_SPYNET = re.compile(r"^(spynet\.basic_module\.\d+\.basic_module\.)(\d+)\.(weight|bias)$")
 
 
-def _read(path: Path):
+def _read(path: Path, mmap: bool = False):
     if not path.exists():
         raise CheckpointError(f"{path}: no such file; check the path, or run `vsrealbasicvsr download MODEL`")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a file; pass the path of a .pth checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # mmap reads tensors only when they are used; files in torch's legacy format cannot be mapped
+        mmap = mmap and zipfile.is_zipfile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         if "Unsupported global" not in str(error):  # not a refused object: no torch file at all
             raise CheckpointError(f"{path}: unreadable or truncated checkpoint (not a torch file); "
@@ -66,7 +68,7 @@ def _from_basicsr(params: dict) -> dict:
     return state
 
 
-def load_state_dict(path, prefer_ema: bool = True) -> dict:
+def load_state_dict(path, prefer_ema: bool = True, mmap: bool = False) -> dict:
     """The network's state dict (our names) from a checkpoint file.
 
     Args:
@@ -75,9 +77,11 @@ def load_state_dict(path, prefer_ema: bool = True) -> dict:
             `{'params_ema': ...}`), or a bare state dict.
         prefer_ema: use the EMA generator when the file has one (MMEditing tests with it);
             False: the plain generator. Default: True.
+        mmap: map the file instead of reading it: for the tensors' shapes without their data
+            (`plan.py`). Default: False.
     """
     path = Path(os.fspath(path))
-    checkpoint = _read(path)
+    checkpoint = _read(path, mmap)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a checkpoint (a {type(checkpoint).__name__}, expected a dict of tensors)")
     if isinstance(checkpoint.get("state_dict"), dict):  # MMEditing

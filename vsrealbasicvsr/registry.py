@@ -34,6 +34,7 @@ class ModelInfo:
     description: str
     wheel: WheelSource | None = None
     sha256: str | None = field(default=None)  # full hash, where it is published
+    mid_channels: int = 64  # the network's feature channels (all official models): plans need no weights
 
 
 MODELS: dict[str, ModelInfo] = {
