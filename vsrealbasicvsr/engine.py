@@ -54,6 +54,14 @@ def reset_stats() -> None:
         _finished_work = 0
 
 
+def _inject_oom() -> None:
+    """Fault injection for tests: the first K attempts of the process (counted since the start
+    or the last `reset_stats`) fail as out of memory."""
+    limit = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
+    if _stats["attempts"] <= limit:
+        raise torch.OutOfMemoryError(f"injected out-of-memory ({INJECT_OOM_ENV}={limit})")
+
+
 class _WindowWork:
     """One attempt at a window, as progress. Its network steps are counted as they run: for each
     computed frame (context frames too) and each tile, one step each of cleaning, flows (both
@@ -84,23 +92,29 @@ def progress() -> float:
         return _finished_work + sum(work.frames() for work in _running_work)
 
 
-def _step_counters(network) -> list[tuple[torch.nn.Module, float]]:
-    """The network's parts that make its steps, with the steps each call makes per item of its
-    batch (frames; SPyNet: frame pairs, a half step per direction)."""
-    basicvsr = network.basicvsr if hasattr(network, "basicvsr") else network
-    parts = [(basicvsr.spynet, 0.5), (basicvsr.backward_resblocks, 1.0), (basicvsr.forward_resblocks, 1.0),
-             (basicvsr.conv_last, 1.0)]
-    if hasattr(network, "image_cleaning"):
-        parts.append((network.image_cleaning, 1.0))
-    return parts
+class _StepCounter:
+    """Counts the network's steps into the running attempt's `_WindowWork`, from forward hooks on
+    the network's parts (the hooks hold this counter, not the engine, so that no reference cycle
+    keeps an engine's memory after its filter is freed)."""
 
+    def __init__(self, network):
+        basicvsr = network.basicvsr if hasattr(network, "basicvsr") else network
+        # each part with its steps per item of its batch (frames; SPyNet: frame pairs, a half
+        # step for each direction)
+        parts = [(basicvsr.spynet, 0.5), (basicvsr.backward_resblocks, 1.0), (basicvsr.forward_resblocks, 1.0),
+                 (basicvsr.conv_last, 1.0)]
+        if hasattr(network, "image_cleaning"):
+            parts.append((network.image_cleaning, 1.0))
+        self.steps_per_frame = len(parts)
+        self.work: _WindowWork | None = None
+        for part, steps in parts:
+            part.register_forward_hook(self._hook(steps))
 
-def _inject_oom() -> None:
-    """Fault injection for tests: the first K attempts of the process (counted since the start
-    or the last `reset_stats`) fail as out of memory."""
-    limit = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
-    if _stats["attempts"] <= limit:
-        raise torch.OutOfMemoryError(f"injected out-of-memory ({INJECT_OOM_ENV}={limit})")
+    def _hook(self, steps_per_item: float):
+        def count(module, args, output):
+            if self.work is not None:
+                self.work.steps_done += steps_per_item * args[0].shape[0]
+        return count
 
 
 class TorchThread:
@@ -413,11 +427,7 @@ class Engine:
         self.torch_thread = TorchThread.for_device(self.device)
         self.network = self.torch_thread.call(self._prepare_network, model, checkpoint, compile)
         self.mid_channels = _mid_channels(self.network)
-        self._work: _WindowWork | None = None
-        counters = _step_counters(self.network)
-        self._steps_per_frame = len(counters)
-        for part, steps in counters:
-            part.register_forward_hook(self._step_hook(steps))
+        self._steps = _StepCounter(self.network)
         # After loading: the budget is what is free once the weights are in place.
         sizes = settings.first_plan(self.mid_channels)
         self.window_memory, self.budget = sizes.window_memory, sizes.budget
@@ -545,7 +555,7 @@ class Engine:
         _stats["attempts"] += 1
         _inject_oom()
         _stats["windows"] += 1
-        self._work = self._start_work(lqs, core_end - core_first)
+        work = self._start_work(lqs, core_end - core_first)
         try:
             if self.plan.tile is None:
                 outputs, tile = (out[0] for out in self._stream(lqs)), (0, 0)
@@ -556,10 +566,10 @@ class Engine:
                 if core_first <= local < core_end:  # context frames are computed, not converted
                     result = output if tile != (0, 0) else self.sample.from_float(output)
                     with _work_lock:
-                        self._work.handed_out += 1
+                        work.handed_out += 1
                     yield local, result, tile
         finally:
-            self._end_work()
+            self._end_work(work)
 
     # -- progress ----------------------------------------------------------------------------
 
@@ -569,25 +579,20 @@ class Engine:
         if self.plan.tile is not None:
             tiles_count = (len(tiles.spans(h, self.plan.tile[1], self.tile_overlap))
                            * len(tiles.spans(w, self.plan.tile[0], self.tile_overlap)))
-        work = _WindowWork(output_frames, frames * self._steps_per_frame * tiles_count)
+        work = _WindowWork(output_frames, frames * self._steps.steps_per_frame * tiles_count)
         with _work_lock:
             _running_work.add(work)
+        self._steps.work = work
         return work
 
-    def _end_work(self) -> None:
+    def _end_work(self, work: _WindowWork) -> None:
         """The attempt's handed-out frames become finished work (a failed attempt's other
         steps are dropped: its retry does them again)."""
         global _finished_work
+        self._steps.work = None
         with _work_lock:
-            _running_work.discard(self._work)
-            _finished_work += self._work.handed_out
-        self._work = None
-
-    def _step_hook(self, steps_per_item: float):
-        def count(module, args, output):
-            if self._work is not None:
-                self._work.steps_done += steps_per_item * args[0].shape[0]
-        return count
+            _running_work.discard(work)
+            _finished_work += work.handed_out
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None

@@ -616,28 +616,31 @@ def segment_length(window: int) -> int:
 
 def _window_of_run(job: Job, source: vs.VideoNode) -> int:
     """Frames per window of the run: max_seq_len, or when that is automatic (0) the plan's, which
-    the run then asks for explicitly, so that its segments are whole windows. A resumed job keeps
-    the window of its first run (from its job.json), so its segments still fit."""
+    the run then asks for explicitly, so that its segments are whole windows."""
     from . import engine
 
-    max_seq_len = job.upscale_options.get("max_seq_len", engine.DEFAULT_MAX_SEQ_LEN)
-    if max_seq_len:
-        return max_seq_len
+    return (job.upscale_options.get("max_seq_len", engine.DEFAULT_MAX_SEQ_LEN) or _recorded_window(job)
+            or _plan(job, source, cuts=[]).window)
+
+
+def _recorded_window(job: Job) -> int | None:
+    """The window an unfinished job's segments were cut with (its job.json), or None: a resumed
+    job keeps it, so its segments still fit."""
     job_file = job.work / "job.json"
-    if job_file.exists():
-        recorded = json.loads(job_file.read_text()).get("segment_frames")
-        if isinstance(recorded, int) and recorded >= SEGMENT_WINDOWS:
-            return recorded // SEGMENT_WINDOWS
-    return _plan(job, source, cuts=()).window
+    if not job_file.exists():
+        return None
+    recorded = json.loads(job_file.read_text()).get("segment_frames")
+    return recorded // SEGMENT_WINDOWS if isinstance(recorded, int) and recorded >= SEGMENT_WINDOWS else None
 
 
-def _plan(job: Job, source: vs.VideoNode, cuts: list[int]):
-    """The plan of the job's `Upscale` (on the RGBS clip the job makes) for these scene cuts."""
+def _plan(job: Job, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
+    """The plan of the job's `Upscale` (on the RGBS clip the job makes) for these scene cuts,
+    with `max_seq_len` instead of the job's when given."""
     from . import plan
 
+    options = job.upscale_options | ({"max_seq_len": max_seq_len} if max_seq_len else {})
     try:
-        return plan.plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts,
-                              **job.upscale_options)
+        return plan.plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts, **options)
     except ValueError as error:
         raise UpscaleError(_filter_message(error)) from None
 
@@ -666,9 +669,8 @@ def print_plan(job: Job) -> int:
     with tempfile.TemporaryDirectory() as temporary:
         source = open_source(job, Path(temporary))
         cuts = scene_cuts(source) if job.scene_detect else []
-        planned = _plan(job, source, cuts)
-    frames, first = source.num_frames, planned.first
-    window = _window_of_run(job, source)  # the plan's, or an unfinished job's
+        planned = _plan(job, source, cuts, _recorded_window(job))
+    frames, first, window = source.num_frames, planned.first, planned.window
     segment_frames = segment_length(window)
     checkpoint = options.get("checkpoint")
     if checkpoint is not None:
