@@ -49,6 +49,14 @@ def test_rate_and_eta_only_once_a_window_of_work_is_measured():
     work[0] = 3.0  # a retried window's work is done again: the count never goes back
     assert progress.frames() == 20
 
+    # a window longer than RATE_AFTER_S of work: the rate of its steps so far, once that has passed
+    work[0] = 0.0
+    progress = video.Progress(100, 0, quiet=True, window=60, work=lambda: work[0])
+    work[0] = 6.0
+    assert progress.rate(progress.frames()) == "ETA --"
+    progress.started = time.monotonic() - video.RATE_AFTER_S
+    assert progress.rate(progress.frames()).startswith("0.05 fps, ETA 00:31:")  # 94 frames at 0.05 fps
+
 
 LINE = re.compile(r"^upscale: ([\d.]+)/(\d+) frames \((\d+)%\), (.*)$")
 

@@ -53,6 +53,9 @@ STOP_AFTER_SEGMENTS_ENV = "VSREALBASICVSR_STOP_AFTER_SEGMENTS"
 PROGRESS_INTERVAL_S = 30.0
 PROGRESS_INTERVAL_ENV = "VSREALBASICVSR_PROGRESS_INTERVAL"
 BAR_REDRAW_S = 1.0
+# A rate is shown once the work timed covers a window, or after this long for windows longer
+# than that (steps within a window are counted alike but do not all take the same time).
+RATE_AFTER_S = 120.0
 
 # VapourSynth's colour enums (ITU-T H.273 codes) -> ffmpeg's names.
 MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
@@ -334,7 +337,8 @@ class Progress:
     Counted in frames of work: the frames handed over, or ahead of them the engine's work within
     the windows being computed (`engine.progress()`, or `work`), since frames leave a window only
     at its end, minutes apart on a CPU. The rate and the ETA come from the work measured since
-    the start, once it covers a window (`ETA --` before: the first frames' rate means nothing).
+    the start, once it covers a window or RATE_AFTER_S have passed (`ETA --` before: the first
+    frames' rate means nothing).
     """
 
     def __init__(self, total: int, done: int, quiet: bool, window: int = 1, work=None):
@@ -372,9 +376,9 @@ class Progress:
         return self.shown
 
     def rate(self, frames: float) -> str:
-        """'<fps> fps, ETA <h:m:s>' from the work since the start, or 'ETA --' until it covers a window."""
+        """'<fps> fps, ETA <h:m:s>' from the work since the start, or 'ETA --' until it means something."""
         measured, elapsed = frames - self.first, time.monotonic() - self.started
-        if measured <= 0 or measured < self.measured_enough or elapsed <= 0:
+        if measured <= 0 or (measured < self.measured_enough and elapsed < RATE_AFTER_S):
             return "ETA --"
         fps = measured / elapsed
         eta = time.strftime("%H:%M:%S", time.gmtime((self.total - frames) / fps))
