@@ -92,8 +92,9 @@ def plan_clip(width: int, height: int, sample_type: int, bits_per_sample: int, n
               cuts: Iterable[int] = (), model: str = "realbasicvsr", checkpoint=None, **options) -> ClipPlan:
     """The plan of `Upscale` on a clip of this size, format and length with these cuts and the
     engine's arguments (`options`: max_seq_len, device, precision, overlap, tile, tile_overlap,
-    max_memory, compile). The budget is what is free now, as the engine measures it when created
-    (once its weights are loaded, so an automatic window may come out a little shorter there)."""
+    max_memory, compile). The budget is what is free now; the engine measures it again once its
+    weights are loaded, so an automatic window could come out shorter there: `upscale` passes
+    the planned window to the filter explicitly."""
     settings = engine_module.Settings.of(width, height, sample_type, bits_per_sample, **options)
     first = settings.first_plan(mid_channels(model, checkpoint))
     return ClipPlan(settings, first, windows(num_frames, first.window, settings.overlap, cuts))

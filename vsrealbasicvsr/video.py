@@ -698,8 +698,8 @@ def print_plan(job: Job) -> int:
         f"model      {weights}",
         f"device     {planned.settings.device} ({str(planned.settings.dtype).removeprefix('torch.')})",
         f"scenes     {scenes}",
-        (f"windows    {len(planned.windows)}: {min(window, frames)} frames each from frame 0, split at scene cuts "
-         f"(+{planned.settings.overlap} context frames each side)"),
+        (f"windows    {len(planned.windows)}: {min(window, frames)} frames each from frame 0"
+         f"{', split at scene cuts' if job.scene_detect else ''} (+{planned.settings.overlap} context frames each side)"),
         f"tiles      {tile}",
         f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window (budget {first.budget / 2**20:.0f} MiB)",
         f"segments   {-(-frames // segment_frames)} of {segment_frames} frames in {job.work}",
