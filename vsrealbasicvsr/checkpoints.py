@@ -45,7 +45,7 @@ def _first_sentence(error: BaseException) -> str:
     return text.split(". ")[0].rstrip(".") or type(error).__name__
 
 
-def _read(path: Path):
+def _read(path: Path, mmap: bool = False):
     if not path.exists():
         raise CheckpointError(f"{path}: no such file; check the path, or run `vsrealbasicvsr download MODEL`")
     if not path.is_file():
@@ -53,7 +53,9 @@ def _read(path: Path):
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty; {_AGAIN}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # mmap reads tensors only when they are used; files in torch's legacy format cannot be mapped
+        mmap = mmap and zipfile.is_zipfile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         refused = _REFUSED_GLOBAL.search(str(error))
         if refused is None:  # not a refused object: no torch file at all
@@ -78,7 +80,7 @@ def _from_basicsr(params: dict) -> dict:
     return state
 
 
-def load_state_dict(path, prefer_ema: bool = True) -> dict:
+def load_state_dict(path, prefer_ema: bool = True, mmap: bool = False) -> dict:
     """The network's state dict (our names) from a checkpoint file.
 
     Args:
@@ -87,9 +89,11 @@ def load_state_dict(path, prefer_ema: bool = True) -> dict:
             `{'params_ema': ...}`), or a bare state dict.
         prefer_ema: use the EMA generator when the file has one (MMEditing tests with it);
             False: the plain generator. Default: True.
+        mmap: map the file instead of reading it: for the tensors' shapes without their data
+            (`plan.py`). Default: False.
     """
     path = Path(os.fspath(path))
-    checkpoint = _read(path)
+    checkpoint = _read(path, mmap)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: not a checkpoint (a {type(checkpoint).__name__}, expected a dict of tensors)")
     if isinstance(checkpoint.get("state_dict"), dict):  # MMEditing

@@ -50,8 +50,11 @@ def stats() -> dict:
 
 
 def reset_stats() -> None:
+    global _finished_work
     for key in _stats:
         _stats[key] = 0
+    with _work_lock:
+        _finished_work = 0
 
 
 def _inject_oom() -> None:
@@ -60,6 +63,61 @@ def _inject_oom() -> None:
     limit = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
     if _stats["attempts"] <= limit:
         raise torch.OutOfMemoryError(f"injected out-of-memory ({INJECT_OOM_ENV}={limit})")
+
+
+class _WindowWork:
+    """One attempt at a window, as progress. Its network steps are counted as they run: for each
+    computed frame (context frames too) and each tile, one step each of cleaning, flows (both
+    directions), backward propagation, forward propagation and reconstruction, parts that take
+    comparable time. Done steps count as that share of the frames the attempt hands out."""
+
+    def __init__(self, output_frames: int, steps: int):
+        self.output_frames, self.steps = output_frames, max(1, steps)
+        self.steps_done = 0.0
+        self.handed_out = 0
+
+    def frames(self) -> float:
+        """Output frames' worth of the work done, at least the frames handed out."""
+        share = min(1.0, self.steps_done / self.steps)
+        return max(float(self.handed_out), share * self.output_frames)
+
+
+_work_lock = threading.Lock()  # guards the two below; the poller reads while torch threads count
+_running_work: set[_WindowWork] = set()
+_finished_work = 0  # frames handed out by the attempts that ended
+
+
+def progress() -> float:
+    """Output frames' worth of work done by this process's engines since it started (or
+    `reset_stats`): the frames handed out, plus, for each window being computed, the share of its
+    network steps done. Frames leave a window at its end; this moves while it is computed."""
+    with _work_lock:
+        return _finished_work + sum(work.frames() for work in _running_work)
+
+
+class _StepCounter:
+    """Counts the network's steps into the running attempt's `_WindowWork`, from forward hooks on
+    the network's parts (the hooks hold this counter, not the engine, so that no reference cycle
+    keeps an engine's memory after its filter is freed)."""
+
+    def __init__(self, network):
+        basicvsr = network.basicvsr if hasattr(network, "basicvsr") else network
+        # each part with its steps per item of its batch (frames; SPyNet: frame pairs, a half
+        # step for each direction)
+        parts = [(basicvsr.spynet, 0.5), (basicvsr.backward_resblocks, 1.0), (basicvsr.forward_resblocks, 1.0),
+                 (basicvsr.conv_last, 1.0)]
+        if hasattr(network, "image_cleaning"):
+            parts.append((network.image_cleaning, 1.0))
+        self.steps_per_frame = len(parts)
+        self.work: _WindowWork | None = None
+        for part, steps in parts:
+            part.register_forward_hook(self._hook(steps))
+
+    def _hook(self, steps_per_item: float):
+        def count(module, args, output):
+            if self.work is not None:
+                self.work.steps_done += steps_per_item * args[0].shape[0]
+        return count
 
 
 class TorchThread:
@@ -255,6 +313,86 @@ def _compile(network: torch.nn.Module) -> torch.nn.Module:
     return network
 
 
+@dataclass(frozen=True)
+class FirstPlan:
+    """The window and tile an engine starts with, the memory model that chose them, the budget."""
+
+    window_memory: memory.WindowMemory
+    budget: int
+    window: int  # frames computed together, context not counted
+    tile: tuple[int, int] | None  # (w, h) low-resolution pixels, None = untiled
+    can_tile: bool
+
+    def estimated_bytes(self) -> int:
+        return self.window_memory.needed_bytes(self.window, self.tile)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """An `Upscale` call's arguments checked and resolved: all the engine needs but its weights.
+
+    `Settings.of` raises the call's `ValueError`s; `first_plan` sizes windows and tiles for a
+    network of `mid_channels` channels. The engine and the dry run (`plan.py`) both plan this way,
+    so the dry run's plan is the run's."""
+
+    width: int
+    height: int
+    sample: SampleFormat
+    device: torch.device
+    dtype: torch.dtype
+    max_seq_len: int  # 0 = automatic
+    overlap: int
+    tile: tuple[int, int]  # as asked: (0, 0) automatic, (-1, -1) off, or a size
+    tile_overlap: int
+    max_memory: int | None
+
+    @classmethod
+    def of(cls, width, height, sample_type, bits_per_sample, max_seq_len=DEFAULT_MAX_SEQ_LEN, device="auto",
+           precision=None, overlap=DEFAULT_OVERLAP, tile=(TILE_AUTO, TILE_AUTO), tile_overlap=DEFAULT_TILE_OVERLAP,
+           max_memory=None, compile=False) -> Settings:
+        """The arguments as `Engine` takes them (see there), checked."""
+        sample = SampleFormat.of(sample_type, bits_per_sample)
+        if max_seq_len < 0:
+            raise ValueError(f"Upscale: max_seq_len must be >= 0, not {max_seq_len}; 0 = automatic")
+        if overlap < 0:
+            raise ValueError(f"Upscale: overlap must be >= 0, not {overlap}; it counts context frames on each side")
+        if tile_overlap < 0:
+            raise ValueError(f"Upscale: tile_overlap must be >= 0, not {tile_overlap}; it counts pixels")
+        if max_memory is not None and max_memory <= 0:
+            raise ValueError(f"Upscale: max_memory must be a positive number of bytes, not {max_memory}; "
+                             "leave it out to use what is free")
+        tile = _tile_argument(tile, int(width), int(height))
+        resolved = _resolve_device(device)
+        dtype = _resolve_precision(precision, resolved, sample)
+        if compile:
+            _check_compile(resolved)
+        return cls(int(width), int(height), sample, resolved, dtype, int(max_seq_len), int(overlap), tile,
+                   int(tile_overlap), None if max_memory is None else int(max_memory))
+
+    def window_memory(self, mid_channels: int) -> memory.WindowMemory:
+        # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
+        # instead of the whole window (MMEditing's way, whose cleaning dominates the peak of long
+        # windows). On CUDA, batches as large as fit under one frame's reconstruction keep the
+        # GPU busy on small frames; CPU convolutions gain nothing from batching (docs/BENCHMARKS.md)
+        # and each extra frame costs memory, so one frame at a time there.
+        on_cpu = self.device.type == "cpu"
+        return memory.WindowMemory(
+            self.width, self.height, mid_channels, torch.finfo(self.dtype).bits // 8,
+            1 if on_cpu else memory.batch_frames(mid_channels), self.overlap, self.tile_overlap,
+            # tiled windows' outputs wait on the host, which is the CPU engine's budget too
+            self.sample.dtype.itemsize if on_cpu else 0)
+
+    def first_plan(self, mid_channels: int) -> FirstPlan:
+        """Window and tile for a network of `mid_channels` channels: `max_memory`, or what the
+        device has free now."""
+        window_memory = self.window_memory(mid_channels)
+        budget = self.max_memory if self.max_memory is not None else memory.available_bytes(self.device)
+        can_tile = self.tile != (TILE_OFF, TILE_OFF)
+        fixed_tile = None if self.tile in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)) else self.tile
+        window, tile = window_memory.choose(budget, self.max_seq_len, fixed_tile, can_tile)
+        return FirstPlan(window_memory, budget, window, tile, can_tile)
+
+
 class Engine:
     """One `Upscale` call's network and sizes. See docs/DESIGN.md for the contract.
 
@@ -280,28 +418,17 @@ class Engine:
                  max_seq_len=DEFAULT_MAX_SEQ_LEN, device="auto", precision=None, overlap=DEFAULT_OVERLAP,
                  tile=(TILE_AUTO, TILE_AUTO), tile_overlap=DEFAULT_TILE_OVERLAP, offload=False,
                  max_memory=None, compile=False):
-        self.width, self.height = int(width), int(height)
-        self.sample = SampleFormat.of(sample_type, bits_per_sample)
-        if max_seq_len < 0:
-            raise ValueError(f"Upscale: max_seq_len must be >= 0, not {max_seq_len}; 0 = automatic")
-        if overlap < 0:
-            raise ValueError(f"Upscale: overlap must be >= 0, not {overlap}; it counts context frames on each side")
-        if tile_overlap < 0:
-            raise ValueError(f"Upscale: tile_overlap must be >= 0, not {tile_overlap}; it counts pixels")
-        if max_memory is not None and max_memory <= 0:
-            raise ValueError(f"Upscale: max_memory must be a positive number of bytes, not {max_memory}; "
-                             "leave it out to use what is free")
-        tile_w, tile_h = _tile_argument(tile, self.width, self.height)
-        self.device = _resolve_device(device)
-        self.dtype = _resolve_precision(precision, self.device, self.sample)
-        if compile:
-            _check_compile(self.device)
+        settings = Settings.of(width, height, sample_type, bits_per_sample, max_seq_len=max_seq_len, device=device,
+                               precision=precision, overlap=overlap, tile=tile, tile_overlap=tile_overlap,
+                               max_memory=max_memory, compile=compile)
+        self.width, self.height, self.sample = settings.width, settings.height, settings.sample
+        self.device, self.dtype = settings.device, settings.dtype
         if self.device.type == "cuda" and "PYTORCH_CUDA_ALLOC_CONF" not in os.environ:
             # Fewer out-of-memory errors from fragmentation when window sizes change; it only
             # takes effect if set before CUDA's allocator starts, which is why it is set here.
             os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
-        self.overlap = int(overlap)
-        self.tile_overlap = int(tile_overlap)
+        self.overlap = settings.overlap
+        self.tile_overlap = settings.tile_overlap
         self.offload = bool(offload)
 
         self.torch_thread = TorchThread.for_device(self.device)
@@ -309,15 +436,12 @@ class Engine:
         self._fp32_network = None  # built from it when a window's output overflows
         self.network = self.torch_thread.call(self._prepare_network, model, checkpoint, compile)
         self.mid_channels = _mid_channels(self.network)
-        # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
-        # instead of the whole window (MMEditing's way, whose cleaning dominates the peak of long
-        # windows). On CUDA, batches as large as fit under one frame's reconstruction keep the
-        # GPU busy on small frames; CPU convolutions gain nothing from batching (docs/BENCHMARKS.md)
-        # and each extra frame costs memory, so one frame at a time there.
-        self.batch_frames = memory.batch_frames(self.mid_channels) if self.device.type == "cuda" else 1
-
-        self.budget = int(max_memory) if max_memory is not None else memory.available_bytes(self.device)
-        self.plan = self._initial_plan(int(max_seq_len), (tile_w, tile_h))
+        self._steps = _StepCounter(self.network)
+        # After loading: the budget is what is free once the weights are in place.
+        sizes = settings.first_plan(self.mid_channels)
+        self.window_memory, self.budget = sizes.window_memory, sizes.budget
+        self.batch_frames = self.window_memory.batch_frames
+        self.plan = Plan(sizes.window, sizes.tile, sizes.can_tile)
         self.max_seq_len = self.plan.window
         self._messages: list[str] = []
         self._warned_oom = False
@@ -361,75 +485,9 @@ class Engine:
 
     # -- sizing ----------------------------------------------------------------------------
 
-    def _window_bytes(self, frames, height, width):
-        element = torch.finfo(self.dtype).bits // 8
-        return memory.window_bytes(frames, height, width, self.mid_channels, element, self.batch_frames)
-
-    def _computed_size(self, tile) -> tuple[int, int]:
-        """(w, h) of what one network run sees: the frame, or a tile with its overlap."""
-        if tile is None:
-            return self.width, self.height
-        return (min(self.width, tile[0] + 2 * self.tile_overlap),
-                min(self.height, tile[1] + 2 * self.tile_overlap))
-
-    def _held_outputs_bytes(self, window, tile) -> int:
-        """With tiles the window's outputs wait on the host; on the CPU that is the budget's."""
-        if tile is None or self.device.type != "cpu":
-            return 0
-        frames = window + 2 * self.overlap  # context frames are stitched too
-        return frames * 3 * 16 * self.width * self.height * self.sample.dtype.itemsize
-
-    def _needed_bytes(self, window, tile) -> int:
-        """The memory model's peak for one window, context frames and tile overlap included."""
-        computed_w, computed_h = self._computed_size(tile)
-        need = self._window_bytes(window + 2 * self.overlap, computed_h, computed_w)
-        return need + self._held_outputs_bytes(window, tile)
-
-    def _fits(self, window, tile) -> bool:
-        return self._needed_bytes(window, tile) <= self.budget
-
     def estimated_bytes(self) -> int:
         """The memory model's peak for one window of the current plan (`memory.py`)."""
-        return self._needed_bytes(self.plan.window, self.plan.tile)
-
-    def _initial_plan(self, max_seq_len, tile) -> Plan:
-        """The window and tile to start with. Automatic sizing (max_seq_len=0, tile=(0, 0))
-        prefers untiled windows of at least MIN_AUTO_WINDOW frames, then tiles, then shorter
-        windows; see docs/MEMORY.md."""
-        element = torch.finfo(self.dtype).bits // 8
-        can_tile = tile != (TILE_OFF, TILE_OFF)
-        fixed_tile = None if tile in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)) else tile
-        if fixed_tile is not None:
-            window = max_seq_len or self._largest_window(fixed_tile, minimum=1)
-            return Plan(window, fixed_tile, True)
-        if max_seq_len:
-            window = max_seq_len
-        else:
-            window = self._largest_window(None, minimum=memory.MIN_AUTO_WINDOW if can_tile else 1)
-        if not can_tile and not max_seq_len and not self._fits(window, None):
-            need = self._window_bytes(1 + 2 * self.overlap, self.height, self.width)
-            raise ValueError(f"Upscale: not even a window of 1 frame (+{self.overlap} context frames each side) "
-                             f"fits in {self.budget / 2**20:.0f} MiB untiled (about {need / 2**20:.0f} MiB); "
-                             "allow tiles (tile=0), lower overlap, or raise max_memory")
-        if not can_tile or self._fits(window, None):
-            return Plan(window, None, can_tile)
-        network_budget = self.budget - self._held_outputs_bytes(window, (self.width, self.height))
-        chosen = memory.largest_tile(network_budget, window + 2 * self.overlap, self.height, self.width,
-                                     self.mid_channels, element, self.tile_overlap, self.batch_frames)
-        if chosen is None:
-            need = self._window_bytes(window + 2 * self.overlap, *self._computed_size((memory.MIN_TILE,) * 2))
-            raise ValueError(f"Upscale: a window of {window} frames (+{self.overlap} context frames each side) "
-                             f"does not fit in {self.budget / 2**20:.0f} MiB even with {memory.MIN_TILE}x"
-                             f"{memory.MIN_TILE} tiles (about {need / 2**20:.0f} MiB); use a smaller "
-                             "max_seq_len or overlap, or raise max_memory")
-        return Plan(window, chosen, can_tile)
-
-    def _largest_window(self, tile, minimum) -> int:
-        """The longest window (at most MAX_AUTO_WINDOW, at least `minimum`) that fits the budget."""
-        window = minimum
-        while window < memory.MAX_AUTO_WINDOW and self._fits(window + 1, tile):
-            window += 1
-        return window
+        return self.window_memory.needed_bytes(self.plan.window, self.plan.tile)
 
     def _shrink(self, failure: str) -> None:
         """After an out-of-memory error: halve the tile, then the window, or give up.
@@ -553,14 +611,44 @@ class Engine:
         _stats["attempts"] += 1
         _inject_oom()
         _stats["windows"] += 1
-        if self.plan.tile is None:
-            outputs, tile = (out[0] for out in self._stream(lqs)), (0, 0)
-        else:
-            outputs, tile = iter(self._tiled(lqs, self.plan.tile)), self.plan.tile
-        for i, output in enumerate(outputs):
-            local = offset + i
-            if core_first <= local < core_end:  # context frames are computed, not converted
-                yield local, output if tile != (0, 0) else self.sample.from_float(self._finite(output)), tile
+        work = self._start_work(lqs, core_end - core_first)
+        try:
+            if self.plan.tile is None:
+                outputs, tile = (out[0] for out in self._stream(lqs)), (0, 0)
+            else:
+                outputs, tile = iter(self._tiled(lqs, self.plan.tile)), self.plan.tile
+            for i, output in enumerate(outputs):
+                local = offset + i
+                if core_first <= local < core_end:  # context frames are computed, not converted
+                    result = output if tile != (0, 0) else self.sample.from_float(self._finite(output))
+                    with _work_lock:
+                        work.handed_out += 1
+                    yield local, result, tile
+        finally:
+            self._end_work(work)
+
+    # -- progress ----------------------------------------------------------------------------
+
+    def _start_work(self, lqs, output_frames) -> _WindowWork:
+        _, frames, _, h, w = lqs.shape
+        tiles_count = 1
+        if self.plan.tile is not None:
+            tiles_count = (len(tiles.spans(h, self.plan.tile[1], self.tile_overlap))
+                           * len(tiles.spans(w, self.plan.tile[0], self.tile_overlap)))
+        work = _WindowWork(output_frames, frames * self._steps.steps_per_frame * tiles_count)
+        with _work_lock:
+            _running_work.add(work)
+        self._steps.work = work
+        return work
+
+    def _end_work(self, work: _WindowWork) -> None:
+        """The attempt's handed-out frames become finished work (a failed attempt's other
+        steps are dropped: its retry does them again)."""
+        global _finished_work
+        self._steps.work = None
+        with _work_lock:
+            _running_work.discard(work)
+            _finished_work += work.handed_out
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 SAFETY_MARGIN = 1.5
 MIN_TILE = 64  # the network was designed for frames of at least 64x64
@@ -101,6 +102,80 @@ def largest_tile(budget: int, frames: int, height: int, width: int, mid_channels
         if tile_w == MIN_TILE and tile_h == MIN_TILE:
             return None
     return None
+
+
+@dataclass(frozen=True)
+class WindowMemory:
+    """The memory of one window of a clip: the model above for this frame size, network, element
+    size and batch, with `overlap` context frames on each side and `tile_overlap` extra pixels
+    around each tile. Pure arithmetic: the engine and the dry run size with it alike."""
+
+    width: int
+    height: int
+    mid_channels: int
+    element_bytes: int
+    batch_frames: int
+    overlap: int
+    tile_overlap: int
+    # Bytes of one input pixel's output sample on the host when a tiled window's outputs wait
+    # there and that memory is the budget's (the CPU); 0 otherwise.
+    held_sample_bytes: int = 0
+
+    def computed_size(self, tile: tuple[int, int] | None) -> tuple[int, int]:
+        """(w, h) of what one network run sees: the frame, or a tile with its overlap."""
+        if tile is None:
+            return self.width, self.height
+        return min(self.width, tile[0] + 2 * self.tile_overlap), min(self.height, tile[1] + 2 * self.tile_overlap)
+
+    def held_outputs_bytes(self, window: int, tile: tuple[int, int] | None) -> int:
+        """With tiles the window's outputs (context frames too: they are stitched) wait on the host."""
+        if tile is None:
+            return 0
+        return (window + 2 * self.overlap) * 3 * 16 * self.width * self.height * self.held_sample_bytes
+
+    def network_bytes(self, frames: int, tile: tuple[int, int] | None) -> int:
+        computed_w, computed_h = self.computed_size(tile)
+        return window_bytes(frames, computed_h, computed_w, self.mid_channels, self.element_bytes, self.batch_frames)
+
+    def needed_bytes(self, window: int, tile: tuple[int, int] | None) -> int:
+        """The model's peak for one window, context frames and tile overlap included."""
+        return self.network_bytes(window + 2 * self.overlap, tile) + self.held_outputs_bytes(window, tile)
+
+    def largest_window(self, tile: tuple[int, int] | None, minimum: int, budget: int) -> int:
+        """The longest window (at most MAX_AUTO_WINDOW, at least `minimum`) that fits `budget`."""
+        window = minimum
+        while window < MAX_AUTO_WINDOW and self.needed_bytes(window + 1, tile) <= budget:
+            window += 1
+        return window
+
+    def choose(self, budget: int, max_seq_len: int, tile: tuple[int, int] | None,
+               can_tile: bool) -> tuple[int, tuple[int, int] | None]:
+        """The window and tile to start with: `max_seq_len` (0 = automatic) and `tile` (None =
+        automatic when `can_tile`, else off). Automatic sizing prefers untiled windows of at least
+        MIN_AUTO_WINDOW frames, then tiles, then shorter windows (docs/MEMORY.md). ValueError
+        "Upscale: ..." when nothing fits."""
+        if tile is not None:
+            return max_seq_len or self.largest_window(tile, 1, budget), tile
+        window = max_seq_len or self.largest_window(None, MIN_AUTO_WINDOW if can_tile else 1, budget)
+        if self.needed_bytes(window, None) <= budget:
+            return window, None
+        if not can_tile:
+            if max_seq_len:  # the user's window: an out-of-memory error may still shrink it at run time
+                return window, None
+            need = self.network_bytes(1 + 2 * self.overlap, None)
+            raise ValueError(f"Upscale: not even a window of 1 frame (+{self.overlap} context frames each side) "
+                             f"fits in {budget / 2**20:.0f} MiB untiled (about {need / 2**20:.0f} MiB); "
+                             "allow tiles (tile=0), lower overlap, or raise max_memory")
+        network_budget = budget - self.held_outputs_bytes(window, (self.width, self.height))
+        chosen = largest_tile(network_budget, window + 2 * self.overlap, self.height, self.width,
+                              self.mid_channels, self.element_bytes, self.tile_overlap, self.batch_frames)
+        if chosen is None:
+            need = self.network_bytes(window + 2 * self.overlap, (MIN_TILE, MIN_TILE))
+            raise ValueError(f"Upscale: a window of {window} frames (+{self.overlap} context frames each side) "
+                             f"does not fit in {budget / 2**20:.0f} MiB even with {MIN_TILE}x{MIN_TILE} tiles "
+                             f"(about {need / 2**20:.0f} MiB); use a smaller max_seq_len or overlap, "
+                             "or raise max_memory")
+        return window, chosen
 
 
 def measure_peak(frames: int, height: int, width: int, mid_channels: int = 64, batch: int | None = None,

@@ -36,6 +36,7 @@ class ModelInfo:
     wheel: WheelSource | None = None
     sha256: str | None = field(default=None)  # full hash, where it is published
     size: int | None = field(default=None)  # bytes of the file at `urls`, where it is published
+    mid_channels: int = 64  # the network's feature channels (all official models): plans need no weights
 
 
 MODELS: dict[str, ModelInfo] = {

@@ -58,7 +58,15 @@ SCENE_PROPS = ["_SceneChangePrev", "_SceneChangeNext"]
 FALLBACK_MODEL = "basicvsr-reds4"
 # Test hook: after this many segments are finished, the job interrupts itself with SIGINT.
 STOP_AFTER_SEGMENTS_ENV = "VSREALBASICVSR_STOP_AFTER_SEGMENTS"
-PROGRESS_INTERVAL_S = 10.0
+# Seconds between progress lines when stderr is not a terminal; the environment variable sets
+# another (tests use a short one). A terminal's bar is redrawn every second, or at that
+# interval when it is shorter.
+PROGRESS_INTERVAL_S = 30.0
+PROGRESS_INTERVAL_ENV = "VSREALBASICVSR_PROGRESS_INTERVAL"
+BAR_REDRAW_S = 1.0
+# A rate is shown once the work timed covers a window, or after this long for windows longer
+# than that (steps within a window are counted alike but do not all take the same time).
+RATE_AFTER_S = 120.0
 
 # VapourSynth's colour enums (ITU-T H.273 codes) -> ffmpeg's names.
 MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
@@ -347,8 +355,9 @@ def _unreadable(path: Path) -> str:
     return f"{path} is not a video; pass a video file or a folder of PNG/JPEG frames"
 
 
-def check_weights(model: str, checkpoint, command: list[str], quiet: bool) -> None:
-    """Stops before any work when the model's weights are missing and cannot be fetched."""
+def check_weights(model: str, checkpoint, command: list[str], quiet: bool, fetch: bool = True) -> None:
+    """Stops before any work when the model's weights are missing and cannot be fetched
+    (`fetch` False: when the model or checkpoint is unknown, and nothing is downloaded)."""
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise UpscaleError(f"checkpoint {checkpoint} does not exist; pass the path of a .pth file")
@@ -357,7 +366,7 @@ def check_weights(model: str, checkpoint, command: list[str], quiet: bool) -> No
 
     if model not in registry.MODELS:
         raise UpscaleError(f"unknown model {model!r}; use one of {', '.join(registry.MODELS)}")
-    if registry.resolve(model) is not None:
+    if registry.resolve(model) is not None or not fetch:
         return
     from . import download
 
@@ -386,33 +395,82 @@ def _replace_model(command: list[str], model: str) -> list[str]:
 
 
 class Progress:
-    """tqdm on a terminal; plain lines (each segment, at most every 10 s) otherwise; or nothing."""
+    """The job's progress on stderr: a tqdm bar on a terminal, plain lines otherwise (every
+    PROGRESS_INTERVAL_S seconds and at each segment's end), or nothing (quiet).
 
-    def __init__(self, total: int, done: int, quiet: bool):
+    Counted in frames of work: the frames handed over, or ahead of them the engine's work within
+    the windows being computed (`engine.progress()`, or `work`), since frames leave a window only
+    at its end, minutes apart on a CPU. The rate and the ETA come from the work measured since
+    the start, once it covers a window or RATE_AFTER_S have passed (`ETA --` before: the first
+    frames' rate means nothing).
+    """
+
+    def __init__(self, total: int, done: int, quiet: bool, window: int = 1, work=None):
+        from . import engine
+
         self.total, self.done, self.quiet = total, done, quiet
-        self.started, self.first = time.monotonic(), done
-        self.last_line = self.started
+        self.first, self.shown = done, float(done)
+        self.work = work or engine.progress
+        self.work_start = self.work()
+        self.measured_enough = min(window, total - done)  # frames of work before a rate is shown
+        self.started = time.monotonic()
+        self.interval = float(os.environ.get(PROGRESS_INTERVAL_ENV) or PROGRESS_INTERVAL_S)
         self.bar = None
-        if not quiet and sys.stderr.isatty():
+        self._lock = threading.Lock()  # the ticker and the segment writer both show progress
+        self._stop = threading.Event()
+        if quiet:
+            return
+        if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=done, unit="frame", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=done, unit="frame", dynamic_ncols=True,
+                            bar_format="{percentage:3.0f}%|{bar}| {n:.1f}/{total} frames [{elapsed}{postfix}]")
+        period = min(self.interval, BAR_REDRAW_S) if self.bar is not None else self.interval
+        self._ticker = threading.Thread(target=self._tick, args=(period,), name="rbvsr-progress", daemon=True)
+        self._ticker.start()
+
+    def _tick(self, period: float) -> None:
+        while not self._stop.wait(period):
+            self._show()
+
+    def frames(self) -> float:
+        """Frames of work done: at least those handed over, never fewer than shown before."""
+        work = self.first + self.work() - self.work_start
+        self.shown = min(float(self.total), max(self.shown, float(self.done), work))
+        return self.shown
+
+    def rate(self, frames: float) -> str:
+        """'<fps> fps, ETA <h:m:s>' from the work since the start, or 'ETA --' until it means something."""
+        measured, elapsed = frames - self.first, time.monotonic() - self.started
+        if measured <= 0 or (measured < self.measured_enough and elapsed < RATE_AFTER_S):
+            return "ETA --"
+        fps = measured / elapsed
+        eta = time.strftime("%H:%M:%S", time.gmtime((self.total - frames) / fps))
+        return f"{fps:.2f} fps, ETA {eta}"
+
+    def _show(self) -> None:
+        with self._lock:
+            frames = self.frames()
+            if self.bar is not None:
+                self.bar.n = frames
+                self.bar.set_postfix_str(self.rate(frames))  # and redraws
+            elif not self.quiet:
+                count = f"{frames:.1f}".removesuffix(".0")
+                print(f"upscale: {count}/{self.total} frames ({100 * frames // self.total:.0f}%), "
+                      f"{self.rate(frames)}", file=sys.stderr, flush=True)
 
     def update(self, frames: int = 1, segment_done: bool = False) -> None:
+        """`frames` more were handed over; at a segment's end, a line (without a terminal)."""
         self.done += frames
-        if self.bar is not None:
-            self.bar.update(frames)
-        elif not self.quiet and (segment_done or time.monotonic() - self.last_line >= PROGRESS_INTERVAL_S):
-            self.last_line = time.monotonic()
-            elapsed = self.last_line - self.started
-            fps = (self.done - self.first) / elapsed if elapsed > 0 else 0.0
-            eta = (self.total - self.done) / fps if fps > 0 else float("nan")
-            eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "?"
-            print(f"upscale: {self.done}/{self.total} frames ({100 * self.done // self.total}%), "
-                  f"{fps:.2f} fps, ETA {eta_text}", file=sys.stderr, flush=True)
+        if segment_done and self.bar is None:
+            self._show()
 
     def close(self) -> None:
+        self._stop.set()
+        if not self.quiet:
+            self._ticker.join()
         if self.bar is not None:
+            self._show()
             self.bar.close()
 
 
@@ -554,13 +612,11 @@ def join(job: Job, writer: SegmentWriter, total_frames: int, fps: Fraction) -> N
 
 def run_job(job: Job, command: list[str], dry_run: bool) -> int:
     """Checks the job, then plans (dry run) or runs it. Returns the exit code."""
-    check_weights(job.upscale_options["model"], job.upscale_options.get("checkpoint"), command, job.quiet)
+    check_weights(job.upscale_options["model"], job.upscale_options.get("checkpoint"), command, job.quiet,
+                  fetch=not dry_run)
     scratch = job.work / "source"
     if dry_run:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as temporary:
-            return print_plan(job, open_source(job, Path(temporary)))
+        return print_plan(job)
     new_work = not job.work.exists()
     lock = lock_work(job.work, job.output)
     try:
@@ -573,12 +629,13 @@ def run_job(job: Job, command: list[str], dry_run: bool) -> int:
                     _remove(entry)
         source = open_source(job, scratch)
         sar = sample_aspect_ratio(source)
+        window = _window_of_run(job, source)
         try:
             clip, colour = upscaled_clip(source, rgb_out=job.folder_out, scene_detect=job.scene_detect,
-                                         **job.upscale_options)
+                                         **(job.upscale_options | {"max_seq_len": window}))
         except vs.Error as error:
             raise UpscaleError(_filter_message(error)) from None
-        segment_frames = segment_length(job.upscale_options.get("max_seq_len", 30))
+        segment_frames = segment_length(window)
         job_file = job.work / "job.json"
         recorded = _read_job_file(job_file)
         weights = weights_fingerprint(weights_file(job.upscale_options), (recorded or {}).get("weights"))
@@ -596,7 +653,7 @@ def run_job(job: Job, command: list[str], dry_run: bool) -> int:
 
     writer = SegmentWriter(job, clip, colour, sar, segment_frames)
     finished = set(writer.finished())
-    progress = Progress(clip.num_frames, sum(writer.frames_in(index) for index in finished), job.quiet)
+    progress = Progress(clip.num_frames, sum(writer.frames_in(index) for index in finished), job.quiet, window)
     stop_after = int(os.environ.get(STOP_AFTER_SEGMENTS_ENV, "0") or 0)
 
     def work() -> None:
@@ -744,43 +801,97 @@ def _check_same_job(recorded: dict, fingerprint: dict, work: Path) -> None:
                            "or put the original weights back and --resume")
 
 
-def segment_length(max_seq_len: int) -> int:
-    """Frames per segment: whole windows (windows are aligned from frame 0, so a segment starts
-    where a window does). For an automatic window length (0) the engine decides at run time;
-    the segments then assume its longest automatic window."""
-    from . import memory
+def segment_length(window: int) -> int:
+    """Frames per segment: whole windows of the run (windows are aligned from frame 0 and
+    split only inside, so a segment starts where a window does)."""
+    return SEGMENT_WINDOWS * window
 
-    return SEGMENT_WINDOWS * (max_seq_len or memory.MAX_AUTO_WINDOW)
+
+def _window_of_run(job: Job, source: vs.VideoNode) -> int:
+    """Frames per window of the run: max_seq_len, or when that is automatic (0) the plan's, which
+    the run then asks for explicitly, so that its segments are whole windows."""
+    from . import engine
+
+    return (job.upscale_options.get("max_seq_len", engine.DEFAULT_MAX_SEQ_LEN) or _recorded_window(job)
+            or _plan(job, source, cuts=[]).window)
+
+
+def _recorded_window(job: Job) -> int | None:
+    """The window an unfinished job's segments were cut with (its job.json), or None: a resumed
+    job keeps it, so its segments still fit."""
+    job_file = job.work / "job.json"
+    if not job_file.exists():
+        return None
+    recorded = json.loads(job_file.read_text()).get("segment_frames")
+    return recorded // SEGMENT_WINDOWS if isinstance(recorded, int) and recorded >= SEGMENT_WINDOWS else None
+
+
+def _plan(job: Job, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
+    """The plan of the job's `Upscale` (on the RGBS clip the job makes) for these scene cuts,
+    with `max_seq_len` instead of the job's when given."""
+    from . import plan
+
+    options = job.upscale_options | ({"max_seq_len": max_seq_len} if max_seq_len else {})
+    try:
+        return plan.plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts, **options)
+    except ValueError as error:
+        raise UpscaleError(_filter_message(error)) from None
+
+
+def scene_cuts(source: vs.VideoNode) -> list[int]:
+    """The frames after frame 0 that start a new scene (scxvid's `_SceneChangePrev`, as the
+    filter reads it): decodes the whole clip."""
+    analysed = detect_scenes(source)
+    return [n for n, frame in enumerate(analysed.frames(close=True))
+            if n > 0 and frame.props.get("_SceneChangePrev") == 1]
 
 
 def _with_flag(command: list[str], flag: str) -> list[str]:
     return command if flag in command else [*command, flag]
 
 
-def print_plan(job: Job, source: vs.VideoNode) -> int:
-    from . import engine as engine_module
+def print_plan(job: Job) -> int:
+    """The dry run: prints the job's plan, as the run will make it, and writes nothing. Needs
+    no weights (the network's sizes come from the registry or the checkpoint file's shapes);
+    with scene detection on, decodes the input once to find the cuts that split windows."""
+    import tempfile
+
+    from . import registry
 
     options = job.upscale_options
-    try:
-        engine = engine_module.Engine(source.width, source.height, vs.FLOAT, 32, **options)
-    except ValueError as error:
-        raise UpscaleError(_filter_message(error)) from None
-    window = engine.max_seq_len
-    frames = source.num_frames
-    tile = f"{engine.plan.tile[0]}x{engine.plan.tile[1]}" if engine.plan.tile else "none"
-    estimate = engine.estimated_bytes()
+    with tempfile.TemporaryDirectory() as temporary:
+        source = open_source(job, Path(temporary))
+        cuts = scene_cuts(source) if job.scene_detect else []
+        planned = _plan(job, source, cuts, _recorded_window(job))
+    frames, first, window = source.num_frames, planned.first, planned.window
+    segment_frames = segment_length(window)
+    checkpoint = options.get("checkpoint")
+    if checkpoint is not None:
+        weights = checkpoint
+    elif registry.resolve(options["model"]) is not None:
+        weights = f"{options['model']} ({registry.resolve(options['model'])})"
+    else:
+        weights = f"{options['model']} (not installed: the run downloads it first, to {registry.weights_dir()})"
+    if job.scene_detect:
+        shown = ", ".join(map(str, cuts[:10])) + (" ..." if len(cuts) > 10 else "")
+        scenes = (f"{len(cuts)} cut(s){' at frame ' + shown if cuts else ''} "
+                  "(scxvid, in a pass over the whole input); each cut starts a new window")
+    else:
+        scenes = "not detected (--no-scene-detect)"
+    tile = f"{first.tile[0]}x{first.tile[1]}" if first.tile else "none"
     lines = [
-        f"input      {job.input}: {source.width}x{source.height} {source.format.name}, {frames} frames "
-        f"at {source.fps.numerator}/{source.fps.denominator} fps",
+        (f"input      {job.input}: {source.width}x{source.height} {source.format.name}, {frames} frames "
+         f"at {source.fps.numerator}/{source.fps.denominator} fps"),
         f"output     {job.output}: {4 * source.width}x{4 * source.height}, {frames} frames, "
         + ("PNG frames" if job.folder_out else f"{job.codec} via {ffmpeg_exe()}"),
-        f"model      {options.get('checkpoint') or options.get('model')}",
-        f"device     {engine.device} ({str(engine.dtype).removeprefix('torch.')})",
-        f"windows    {-(-frames // window)} of {window} frames (+{engine.overlap} context frames each side)"
-        + (", split at scene cuts" if job.scene_detect else ""),
+        f"model      {weights}",
+        f"device     {planned.settings.device} ({str(planned.settings.dtype).removeprefix('torch.')})",
+        f"scenes     {scenes}",
+        (f"windows    {len(planned.windows)}: {min(window, frames)} frames each from frame 0"
+         f"{', split at scene cuts' if job.scene_detect else ''} (+{planned.settings.overlap} context frames each side)"),
         f"tiles      {tile}",
-        f"memory     about {estimate / 2**20:.0f} MiB per window (budget {engine.budget / 2**20:.0f} MiB)",
-        f"segments   {-(-frames // segment_length(window))} of {segment_length(window)} frames in {job.work}",
+        f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window (budget {first.budget / 2**20:.0f} MiB)",
+        f"segments   {-(-frames // segment_frames)} of {segment_frames} frames in {job.work}",
     ]
     print("\n".join(lines))
     return 0

