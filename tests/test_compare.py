@@ -5,6 +5,7 @@ The "videos" are random frames written losslessly (FFV1), so the expected pixels
 right half is the upscaled frame's crop, the left half a Catmull-Rom bicubic x4 of the input
 frame computed here in numpy.
 """
+import os
 import subprocess
 
 import imageio_ffmpeg
@@ -123,7 +124,13 @@ def test_yuv_is_read_with_its_matrix_and_range(tmp_path):
 def test_default_output_frame_and_crop(videos, capsys):
     source, upscaled, _, large = videos
     default = upscaled.with_name("up_compare.png")
-    assert main(["compare", str(source), str(upscaled)]) == 0
+    umask = os.umask(0o022)
+    try:
+        assert main(["compare", str(source), str(upscaled)]) == 0
+    finally:
+        os.umask(umask)
+    assert default.stat().st_mode & 0o777 == 0o644  # readable by others, as any file the user makes
+    assert sorted(path.name for path in default.parent.iterdir()) == ["in.mkv", "up.mkv", "up_compare.png"]
     printed = capsys.readouterr().out
     assert str(default) in printed and "frame 1, crop 64x48+32+24" in printed
     _, ours = halves(decode_png(default), 4 * WIDTH // 2)

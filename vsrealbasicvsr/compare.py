@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -95,12 +94,13 @@ def side_by_side(left: np.ndarray, right: np.ndarray, labels: tuple[str, str]) -
 
 
 def write_png(picture: np.ndarray, path: Path) -> None:
-    """Writes under a temporary name first: never a half file under the final name."""
+    """Writes under a temporary name first: never a half file under the final name. (Not a
+    tempfile: those are private to their owner, and the picture is for sharing.)"""
     from PIL import Image
 
-    with tempfile.NamedTemporaryFile(dir=path.resolve().parent, suffix=".png.part", delete=False) as temporary:
-        Image.fromarray(picture).save(temporary, format="PNG", optimize=True)
-    os.replace(temporary.name, path)
+    partial = path.with_name(path.name + ".part")
+    Image.fromarray(picture).save(partial, format="PNG", optimize=True)
+    os.replace(partial, path)
 
 
 def compare(input_path: Path, upscaled_path: Path, output: Path, frame: int | None = None,
