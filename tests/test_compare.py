@@ -88,8 +88,8 @@ def test_halves_are_bicubic_x4_and_the_upscaled_crop(videos, tmp_path, capsys):
     bicubic, ours = halves(picture, width)
     region = np.s_[top:top + height, left:left + width]
     assert np.array_equal(ours, large[1][region])
-    # Float rounding of the resizer may move a value by one level; Mitchell's filter (resize's
-    # default) or a shifted crop would be tens of levels off on random pixels.
+    # Float rounding of the resizer may move a value by one level; Mitchell's filter (b = c = 1/3)
+    # or a shifted crop would be tens of levels off on random pixels.
     difference = np.abs(bicubic.astype(int) - catmull_rom_x4(small[1])[region])
     assert difference.max() <= 1
     # Each label is drawn on its half of the band.
@@ -97,14 +97,19 @@ def test_halves_are_bicubic_x4_and_the_upscaled_crop(videos, tmp_path, capsys):
     assert band[:, :width].max() > 200 and band[:, width + DIVIDER:].max() > 200
 
 
-def test_yuv_is_read_with_its_matrix_and_range(tmp_path):
-    """BT.709 limited-range YUV 4:4:4: the right half is the standard conversion to RGB."""
+# Tagged frames are converted with their tags; untagged ones as `vsrealbasicvsr upscale` reads
+# them: BT.601 below 1280x720, limited range.
+@pytest.mark.parametrize("tags,kr,kb", [
+    (["-vf", "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"], 0.2126, 0.0722),
+    ([], 0.299, 0.114),
+], ids=["bt709-tagged", "untagged-sd"])
+def test_yuv_is_read_with_its_matrix_and_range(tmp_path, tags, kr, kb):
+    """Limited-range YUV 4:4:4: the right half is the standard conversion to RGB."""
     rng = np.random.default_rng(1)
     yuv = np.stack([rng.integers(16, 236, (1, 4 * HEIGHT, 4 * WIDTH)),
                     rng.integers(16, 241, (1, 4 * HEIGHT, 4 * WIDTH)),
                     rng.integers(16, 241, (1, 4 * HEIGHT, 4 * WIDTH))], axis=-1).astype(np.uint8)
-    # setparams tags the frames; output options would make ffmpeg convert them.
-    tags = ["-vf", "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"]
+    # (setparams tags the frames; ffmpeg's output options -colorspace etc. would convert them.)
     write_video(tmp_path / "up.mkv", yuv, "yuv444p", *tags)
     write_video(tmp_path / "in.mkv", yuv[:, ::4, ::4], "yuv444p", *tags)
     assert main(["compare", str(tmp_path / "in.mkv"), str(tmp_path / "up.mkv"), str(tmp_path / "c.png"),
@@ -113,7 +118,6 @@ def test_yuv_is_read_with_its_matrix_and_range(tmp_path):
     planes = yuv[0].astype(np.float64)
     y = (planes[..., 0] - 16) / 219
     u, v = (planes[..., 1] - 128) / 224, (planes[..., 2] - 128) / 224
-    kr, kb = 0.2126, 0.0722
     r = y + 2 * (1 - kr) * v
     b = y + 2 * (1 - kb) * u
     g = (y - kr * r - kb * b) / (1 - kr - kb)
