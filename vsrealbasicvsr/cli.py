@@ -1,4 +1,4 @@
-"""The `vsrealbasicvsr` command: `models`, `download`, `import`, `upscale`.
+"""The `vsrealbasicvsr` command: `models`, `download`, `import`, `upscale`, `compare`.
 
 Each subcommand is one function; problems the user can fix are one line on stderr and exit 1.
 """
@@ -109,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--as", dest="model", required=True, metavar="MODEL", help="model name")
     importer.set_defaults(func=cmd_import)
 
-    from . import video
+    from . import compare, video
 
     video.add_parser(commands)
+    compare.add_parser(commands)
     return parser
 
 
