@@ -13,8 +13,8 @@ and subtitles, and the result is renamed to the output's name. The job holds a l
 folder for its whole life: one job per output.
 
 A folder of PNG/JPEG frames is read by ffmpeg (concat demuxer, names sorted) into a lossless FFV1
-file in the work folder that bestsource then reads, so no imaging library is needed (neither PIL
-nor `core.imwri` comes with the wheels this package uses).
+file in the work folder that bestsource then reads: one decoder for videos and frames alike
+(`core.imwri` does not come with the wheels this package uses).
 """
 from __future__ import annotations
 
