@@ -150,6 +150,8 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
     job.work.mkdir()
     (job.work / "job.json").write_text('{"segment_frames": 14}')
     assert video._window_of_run(job, source) == 7
+    (job.work / "job.json").write_text("{not json")  # a damaged job file is no job's: the plan's window
+    assert video._window_of_run(job, source) == 9
 
 
 @pytest.mark.parametrize("max_seq_len", ["4", "0"])
