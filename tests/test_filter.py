@@ -177,7 +177,11 @@ def test_output_clip_and_properties(fmt, tiny_checkpoint):
     # that the clip has before it.
     assert [p["RBVSRWindowSize"] for p in props] == [2 + min(overlap, 1)] * 2 + [1 + min(overlap, 2)]
     assert [list(p["RBVSRTile"]) for p in props] == [[0, 0]] * 3
-    assert np.isfinite(frame_array(out.get_frame(0)).astype(np.float32)).all()
+    # Samples in the format's range (float: [0, 1]; 10 bits in 16: at most 1023), and an image.
+    array = frame_array(out.get_frame(0)).astype(np.float64)
+    peak = 1.0 if clip.format.sample_type == vs.FLOAT else (1 << clip.format.bits_per_sample) - 1
+    assert np.isfinite(array).all() and array.min() >= 0 and array.max() <= peak
+    assert array.std() > 0.01 * peak
 
 
 def test_python_entry_is_the_filter(tiny_checkpoint):

@@ -24,9 +24,9 @@ class WindowsOnlyEngine:
     """Stands in for `engine.Engine` in the filter: black frames, with the window properties the
     real engine reports (the window's first frame, frames computed with context)."""
 
-    def __init__(self, width, height, sample_type, bits_per_sample, max_seq_len=30, overlap=8, **_):
+    def __init__(self, width, height, sample_type, bits_per_sample, max_seq_len=30, overlap=8, scene_split=True, **_):
         self.width, self.height = width, height
-        self.max_seq_len, self.overlap = max_seq_len, overlap
+        self.max_seq_len, self.overlap, self.scene_split = max_seq_len, overlap, scene_split
 
     def run(self, frames, first, context_before, context_after):
         black = np.zeros((3, 4 * self.height, 4 * self.width), np.float32)
@@ -151,6 +151,8 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
     spec.work.mkdir()
     (spec.work / "job.json").write_text('{"segment_frames": 14}')
     assert job.window_of_run(spec, source) == 7
+    (spec.work / "job.json").write_text("{not json")  # a damaged job file is no job's: the plan's window
+    assert job.window_of_run(spec, source) == 9
 
 
 @pytest.mark.parametrize("max_seq_len", ["4", "0"])

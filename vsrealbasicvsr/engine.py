@@ -16,25 +16,22 @@ import copy
 import gc
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from . import memory, tiles
+from . import memory, options, tiles
+from .options import TILE_AUTO, TILE_OFF, UpscaleOptions
 
-DEFAULT_MAX_SEQ_LEN = 30
-# Context frames on each side of a window. Measured with real weights (docs/WINDOWS_AND_TILES.md):
-# the worst boundary frame is 39.8-55.3 dB from whole-clip output with 4, 48.6-72.3 dB with 8, at
-# 46 instead of 38 frames computed per window of 30.
-DEFAULT_OVERLAP = 8
-# Low-resolution pixels each tile computes beyond its edges and discards. Measured: quality keeps
-# rising with it (seam band 42.4 / 45.0 / 48.8 dB at 0 / 16 / 32 with 64x64 tiles); 16 costs 1.27x
-# the pixels of 256x256 tiles, 32 costs 1.56x (docs/WINDOWS_AND_TILES.md).
-DEFAULT_TILE_OVERLAP = 16
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-TILE_AUTO, TILE_OFF = 0, -1
+# The defaults live in options.UpscaleOptions (the choice of the overlaps: docs/WINDOWS_AND_TILES.md);
+# this name stays for the callers that read it.
+DEFAULT_MAX_SEQ_LEN = options.default("max_seq_len")
+# The torch type of each of options.PRECISIONS.
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # No frame is wider or taller than a C int (VapourSynth's frame sizes, the filter's frame properties).
 MAX_TILE = 2**31 - 1
 INJECT_OOM_ENV = "VSREALBASICVSR_INJECT_OOM"
@@ -59,7 +56,8 @@ def reset_stats() -> None:
 
 def _inject_oom() -> None:
     """Fault injection for tests: the first K attempts of the process (counted since the start
-    or the last `reset_stats`) fail as out of memory."""
+    or the last `reset_stats`) fail as out of memory. The variable is read on every attempt so
+    that a test can set and clear it around one window (docs/DESIGN.md, process-wide state)."""
     limit = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
     if _stats["attempts"] <= limit:
         raise torch.OutOfMemoryError(f"injected out-of-memory ({INJECT_OOM_ENV}={limit})")
@@ -129,19 +127,18 @@ class TorchThread:
     calls it from whichever of its worker threads is free, so engines run from the calling threads
     build several teams; once a process has more OpenMP threads than cores, libgomp makes idle team
     threads sleep instead of spin between kernels, and each of the network's thousands of kernels
-    per frame then waits for a wake-up (measured on 2 cores: 22,000 context switches instead of
-    170 for 24 frames of 64x64, 10 % slower; docs/BENCHMARKS.md). Engines on one device take turns
+    per frame then waits for a wake-up (the measurement: docs/BENCHMARKS.md). Engines on one device take turns
     step by step, as they would share its cores anyway; engines on different GPUs run side by side."""
 
     _DONE = object()
-    _per_device: dict[str, "TorchThread"] = {}
+    _per_device: ClassVar[dict[str, TorchThread]] = {}
     _per_device_lock = threading.Lock()
 
     def __init__(self):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rbvsr-torch")
 
     @classmethod
-    def for_device(cls, device: torch.device) -> "TorchThread":
+    def for_device(cls, device: torch.device) -> TorchThread:
         with cls._per_device_lock:
             if str(device) not in cls._per_device:
                 cls._per_device[str(device)] = cls()
@@ -177,7 +174,7 @@ class SampleFormat:
     peak: int  # 0 for float formats
 
     @classmethod
-    def of(cls, sample_type: int, bits_per_sample: int) -> "SampleFormat":
+    def of(cls, sample_type: int, bits_per_sample: int) -> SampleFormat:
         if sample_type == 0 and bits_per_sample == 8:
             return cls(np.dtype(np.uint8), 255)
         if sample_type == 0 and 9 <= bits_per_sample <= 16:
@@ -217,8 +214,7 @@ class Plan:
 
 
 def _resolve_device(device: str) -> torch.device:
-    if not isinstance(device, str):
-        raise ValueError(f"Upscale: device must be a string, not {type(device).__name__}; use \"auto\", \"cpu\" or \"cuda\"")
+    """The torch device of a device option (its form is checked by options.UpscaleOptions)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -239,36 +235,24 @@ def _resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def _resolve_precision(precision, device: torch.device, sample: SampleFormat) -> torch.dtype:
+def _resolve_precision(precision: str | None, device: torch.device, sample: SampleFormat) -> torch.dtype:
     if precision is None:
         # RGBH computes in fp16 on a GPU; CPUs have no fast fp16 convolutions, so fp32 there.
         return torch.float16 if sample.dtype == np.float16 and device.type == "cuda" else torch.float32
-    if precision not in PRECISIONS:
-        raise ValueError(f"Upscale: unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if precision == "fp16" and device.type == "cpu":
-        # torch's CPU fp16 convolutions are slow (5.6x slower than fp32 on the development machine,
-        # whose CPU has AVX-512 BF16 but not FP16). bf16 was 1.6x faster than fp32 there
-        # (docs/BENCHMARKS.md), though much slower on CPUs without native bf16 (27x on an earlier
-        # development machine), so it is allowed.
+        # torch's CPU fp16 convolutions are slow, bf16 is fast on CPUs with native bf16 and slow
+        # on others, so only fp16 is refused (figures: docs/BENCHMARKS.md).
         raise ValueError("Upscale: precision=\"fp16\" is for CUDA devices, the engine runs on the CPU; "
                          "use precision=\"fp32\" (or \"bf16\") on the CPU, or device=\"cuda\"")
-    return PRECISIONS[precision]
+    return DTYPES[precision]
 
 
-def _tile_argument(tile, width, height) -> tuple[int, int]:
-    """(w, h) from the user's tile; sizes beyond the frame are clamped to it (one tile spans it)."""
-    if isinstance(tile, int):
-        tile = (tile, tile)
-    try:
-        tile_w, tile_h = (int(v) for v in tile)
-    except (TypeError, ValueError):
-        raise ValueError(f"Upscale: tile must be an int or [width, height], not {tile!r}; "
-                         "e.g. tile=[256, 256], 0 = automatic, -1 = off") from None
+def _frame_tile(tile: tuple[int, int], width: int, height: int) -> tuple[int, int]:
+    """The checked tile option (options.UpscaleOptions) for frames of width x height: sizes
+    beyond the frame are clamped to it (one tile spans it), sizes beyond any frame refused."""
+    tile_w, tile_h = tile
     if (tile_w, tile_h) in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)):
         return tile_w, tile_h
-    if min(tile_w, tile_h) < memory.MIN_TILE:
-        raise ValueError(f"Upscale: tile {[tile_w, tile_h]} is smaller than the minimum of {memory.MIN_TILE} px; "
-                         f"use tiles of at least {memory.MIN_TILE}x{memory.MIN_TILE}, 0 (automatic) or -1 (off)")
     if max(tile_w, tile_h) > MAX_TILE:
         raise ValueError(f"Upscale: tile {[tile_w, tile_h]} is out of range (at most {MAX_TILE} px); "
                          f"use at most the frame's size ({width}x{height}), 0 (automatic) or -1 (off)")
@@ -335,6 +319,7 @@ class Settings:
     network of `mid_channels` channels. The engine and the dry run (`plan.py`) both plan this way,
     so the dry run's plan is the run's."""
 
+    options: UpscaleOptions  # the arguments as given, checked; the fields below are resolved
     width: int
     height: int
     sample: SampleFormat
@@ -347,27 +332,21 @@ class Settings:
     max_memory: int | None
 
     @classmethod
-    def of(cls, width, height, sample_type, bits_per_sample, max_seq_len=DEFAULT_MAX_SEQ_LEN, device="auto",
-           precision=None, overlap=DEFAULT_OVERLAP, tile=(TILE_AUTO, TILE_AUTO), tile_overlap=DEFAULT_TILE_OVERLAP,
-           max_memory=None, compile=False) -> Settings:
-        """The arguments as `Engine` takes them (see there), checked."""
+    def of(cls, width: int, height: int, sample_type: int, bits_per_sample: int, num_frames: int | None = None,
+           **arguments: Any) -> Settings:
+        """The arguments as `Engine` takes them (see there), checked: what needs no torch by
+        `UpscaleOptions.of`, the device, precision and compile here."""
+        opts = UpscaleOptions.of(**arguments)
         sample = SampleFormat.of(sample_type, bits_per_sample)
-        if max_seq_len < 0:
-            raise ValueError(f"Upscale: max_seq_len must be >= 0, not {max_seq_len}; 0 = automatic")
-        if overlap < 0:
-            raise ValueError(f"Upscale: overlap must be >= 0, not {overlap}; it counts context frames on each side")
-        if tile_overlap < 0:
-            raise ValueError(f"Upscale: tile_overlap must be >= 0, not {tile_overlap}; it counts pixels")
-        if max_memory is not None and max_memory <= 0:
-            raise ValueError(f"Upscale: max_memory must be a positive number of bytes, not {max_memory}; "
-                             "leave it out to use what is free")
-        tile = _tile_argument(tile, int(width), int(height))
-        resolved = _resolve_device(device)
-        dtype = _resolve_precision(precision, resolved, sample)
-        if compile:
-            _check_compile(resolved)
-        return cls(int(width), int(height), sample, resolved, dtype, int(max_seq_len), int(overlap), tile,
-                   int(tile_overlap), None if max_memory is None else int(max_memory))
+        tile = _frame_tile(opts.tile, int(width), int(height))
+        device = _resolve_device(opts.device)
+        dtype = _resolve_precision(opts.precision, device, sample)
+        if opts.compile:
+            _check_compile(device)
+        # A window longer than the clip is the whole clip; memory is then sized for the clip.
+        max_seq_len = opts.max_seq_len if num_frames is None else min(opts.max_seq_len, int(num_frames))
+        return cls(opts, int(width), int(height), sample, device, dtype, max_seq_len, opts.overlap, tile,
+                   opts.tile_overlap, opts.max_memory)
 
     def window_memory(self, mid_channels: int) -> memory.WindowMemory:
         # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
@@ -399,28 +378,21 @@ class Engine:
     Args:
         width, height: the clip's frame size.
         sample_type, bits_per_sample: the clip's format (0 = integer, 1 = float).
-        model: a registry name; checkpoint: a file that overrides it.
-        max_seq_len: frames per window; 0 = the most that fit in memory.
-        device: "auto", "cpu", "cuda" or "cuda:N".
-        precision: None: fp16 for RGBH clips on CUDA, else fp32; "fp32", "fp16" (CUDA only) or
-            "bf16" (1.6x faster than fp32 and 51 dB from its output on the development machine,
-            whose CPU has native bf16; much slower on CPUs without). SPyNet stays in fp32.
-        overlap: context frames fed on each side of a window (the filter passes them in).
-        tile: (w, h) low-resolution tile, at least 64x64; (0, 0) = automatic, (-1, -1) = off.
-            Tiled windows hold their outputs on the host until the last tile is done.
-        tile_overlap: pixels each tile computes beyond its edges, discarded when stitching.
-        offload: keep the backward-propagation features in host memory (CUDA).
-        max_memory: bytes the engine may use on its device; None = what is free at creation.
-        compile: torch.compile the network.
+        num_frames: the clip's length, when known: a longer max_seq_len is clamped to it.
+        **arguments: the `Upscale` arguments the user gave (`options.UpscaleOptions`: names,
+            defaults, meaning; what needs no torch is checked there, the device, precision and
+            compile here). Tiled windows hold their outputs on the host until the last tile.
+
+    Attributes read by the filter: `max_seq_len` (resolved, >= 1), `overlap`, `scene_split`.
+
+    Process-wide effects (docs/DESIGN.md): a CUDA engine sets PYTORCH_CUDA_ALLOC_CONF when the
+    process has none and turns on `torch.backends.cudnn.benchmark`.
     """
 
-    def __init__(self, width, height, sample_type, bits_per_sample, model="realbasicvsr", checkpoint=None,
-                 max_seq_len=DEFAULT_MAX_SEQ_LEN, device="auto", precision=None, overlap=DEFAULT_OVERLAP,
-                 tile=(TILE_AUTO, TILE_AUTO), tile_overlap=DEFAULT_TILE_OVERLAP, offload=False,
-                 max_memory=None, compile=False):
-        settings = Settings.of(width, height, sample_type, bits_per_sample, max_seq_len=max_seq_len, device=device,
-                               precision=precision, overlap=overlap, tile=tile, tile_overlap=tile_overlap,
-                               max_memory=max_memory, compile=compile)
+    def __init__(self, width: int, height: int, sample_type: int, bits_per_sample: int, *,
+                 num_frames: int | None = None, **arguments: Any) -> None:
+        settings = Settings.of(width, height, sample_type, bits_per_sample, num_frames, **arguments)
+        opts = settings.options
         self.width, self.height, self.sample = settings.width, settings.height, settings.sample
         self.device, self.dtype = settings.device, settings.dtype
         if self.device.type == "cuda" and "PYTORCH_CUDA_ALLOC_CONF" not in os.environ:
@@ -429,12 +401,13 @@ class Engine:
             os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
         self.overlap = settings.overlap
         self.tile_overlap = settings.tile_overlap
-        self.offload = bool(offload)
+        self.scene_split = opts.scene_split
+        self.offload = opts.offload
 
         self.torch_thread = TorchThread.for_device(self.device)
         self._fp32_host_network = None  # kept by _prepare_network for fp16/bf16 engines
         self._fp32_network = None  # built from it when a window's output overflows
-        self.network = self.torch_thread.call(self._prepare_network, model, checkpoint, compile)
+        self.network = self.torch_thread.call(self._prepare_network, opts.model, opts.checkpoint, opts.compile)
         self.mid_channels = _mid_channels(self.network)
         self._steps = _StepCounter(self.network)
         # After loading: the budget is what is free once the weights are in place.
@@ -448,7 +421,7 @@ class Engine:
         self._warned_non_finite_input = False
         self._warned_non_finite_output = False
 
-    def _prepare_network(self, model, checkpoint, compile) -> torch.nn.Module:
+    def _prepare_network(self, model: str, checkpoint: str | None, compile: bool) -> torch.nn.Module:
         """The network loaded, on the device, in the engine's precision and layout."""
         network = _load_network(model, checkpoint)
         if self.dtype != torch.float32:
@@ -467,9 +440,9 @@ class Engine:
         """network on the engine's device in dtype and the layout its convolutions want."""
         network = network.to(self.device, dtype)
         if self.device.type == "cpu" or dtype != torch.float32:
-            # Channels-last convolutions: 1.5x faster on the development machine's CPU (oneDNN),
-            # outputs within 2e-6 of the default layout; on CUDA the tensor cores of fp16/bf16
-            # want them (NVIDIA's guidance; not measured here, fp32 on CUDA keeps the default).
+            # Channels-last convolutions: faster on the CPU (oneDNN; docs/BENCHMARKS.md), with
+            # outputs equal to the default layout's up to rounding; on CUDA the tensor cores of
+            # fp16/bf16 want them (NVIDIA's guidance; fp32 on CUDA keeps the default).
             network = network.to(memory_format=torch.channels_last)
         if dtype != torch.float32:  # SPyNet's coarse-to-fine residues need float32
             _spynet(network).float()
@@ -561,7 +534,8 @@ class Engine:
                                   "NaN and -inf by 0, +inf by 1 before upscaling (later frames alike, without "
                                   "another warning); check the filters before Upscale")
 
-    def run(self, frames, first, context_before, context_after):
+    def run(self, frames: list[tuple[memoryview, memoryview, memoryview, int]], first: int, context_before: int,
+            context_after: int) -> Iterator[tuple[int, np.ndarray, int, int, int, int]]:
         """Upscale one window. `frames` are the input frames in clip order, context included;
         `first` is the clip index of frames[0]. Yields, for the non-context frames in order,
         `(clip_index, array, window_first, window_size, tile_w, tile_h)`.
@@ -686,7 +660,7 @@ class Engine:
     def _warn_non_finite_output(self, window_first, window_last) -> None:
         if not self._warned_non_finite_output:
             self._warned_non_finite_output = True
-            precision = next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
+            precision = next(name for name, dtype in DTYPES.items() if dtype == self.dtype)
             self._messages.append(f"Upscale: the {precision} output of window {window_first}..{window_last} holds NaN "
                                   f"or infinite values ({precision} overflowed); computing it again in fp32 (later "
                                   "windows alike, without another warning); precision=\"fp32\" avoids the retries")

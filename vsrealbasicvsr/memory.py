@@ -15,8 +15,8 @@ per low-resolution pixel (`peak_elements_per_pixel`):
 
 The engine runs B = 1 on the CPU and, on CUDA, as many frames as fit under one frame's
 reconstruction (`batch_frames`), so its peak grows with T only by the kept 10 + mid per frame;
-MMEditing batches all T frames, whose cleaning dominates long windows (measured: 259 elements per
-pixel per frame at mid 64).
+MMEditing batches all T frames, whose cleaning dominates long windows (docs/MEMORY.md has the
+measured growth).
 
 Calibration (docs/MEMORY.md; `python -m vsrealbasicvsr.memory` re-measures): the peak RSS rise
 of a fresh CPU process, fp32, RealBasicVSRNet() (mid 64); see docs/MEMORY.md for the figures.

@@ -219,10 +219,7 @@ def window_of_run(job: JobSpec, source: vs.VideoNode) -> int:
 def _recorded_window(job: JobSpec) -> int | None:
     """The window an unfinished job's segments were cut with (its job.json), or None: a resumed
     job keeps it, so its segments still fit."""
-    job_file = job.work / "job.json"
-    if not job_file.exists():
-        return None
-    recorded = json.loads(job_file.read_text()).get("segment_frames")
+    recorded = (_read_job_file(job.work / "job.json") or {}).get("segment_frames")
     return recorded // SEGMENT_WINDOWS if isinstance(recorded, int) and recorded >= SEGMENT_WINDOWS else None
 
 

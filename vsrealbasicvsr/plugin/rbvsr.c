@@ -512,57 +512,52 @@ static int is_accepted_rgb(const VSVideoFormat *f) {
     return f->bitsPerSample == 16 || f->bitsPerSample == 32;
 }
 
-/* Adds key=value to kwargs and drops the reference to value; 0 on failure. */
-static int set_kwarg(PyObject *kwargs, const char *key, PyObject *value) {
-    if (!value)
-        return 0;
-    int ok = PyDict_SetItemString(kwargs, key, value) == 0;
-    Py_DECREF(value);
-    return ok;
+/* One element of an argument as a Python value (int, float or str); NULL with a Python error. */
+static PyObject *element_to_python(const VSMap *in, const char *key, int index, const VSAPI *vsapi) {
+    switch (vsapi->mapGetType(in, key)) {
+    case ptInt:
+        return PyLong_FromLongLong(vsapi->mapGetInt(in, key, index, NULL));
+    case ptFloat:
+        return PyFloat_FromDouble(vsapi->mapGetFloat(in, key, index, NULL));
+    case ptData:
+        return PyUnicode_FromStringAndSize(vsapi->mapGetData(in, key, index, NULL), vsapi->mapGetDataSize(in, key, index, NULL));
+    default:
+        return PyErr_Format(PyExc_ValueError, "Upscale: %s takes no clips, frames or functions; "
+                            "pass a number or a string", key);
+    }
 }
 
-/* The engine's keyword arguments from the filter's; arguments the user left out are left out
- * here too, so the engine's documented defaults apply. */
-static PyObject *engine_kwargs(const VSMap *in, int num_frames, const VSAPI *vsapi) {
-    static const char *strings[] = {"model", "checkpoint", "device", "precision"};
-    static const char *ints[] = {"max_seq_len", "overlap", "tile_overlap", "max_memory"};
-    static const char *flags[] = {"offload", "compile"};
-    PyObject *kwargs = PyDict_New();
-    int err;
-    if (!kwargs)
-        return NULL;
+/* An argument as a Python value: one element as itself, several (an int[] such as tile) as a list. */
+static PyObject *argument_to_python(const VSMap *in, const char *key, const VSAPI *vsapi) {
+    int count = vsapi->mapNumElements(in, key);
+    if (count == 1)
+        return element_to_python(in, key, 0, vsapi);
+    PyObject *list = PyList_New(count);
+    for (int i = 0; list && i < count; i++) {
+        PyObject *item = element_to_python(in, key, i, vsapi);
+        if (!item)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
 
-    for (size_t i = 0; i < sizeof(strings) / sizeof(*strings); i++) {
-        const char *s = vsapi->mapGetData(in, strings[i], 0, &err);
-        if (!err && !set_kwarg(kwargs, strings[i], PyUnicode_FromString(s)))
-            goto fail;
-    }
-    for (size_t i = 0; i < sizeof(ints) / sizeof(*ints); i++) {
-        int64_t v = vsapi->mapGetInt(in, ints[i], 0, &err);
-        if (!err && !set_kwarg(kwargs, ints[i], PyLong_FromLongLong(v)))
-            goto fail;
-    }
-    /* A window longer than the clip is the whole clip; the engine sizes its memory for the window. */
-    if (vsapi->mapGetInt(in, "max_seq_len", 0, &err) > num_frames && !err &&
-        !set_kwarg(kwargs, "max_seq_len", PyLong_FromLong(num_frames)))
-        goto fail;
-    for (size_t i = 0; i < sizeof(flags) / sizeof(*flags); i++) {
-        int64_t v = vsapi->mapGetInt(in, flags[i], 0, &err);
-        if (!err && !set_kwarg(kwargs, flags[i], PyBool_FromLong(v != 0)))
-            goto fail;
-    }
-    int tiles = vsapi->mapNumElements(in, "tile");
-    if (tiles > 0) {
-        int64_t w = vsapi->mapGetInt(in, "tile", 0, NULL);
-        int64_t h = tiles > 1 ? vsapi->mapGetInt(in, "tile", 1, NULL) : w;
-        if (!set_kwarg(kwargs, "tile", Py_BuildValue("(LL)", (long long)w, (long long)h)))
-            goto fail;
+/* The engine's keyword arguments: every argument the user gave but the clip, as it was given,
+ * plus the clip's length. The engine checks them (their names, defaults and checks live in
+ * vsrealbasicvsr/options.py); arguments left out are left out here too, so its defaults apply. */
+static PyObject *engine_kwargs(const VSMap *in, int num_frames, const VSAPI *vsapi) {
+    PyObject *kwargs = Py_BuildValue("{s:i}", "num_frames", num_frames);
+    for (int i = 0; kwargs && i < vsapi->mapNumKeys(in); i++) {
+        const char *key = vsapi->mapGetKey(in, i);
+        if (strcmp(key, "clip") == 0)
+            continue;
+        PyObject *value = argument_to_python(in, key, vsapi);
+        if (!value || PyDict_SetItemString(kwargs, key, value) < 0)
+            Py_CLEAR(kwargs);
+        Py_XDECREF(value);
     }
     return kwargs;
-
-fail:
-    Py_DECREF(kwargs);
-    return NULL;
 }
 
 /* Creates the engine; on failure writes its message (passed through as it is) into error. */
@@ -598,7 +593,6 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
     UpscaleData d;
     UpscaleData *data;
     char error[MESSAGE_SIZE] = "";
-    int err;
     (void)userData;
 
     memset(&d, 0, sizeof(d));
@@ -621,12 +615,6 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
                  "e.g. core.resize.Point(clip, format=vs.RGBS)", name);
     } else if (vi->width > INT32_MAX / SCALE || vi->height > INT32_MAX / SCALE) {
         snprintf(error, sizeof(error), "Upscale: the clip is too large (%dx%d); crop or downscale it first", vi->width, vi->height);
-    } else if (vsapi->mapGetInt(in, "max_seq_len", 0, &err) < 0 && !err) {
-        snprintf(error, sizeof(error), "Upscale: max_seq_len must be >= 0 (0 = automatic), not %lld; "
-                 "pass the number of frames computed together", (long long)vsapi->mapGetInt(in, "max_seq_len", 0, NULL));
-    } else if (vsapi->mapNumElements(in, "tile") > 2) {
-        snprintf(error, sizeof(error), "Upscale: tile must be one int or [width, height], not %d values; "
-                 "e.g. tile=[256, 256], 0 = automatic, -1 = off", vsapi->mapNumElements(in, "tile"));
     } else if (!python_is_running()) {
         snprintf(error, sizeof(error), "Upscale: Python is not running in this host; "
                  "use a host that runs .vpy scripts (vspipe, vsedit, Python)");
@@ -641,12 +629,13 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
     d.in_height = vi->height;
     d.vi.width = vi->width * SCALE;
     d.vi.height = vi->height * SCALE;
-    d.scene_split = vsapi->mapGetInt(in, "scene_split", 0, &err) != 0 || err;
 
+    /* The engine checks the arguments; the filter reads back what it cuts windows with. */
     PyGILState_STATE gil = PyGILState_Ensure();
     d.engine = create_engine(vi, in, error, vsapi);
     if (!d.engine || !get_engine_int(d.engine, "max_seq_len", 1, &d.max_seq_len, error) ||
-        !get_engine_int(d.engine, "overlap", 0, &d.overlap, error)) {
+        !get_engine_int(d.engine, "overlap", 0, &d.overlap, error) ||
+        !get_engine_int(d.engine, "scene_split", 0, &d.scene_split, error)) {
         Py_XDECREF(d.engine);
         PyGILState_Release(gil);
         vsapi->mapSetError(out, error);
@@ -656,7 +645,7 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
     PyGILState_Release(gil);
 
     /* The automatic window (max_seq_len=0) may be longer than the clip; a given one was clamped
-     * before the engine sized its memory (engine_kwargs). */
+     * by the engine (num_frames) before it sized its memory. */
     if (d.max_seq_len > d.vi.numFrames)
         d.max_seq_len = d.vi.numFrames;
     for (int i = 0; i < CACHED_WINDOWS; i++)
@@ -693,22 +682,32 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
  * Plugin init
  */
 
+/* Upscale's arguments, from vsrealbasicvsr.options.filter_signature() (their one home), into buf.
+ * Without Python in the host (or without the package in its Python) the filter takes any
+ * arguments and create refuses them with the reason ("Python is not running", "cannot import the
+ * engine"). Returns buf. */
+static const char *upscale_signature(char *buf, size_t size) {
+    snprintf(buf, size, "clip:vnode;any");
+    if (!python_is_running() || python_is_finalizing())
+        return buf;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *module = PyImport_ImportModule("vsrealbasicvsr.options");
+    PyObject *signature = module ? PyObject_CallMethod(module, "filter_signature", NULL) : NULL;
+    const char *text = signature ? PyUnicode_AsUTF8(signature) : NULL;
+    if (text && strlen(text) < size)
+        snprintf(buf, size, "%s", text);
+    PyErr_Clear();
+    Py_XDECREF(signature);
+    Py_XDECREF(module);
+    PyGILState_Release(gil);
+    return buf;
+}
+
 VS_EXTERNAL_API(void) VapourSynthPluginInit2(VSPlugin *plugin, const VSPLUGINAPI *vspapi) {
+    char signature[4096];
     vspapi->configPlugin("com.vsrealbasicvsr.rbvsr", "rbvsr", "RealBasicVSR video super-resolution (x4)",
                          VS_MAKE_VERSION(0, 1), VAPOURSYNTH_API_VERSION, 0, plugin);
-    vspapi->registerFunction("Upscale",
-                             "clip:vnode;"
-                             "model:data:opt;"
-                             "checkpoint:data:opt;"
-                             "max_seq_len:int:opt;"
-                             "device:data:opt;"
-                             "precision:data:opt;"
-                             "scene_split:int:opt;"
-                             "overlap:int:opt;"
-                             "tile:int[]:opt;"
-                             "tile_overlap:int:opt;"
-                             "offload:int:opt;"
-                             "max_memory:int:opt;"
-                             "compile:int:opt;",
-                             "clip:vnode;", upscaleCreate, NULL, plugin);
+    /* registerFunction copies the strings. */
+    vspapi->registerFunction("Upscale", upscale_signature(signature, sizeof(signature)), "clip:vnode;",
+                             upscaleCreate, NULL, plugin);
 }
