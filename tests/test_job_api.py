@@ -94,3 +94,16 @@ def test_cancel_keeps_finished_segments_that_resume_completes(clip, tiny_checkpo
     assert {event.segment for event in events if event.kind == "frame"} == {1}
     assert output.read_bytes() == reference.read_bytes()
     assert not work.exists()
+
+
+def test_a_job_file_that_writes_out_defaults_is_the_same_job(clip, tmp_path):
+    from vsrealbasicvsr.job import job as job_module
+
+    spec = spec_of(clip, tmp_path / "x4.mkv")
+    fingerprint = {**spec.fingerprint(12, 8), "weights": {"path": "w.pth", "size": 1, "sha256": "0" * 64}}
+    assert fingerprint["options"] == {"max_seq_len": "4", "device": "cpu", "tile": "-1"}  # model is the default
+    written_out = {**fingerprint, "options": {**fingerprint["options"], "model": "realbasicvsr", "overlap": "8"}}
+    job_module._check_same_job(written_out, fingerprint, spec.work)
+    other = {**fingerprint, "options": {**fingerprint["options"], "overlap": "2"}}
+    with pytest.raises(job.UpscaleError, match="belongs to another job"):
+        job_module._check_same_job(other, fingerprint, spec.work)

@@ -13,7 +13,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from . import job, registry
+from . import job, options, registry
 from .job import ffmpeg
 
 
@@ -137,10 +137,11 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def _upscale_spec(args: argparse.Namespace) -> job.JobSpec:
-    options = {"model": args.model, "checkpoint": args.checkpoint, "max_seq_len": args.max_seq_len,
-               "device": args.device, "precision": args.precision, "tile": _tile(args.tile)}
-    options = {key: value for key, value in options.items() if value is not None}
-    return job.new_spec(args.input, args.output, options, codec=args.codec, crf=args.crf, start=args.start,
+    try:
+        upscale_options = options.from_arguments(args)
+    except ValueError as error:
+        raise job.UpscaleError(str(error)) from None
+    return job.new_spec(args.input, args.output, upscale_options, codec=args.codec, crf=args.crf, start=args.start,
                         end=args.end, fps=args.fps, scene_detect=args.scene_detect, quiet=args.quiet,
                         overwrite=args.overwrite, overwrite_folder=args.overwrite_folder, resume=args.resume)
 
@@ -148,15 +149,15 @@ def _upscale_spec(args: argparse.Namespace) -> job.JobSpec:
 def _plan_text(planned: job.JobPlan) -> str:
     """The dry run's lines: the job's plan, as the run will make it."""
     spec, clip_plan = planned.spec, planned.clip_plan
-    options = spec.upscale_options
+    upscale_options = spec.upscale_options
     frames, first, window = planned.frames, clip_plan.first, planned.window
-    checkpoint = options.get("checkpoint")
+    checkpoint, model = upscale_options.get("checkpoint"), upscale_options.get("model", options.default("model"))
     if checkpoint is not None:
         weights = checkpoint
-    elif registry.resolve(options["model"]) is not None:
-        weights = f"{options['model']} ({registry.resolve(options['model'])})"
+    elif registry.resolve(model) is not None:
+        weights = f"{model} ({registry.resolve(model)})"
     else:
-        weights = f"{options['model']} (not installed: the run downloads it first, to {registry.weights_dir()})"
+        weights = f"{model} (not installed: the run downloads it first, to {registry.weights_dir()})"
     cuts = planned.cuts
     if cuts is not None:
         shown = ", ".join(map(str, cuts[:10])) + (" ..." if len(cuts) > 10 else "")
@@ -198,16 +199,6 @@ def _replace_model(command: list[str], model: str) -> list[str]:
     return [*words, "--model", model]
 
 
-def _tile(words: list[str]):
-    if words == ["auto"]:
-        return 0
-    if words == ["off"]:
-        return -1
-    if len(words) == 2 and all(word.isdigit() for word in words):
-        return [int(word) for word in words]
-    raise job.UpscaleError(f"--tile {' '.join(words)} is not a tile size; use --tile W H, --tile auto or --tile off")
-
-
 def _ffmpeg_for_help() -> str:
     try:
         return ffmpeg.ffmpeg_exe()
@@ -229,20 +220,16 @@ def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
                     "with --resume.")
     parser.add_argument("input", type=Path, help="a video file, or a folder of PNG/JPEG frames (sorted by name)")
     parser.add_argument("output", type=Path, help="the video to write (e.g. out.mp4), or a folder for PNG frames")
-    parser.add_argument("--model", default="realbasicvsr", help="registered model (default realbasicvsr)")
-    parser.add_argument("--checkpoint", help="a checkpoint file to use instead of the model's installed weights")
-    parser.add_argument("--max-seq-len", type=int, default=30, help="frames per window (default 30; 0 = automatic)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    parser.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="default: per device")
-    parser.add_argument("--tile", nargs="+", default=["auto"], metavar=("W", "H"),
-                        help="tile size in input pixels: W H, auto (default: only when a window does not fit), off")
+    # The arguments of Upscale, from their one home; the job's --no-scene-detect stands for
+    # scene_split: without a detection pass there are no cuts to split at.
+    options.add_arguments(parser, [option.name for option in options.fields() if option.name != "scene_split"])
     parser.add_argument("--codec", default=ffmpeg.DEFAULT_CODEC, help=f"ffmpeg video encoder (default {ffmpeg.DEFAULT_CODEC})")
     parser.add_argument("--crf", type=int, help=f"quality of x264/x265/vp9/av1 encoders (default {ffmpeg.DEFAULT_CRF})")
     parser.add_argument("--start", type=int, default=0, help="first frame to upscale (default 0)")
     parser.add_argument("--end", type=int, help="frame after the last one to upscale (default: the end)")
     parser.add_argument("--fps", type=Fraction, help="frame rate of a folder of frames (default 25), e.g. 24000/1001")
     parser.add_argument("--no-scene-detect", dest="scene_detect", action="store_false",
-                        help="do not split windows at scene cuts (found by scxvid by default)")
+                        help="do not look for scene cuts (with scxvid, by default), so windows are not split at them")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUTPUT (a file, or the NNNNNNNN.png frames of a folder that holds nothing "
                              "else) and start any unfinished job of it over")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import vapoursynth as vs
 
+from ..options import default, fields, without_defaults
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
 from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, ffmpeg_exe, video_encoders
 from .graph import filter_message, sample_aspect_ratio, scene_cuts, upscaled_clip
@@ -75,7 +76,7 @@ class JobSpec:
                 "fps": None if self.fps is None else f"{self.fps.numerator}/{self.fps.denominator}",
                 "scene_detect": self.scene_detect,
                 "folder_out": self.folder_out,
-                "options": {key: str(value) for key, value in sorted(self.upscale_options.items())}}
+                "options": _recorded_options(self.upscale_options)}
 
 
 def is_folder_output(path: Path) -> bool:
@@ -142,7 +143,7 @@ def _check_output(source: Path, output: Path, work: Path, folder_out: bool, over
 def check_weights(spec: JobSpec, fetch: bool = True) -> None:
     """Stops before any work when the model's weights are missing and cannot be fetched
     (`fetch` False: when the model or checkpoint is unknown, and nothing is downloaded)."""
-    model, checkpoint = spec.upscale_options["model"], spec.upscale_options.get("checkpoint")
+    model, checkpoint = spec.upscale_options.get("model", default("model")), spec.upscale_options.get("checkpoint")
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise UpscaleError(f"checkpoint {checkpoint} does not exist; pass the path of a .pth file")
@@ -169,7 +170,7 @@ def weights_file(upscale_options: dict) -> Path:
     from .. import registry
 
     checkpoint = upscale_options.get("checkpoint")
-    return Path(checkpoint) if checkpoint is not None else registry.installed_path(upscale_options["model"])
+    return Path(checkpoint) if checkpoint is not None else registry.installed_path(upscale_options.get("model", default("model")))
 
 
 def weights_fingerprint(path: Path, recorded: dict | None) -> dict:
@@ -194,8 +195,19 @@ def _read_job_file(job_file: Path) -> dict | None:
     return recorded if isinstance(recorded, dict) else {}
 
 
+def _recorded_options(upscale_options: dict) -> dict[str, str]:
+    """The options as job.json records them: those that differ from their default, as text."""
+    return {name: str(value) for name, value in sorted(without_defaults(upscale_options).items())}
+
+
 def _check_same_job(recorded: dict, fingerprint: dict, work: Path) -> None:
-    """Refuses to continue the job in `work` with another input, other options or other weights."""
+    """Refuses to continue the job in `work` with another input, other options or other weights.
+    Options are compared without those at their default, as older job files wrote them too."""
+    recorded_options = recorded.get("options")
+    if isinstance(recorded_options, dict):
+        names = {option.name for option in fields()}
+        recorded = {**recorded, "options": {name: value for name, value in recorded_options.items()
+                                            if name not in names or value != str(default(name))}}
     if {**recorded, "weights": None} != {**fingerprint, "weights": None}:
         raise UpscaleError(f"the work folder {work} belongs to another job (other input or options); "
                            "run the same command as before with --resume, or --overwrite to start over")
@@ -210,9 +222,7 @@ def _check_same_job(recorded: dict, fingerprint: dict, work: Path) -> None:
 def window_of_run(job: JobSpec, source: vs.VideoNode) -> int:
     """Frames per window of the run: max_seq_len, or when that is automatic (0) the plan's, which
     the run then asks for explicitly, so that its segments are whole windows."""
-    from .. import engine
-
-    return (job.upscale_options.get("max_seq_len", engine.DEFAULT_MAX_SEQ_LEN) or _recorded_window(job)
+    return (job.upscale_options.get("max_seq_len", default("max_seq_len")) or _recorded_window(job)
             or _plan(job, source, cuts=[]).window)
 
 
