@@ -1,0 +1,232 @@
+"""`vsrealbasicvsr upscale --ray` (vsrealbasicvsr/ray_runner.py): the job's segments as Ray tasks
+on a local Ray cluster started by the tests, with output bytes identical to the one-process run.
+
+The clip is 12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6 and an AAC track; windows
+of 2 frames make segments of 4 frames: 3 segments, for 2 workers (`ray.init(num_cpus=2)`).
+FFV1 and bit-exact muxing make equal frames equal files.
+
+A Ray task on the CPU runs torch with the task's one CPU (Ray sets OMP_NUM_THREADS=1), and torch's
+CPU results depend on its thread count (by one code value in a few pixels): the one-process run
+compared against runs with one thread as well (docs/SCALING.md, "Identical frames").
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import av
+import pytest
+from conftest import REPO, make_clip_with_cut
+
+from vsrealbasicvsr import cli, job, ray_runner
+
+ray = pytest.importorskip("ray", reason='needs Ray: pip install "vsrealbasicvsr[ray]" (make install does)')
+
+CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
+OPTIONS = {"model": "realbasicvsr", "max_seq_len": 2, "device": "cpu", "tile": -1}
+
+
+def spec_of(clip, output, checkpoint, **flags) -> job.JobSpec:
+    return job.new_spec(clip, output, OPTIONS | {"checkpoint": str(checkpoint)}, codec="ffv1", quiet=True, **flags)
+
+
+def session_processes(session: int) -> list[int]:
+    """The processes of a session (`os.setsid`): Ray's processes stay in the session that started them."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == session:
+                    found.append(int(entry))
+            except OSError:  # gone meanwhile
+                pass
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (children, their children, ...)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def run_cli_in_own_session(*args, env_extra=None):
+    """The command in a session of its own; afterwards, checks that it left no process running."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
+    env.pop("RAY_ADDRESS", None)
+    process = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True)
+    stdout, stderr = process.communicate(timeout=600)
+    deadline = time.monotonic() + 30
+    while session_processes(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = session_processes(process.pid)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"the command left processes running: {[command_line(pid) for pid in left]}"
+    return process.returncode, stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip_with_cut(tmp_path_factory.mktemp("clip") / "cut.mp4", audio=True)
+
+
+@pytest.fixture(scope="module")
+def reference(clip, tiny_checkpoint, tmp_path_factory):
+    """The one-process run's output (`job.run`), with torch on one thread as in a Ray task."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        output = tmp_path_factory.mktemp("one_process") / "x4.mkv"
+        job.run(spec_of(clip, output, tiny_checkpoint))
+    finally:
+        torch.set_num_threads(threads)
+    return output
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A Ray cluster of this machine with 2 CPUs (2 workers), stopped at the end with all its processes."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+    deadline = time.monotonic() + 30
+    while (left := [pid for pid in descendants(os.getpid()) if "ray" in command_line(pid)]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"ray.shutdown left processes running: {[command_line(pid) for pid in left]}"
+
+
+def assert_has_audio(output):
+    with av.open(str(output)) as container:
+        assert [stream.type for stream in container.streams] == ["video", "audio"]
+        assert container.streams.audio[0].codec_context.name == "aac"
+
+
+def test_shared_folder_run_writes_the_one_process_output(clip, tiny_checkpoint, reference, local_ray, tmp_path):
+    output = tmp_path / "x4.mkv"
+    events = []
+    result = ray_runner.run(spec_of(clip, output, tiny_checkpoint), data="shared", progress=events.append)
+    assert (result.frames, result.segments_done, result.segment_count, result.cancelled) == (12, 3, 3, False)
+    assert output.read_bytes() == reference.read_bytes()
+    assert_has_audio(output)
+    assert not (tmp_path / "x4.mkv.rbvsr-work").exists()
+    kinds = [event.kind for event in events]
+    assert kinds[0] == "started" and kinds[-1] == "joining"
+    assert kinds.count("frame") == 12 and kinds.count("segment_done") == 3
+    done = [event.frames_done for event in events]
+    assert done == sorted(done) and done[-1] == 12
+
+
+def test_object_store_run_never_reads_the_inputs_path(clip, tiny_checkpoint, reference, local_ray, tmp_path):
+    """Without a shared folder: the input is moved away once the driver has it, so a task that
+    read its path would fail; it is put back for the join, which copies its audio."""
+    output = tmp_path / "x4.mkv"
+    hidden = tmp_path / "hidden.mp4"
+    moves = []
+
+    def move_input(event):
+        if event.kind == "started":
+            os.replace(clip, hidden)
+            moves.append("away")
+        elif event.kind == "joining":
+            os.replace(hidden, clip)
+            moves.append("back")
+
+    try:
+        ray_runner.run(spec_of(clip, output, tiny_checkpoint), data="object-store", progress=move_input)
+    finally:
+        if hidden.exists():
+            os.replace(hidden, clip)
+    assert moves == ["away", "back"]
+    assert output.read_bytes() == reference.read_bytes()
+    assert_has_audio(output)
+
+
+def test_a_worker_killed_mid_segment_is_retried_and_the_output_is_the_same(clip, tiny_checkpoint, reference,
+                                                                           local_ray, tmp_path):
+    output = tmp_path / "x4.mkv"
+    work = tmp_path / "x4.mkv.rbvsr-work"
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = ray_runner.run(spec_of(clip, output, tiny_checkpoint), data="shared")
+        except BaseException as error:  # noqa: BLE001 - checked below
+            outcome["error"] = error
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    killed = None
+    while runner.is_alive() and killed is None:
+        # A segment being written by a worker: partial_NNNNN.<the worker's pid>
+        for partial in work.glob("partial_*.*") if work.exists() else []:
+            pid = int(partial.suffix[1:])
+            if command_line(pid).startswith("ray::"):
+                os.kill(pid, signal.SIGKILL)
+                killed = partial.name
+                break
+        time.sleep(0.005)
+    runner.join(600)
+    assert killed is not None, "no worker was caught writing a segment"
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["result"].segments_done == 3
+    assert output.read_bytes() == reference.read_bytes()
+
+
+def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip, tiny_checkpoint, reference,
+                                                                          tmp_path):
+    """Through the command, with a Ray instance of its own (`--ray` without ADDRESS)."""
+    output = tmp_path / "x4.mkv"
+    args = [clip, output, "--checkpoint", tiny_checkpoint, "--max-seq-len", "2", "--codec", "ffv1", "--device",
+            "cpu", "--tile", "off", "--ray"]
+    code, _, stderr = run_cli_in_own_session(*args, env_extra={ray_runner.FAIL_SEGMENT_ENV: "1"})
+    assert code == 1
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("vsrealbasicvsr upscale: error: segment 1 failed: RuntimeError: segment 1 fails on every")
+    assert last.endswith("2 of 3 segments are kept in " f"{output}.rbvsr-work, continue with --resume")
+    work = tmp_path / "x4.mkv.rbvsr-work"
+    assert sorted(path.name for path in work.glob("segment_*")) == ["segment_00000.nut", "segment_00002.nut"]
+
+    code, _, stderr = run_cli_in_own_session(*args, "--resume")
+    assert code == 0, stderr
+    assert "1 segments computed on 1 Ray node(s)" in stderr  # the kept ones were not computed again
+    assert output.read_bytes() == reference.read_bytes()
+    assert not work.exists()
+
+
+def test_ray_without_ray_installed_is_one_line_naming_the_install(clip, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    for address in ([], ["127.0.0.1:6379"]):
+        code = cli.main(["upscale", str(clip), str(tmp_path / "x4.mkv"), "--ray", *address])
+        assert code == 1
+        err = capsys.readouterr().err
+        assert err == ('vsrealbasicvsr upscale: error: --ray needs Ray, which is not installed; '
+                       'pip install "vsrealbasicvsr[ray]"\n')
+    assert list(tmp_path.iterdir()) == []
