@@ -1,6 +1,11 @@
 """`vsrealbasicvsr upscale --ray` (vsrealbasicvsr/ray_runner.py): the job's segments as Ray tasks
 on a local Ray cluster started by the tests, with output bytes identical to the one-process run.
 
+Also on a Ray cluster of two nodes started with `ray start` on 127.0.0.1 (a head and a second
+node, one CPU each), standing for two machines, and through the command with a Ray instance of
+its own. Tests that start Ray in other processes come before those that use this process's
+(`local_ray`, for the module's rest), so that no two clusters run at once.
+
 The clip is 12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6 and an AAC track; windows
 of 2 frames make segments of 4 frames: 3 segments, for 2 workers (`ray.init(num_cpus=2)`).
 FFV1 and bit-exact muxing make equal frames equal files.
@@ -10,11 +15,16 @@ CPU results depend on its thread count (by one code value in a few pixels): the 
 compared against runs with one thread as well (docs/SCALING.md, "Identical frames").
 """
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import av
 import pytest
@@ -25,6 +35,7 @@ from vsrealbasicvsr import cli, job, ray_runner
 ray = pytest.importorskip("ray", reason='needs Ray: pip install "vsrealbasicvsr[ray]" (make install does)')
 
 CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
+RAY = str(Path(sys.executable).parent / "ray")
 OPTIONS = {"model": "realbasicvsr", "max_seq_len": 2, "device": "cpu", "tile": -1}
 
 
@@ -74,7 +85,6 @@ def command_line(pid: int) -> str:
 def run_cli_in_own_session(*args, env_extra=None):
     """The command in a session of its own; afterwards, checks that it left no process running."""
     env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
-    env.pop("RAY_ADDRESS", None)
     process = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, start_new_session=True)
     stdout, stderr = process.communicate(timeout=600)
@@ -86,6 +96,58 @@ def run_cli_in_own_session(*args, env_extra=None):
         os.kill(pid, signal.SIGKILL)
     assert not left, f"the command left processes running: {[command_line(pid) for pid in left]}"
     return process.returncode, stdout, stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"the Ray head did not open port {port} within {seconds} s")
+
+
+def stop(processes: list[subprocess.Popen]) -> list[str]:
+    """Stops `ray start --block` processes (SIGTERM: they stop the Ray processes they began), then
+    kills by pid whatever of their sessions is left; returns the command lines of those."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    deadline = time.monotonic() + 30
+    while any(session_processes(process.pid) for process in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for process in processes for pid in session_processes(process.pid)]
+    commands = []
+    for pid in left:
+        try:
+            commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return commands
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_environment():
+    """The Ray processes the module starts (clusters, drivers, workers) with one token of its own, as
+    a real cluster's nodes share theirs (Ray's token authentication), so that nothing reads or
+    writes ~/.ray; no $RAY_ADDRESS from outside."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "token")
+        patch.setenv("RAY_AUTH_TOKEN", uuid.uuid4().hex)
+        patch.delenv("RAY_ADDRESS", raising=False)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +172,14 @@ def reference(clip, tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A Ray cluster of this machine with 2 CPUs (2 workers), stopped at the end with all its processes."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
+    """A Ray cluster of this machine with 2 CPUs (2 workers), stopped at the end with all its processes.
+    Without token authentication: this process read Ray's settings when it imported ray, before
+    `ray_environment` set the token mode, and would not send the token its cluster then asks for."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        yield
+        ray.shutdown()
     deadline = time.monotonic() + 30
     while (left := [pid for pid in descendants(os.getpid()) if "ray" in command_line(pid)]) \
             and time.monotonic() < deadline:
@@ -127,6 +193,68 @@ def assert_has_audio(output):
     with av.open(str(output)) as container:
         assert [stream.type for stream in container.streams] == ["video", "audio"]
         assert container.streams.audio[0].codec_context.name == "aac"
+
+
+@pytest.fixture
+def two_nodes():
+    """ADDRESS of a head and a second node on 127.0.0.1, each in a session of its own; at the end
+    both are stopped, and no process of theirs may be left."""
+    temp = tempfile.mkdtemp(prefix="rt")  # short: Ray's socket paths live under it
+    port = free_port()
+    common = ["--block", "--num-cpus=1", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
+    started = []
+    try:
+        started.append(subprocess.Popen(
+            [RAY, "start", "--head", f"--port={port}",
+             "--include-dashboard=false", f"--temp-dir={temp}", *common],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        wait_for_port(port, 120)
+        started.append(subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *common],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        count = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR')\n"
+                 "alive = lambda: sum(node['Alive'] for node in ray.nodes())\n"
+                 "deadline = time.monotonic() + 120\n"
+                 "while alive() < 2 and time.monotonic() < deadline: time.sleep(0.5)\n"
+                 "print(alive())")
+        nodes = subprocess.run([sys.executable, "-c", count, f"127.0.0.1:{port}"], capture_output=True, text=True,
+                               timeout=300)
+        assert nodes.stdout.strip() == "2", nodes.stderr
+        yield f"127.0.0.1:{port}"
+    finally:
+        left = stop(started)
+        shutil.rmtree(temp, ignore_errors=True)
+    assert not left, f"Ray processes left running: {left}"
+
+
+def test_two_nodes_share_the_segments_through_the_object_store(clip, tiny_checkpoint, reference, two_nodes, tmp_path):
+    output = tmp_path / "x4.mkv"
+    code, _, stderr = run_cli_in_own_session(
+        clip, output, "--checkpoint", tiny_checkpoint, "--max-seq-len", "2", "--codec", "ffv1", "--device", "cpu",
+        "--tile", "off", "--ray", two_nodes, "--ray-data", "object-store")
+    assert code == 0, stderr
+    assert "upscale: 3 segments computed on 2 Ray node(s)" in stderr
+    assert output.read_bytes() == reference.read_bytes()
+
+
+def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip, tiny_checkpoint, reference,
+                                                                          tmp_path):
+    """Through the command, with a Ray instance of its own (`--ray` without ADDRESS)."""
+    output = tmp_path / "x4.mkv"
+    args = [clip, output, "--checkpoint", tiny_checkpoint, "--max-seq-len", "2", "--codec", "ffv1", "--device",
+            "cpu", "--tile", "off", "--ray"]
+    code, _, stderr = run_cli_in_own_session(*args, env_extra={ray_runner.FAIL_SEGMENT_ENV: "1"})
+    assert code == 1
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("vsrealbasicvsr upscale: error: segment 1 failed: RuntimeError: segment 1 fails on every")
+    assert last.endswith("2 of 3 segments are kept in " f"{output}.rbvsr-work, continue with --resume")
+    work = tmp_path / "x4.mkv.rbvsr-work"
+    assert sorted(path.name for path in work.glob("segment_*")) == ["segment_00000.nut", "segment_00002.nut"]
+
+    code, _, stderr = run_cli_in_own_session(*args, "--resume")
+    assert code == 0, stderr
+    assert "1 segments computed on 1 Ray node(s)" in stderr  # the kept ones were not computed again
+    assert output.read_bytes() == reference.read_bytes()
+    assert not work.exists()
 
 
 def test_shared_folder_run_writes_the_one_process_output(clip, tiny_checkpoint, reference, local_ray, tmp_path):
@@ -198,27 +326,6 @@ def test_a_worker_killed_mid_segment_is_retried_and_the_output_is_the_same(clip,
     assert "error" not in outcome, outcome.get("error")
     assert outcome["result"].segments_done == 3
     assert output.read_bytes() == reference.read_bytes()
-
-
-def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip, tiny_checkpoint, reference,
-                                                                          tmp_path):
-    """Through the command, with a Ray instance of its own (`--ray` without ADDRESS)."""
-    output = tmp_path / "x4.mkv"
-    args = [clip, output, "--checkpoint", tiny_checkpoint, "--max-seq-len", "2", "--codec", "ffv1", "--device",
-            "cpu", "--tile", "off", "--ray"]
-    code, _, stderr = run_cli_in_own_session(*args, env_extra={ray_runner.FAIL_SEGMENT_ENV: "1"})
-    assert code == 1
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("vsrealbasicvsr upscale: error: segment 1 failed: RuntimeError: segment 1 fails on every")
-    assert last.endswith("2 of 3 segments are kept in " f"{output}.rbvsr-work, continue with --resume")
-    work = tmp_path / "x4.mkv.rbvsr-work"
-    assert sorted(path.name for path in work.glob("segment_*")) == ["segment_00000.nut", "segment_00002.nut"]
-
-    code, _, stderr = run_cli_in_own_session(*args, "--resume")
-    assert code == 0, stderr
-    assert "1 segments computed on 1 Ray node(s)" in stderr  # the kept ones were not computed again
-    assert output.read_bytes() == reference.read_bytes()
-    assert not work.exists()
 
 
 def test_ray_without_ray_installed_is_one_line_naming_the_install(clip, tmp_path, monkeypatch, capsys):

