@@ -257,6 +257,16 @@ def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip,
     assert not work.exists()
 
 
+def test_an_address_where_no_cluster_listens_is_one_line_and_leaves_nothing(clip, tiny_checkpoint, tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    code, _, stderr = run_cli_in_own_session(clip, tmp_path / "x4.mkv", "--checkpoint", tiny_checkpoint,
+                                             "--ray", address)
+    assert code == 1
+    assert stderr.startswith(f"vsrealbasicvsr upscale: error: cannot reach the Ray cluster at {address} (")
+    assert stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_shared_folder_run_writes_the_one_process_output(clip, tiny_checkpoint, reference, local_ray, tmp_path):
     output = tmp_path / "x4.mkv"
     events = []
@@ -295,6 +305,27 @@ def test_object_store_run_never_reads_the_inputs_path(clip, tiny_checkpoint, ref
     assert moves == ["away", "back"]
     assert output.read_bytes() == reference.read_bytes()
     assert_has_audio(output)
+
+
+def test_cancel_keeps_finished_segments_that_a_resume_completes(clip, tiny_checkpoint, reference, local_ray,
+                                                                 tmp_path):
+    output = tmp_path / "x4.mkv"
+    cancel = threading.Event()
+
+    def cancel_after_the_first_segment(event):
+        if event.kind == "segment_done":
+            cancel.set()
+
+    result = ray_runner.run(spec_of(clip, output, tiny_checkpoint), progress=cancel_after_the_first_segment,
+                            cancel=cancel)
+    assert result.cancelled and 1 <= result.segments_done < 3
+    work = tmp_path / "x4.mkv.rbvsr-work"
+    assert len(list(work.glob("segment_*.nut"))) == result.segments_done and not output.exists()
+    events = []
+    result = ray_runner.run(spec_of(clip, output, tiny_checkpoint, resume=True), progress=events.append)
+    assert not result.cancelled and result.segments_done == 3
+    assert events[0].segments_done >= 1  # the kept segments were not computed again
+    assert output.read_bytes() == reference.read_bytes()
 
 
 def test_a_worker_killed_mid_segment_is_retried_and_the_output_is_the_same(clip, tiny_checkpoint, reference,

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -32,6 +33,8 @@ INSTALL_HINT = 'pip install "vsrealbasicvsr[ray]"'
 RETRIES = 3
 # How often the driver asks for the frames done, between segments.
 POLL_S = 0.5
+# How long a HOST:PORT may take to accept a connection before the driver gives up on it.
+CONNECT_TIMEOUT_S = 10
 # The folder under each node's temporary folder that holds its copies of a job's files.
 NODE_COPIES = "vsrealbasicvsr-ray"
 # Test hook: the task of this segment raises on every try.
@@ -158,21 +161,37 @@ def run(spec: job.JobSpec, address: str | None = None, data: str = "shared",
     if data == "object-store" and spec.folder_out:
         raise job.UpscaleError("--ray-data object-store sends video segments only; give OUTPUT an extension "
                                "(e.g. .mkv), or write PNG frames into a shared folder (--ray-data shared)")
-    with job.open_job(spec) as opened:
-        connected_here = not ray.is_initialized()
-        if connected_here:
-            try:
-                # The workers' own output stays in Ray's logs: what fails comes back with the task.
-                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
-            except (ConnectionError, ValueError, RuntimeError) as error:
-                reason = (str(error).splitlines() or [type(error).__name__])[0]
-                raise job.UpscaleError(f"cannot start or reach the Ray cluster at {address or 'this machine'} "
-                                       f"({reason}); check the address, or start one with `ray start --head`") from None
-        try:
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        _connect(ray, address)  # before the job is opened: an unreachable cluster leaves no work folder
+    try:
+        with job.open_job(spec) as opened:
             return _run(ray, opened, data, progress or (lambda event: None), cancel or threading.Event())
-        finally:
-            if connected_here:
-                ray.shutdown()
+    finally:
+        if connected_here:
+            ray.shutdown()
+
+
+def _connect(ray, address: str | None) -> None:
+    """ray.init, with UpscaleError when the cluster cannot be reached or started; a HOST:PORT that
+    takes no connection is refused at once (Ray itself would keep trying for minutes)."""
+    where = address or "this machine"
+    host, _, port = (address or "").rpartition(":")
+    if host and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as error:
+            raise job.UpscaleError(f"cannot reach the Ray cluster at {address} ({error.strerror or error}); check "
+                                   "the address, or start the cluster's head there with `ray start --head`") from None
+    try:
+        # The workers' own output stays in Ray's logs: what fails comes back with the task.
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+    except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as error:
+        ray.shutdown()  # whatever the attempt started
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise job.UpscaleError(f"cannot start or reach the Ray cluster at {where} ({reason}); check the address; "
+                               "a cluster with token authentication needs RAY_AUTH_MODE=token and its token here "
+                               "(docs/SCALING.md)") from None
 
 
 def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -> job.JobResult:
@@ -188,7 +207,8 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
     copies = _node_copies(ray, unit, data)  # before "started": from then on, no task reads the input's path
     report(event("started"))
     counter = ray.remote(num_cpus=0)(FrameCounter).remote()
-    gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    # A GPU each where the cluster has them, unless the job was told to run on the CPU.
+    gpu = ray.cluster_resources().get("GPU", 0) >= 1 and spec.upscale_options.get("device") != "cpu"
     task = ray.remote(write_segment_task).options(
         num_gpus=1 if gpu else 0, num_cpus=1, max_retries=RETRIES, retry_exceptions=True,
         scheduling_strategy="SPREAD")
@@ -210,7 +230,11 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
                     failures[index] = result.message
                     continue
                 if result.data is not None:
-                    opened.store(index, result.data)
+                    try:
+                        opened.store(index, result.data)
+                    except job.UpscaleError as error:
+                        failures[index] = str(error)
+                        continue
                 nodes.add(result.node)
                 finished_frames += segments.frames_in(index)
                 state["segments"] += 1

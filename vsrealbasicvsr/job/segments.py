@@ -1,8 +1,9 @@
 """Segments: the job's frames in runs of whole windows, each encoded by its own ffmpeg into the
 work folder, and joined into the output at the end.
 
-A segment file gets its final name (`segment_NNNNN`) only when ffmpeg has finished it, so what
-is in the work folder under that name is whole: a resumed job starts from the first missing one.
+A segment file gets its final name (`segment_NNNNN`) only when ffmpeg has finished it and it
+holds all its frames (counted), so what is in the work folder under that name is whole: a resumed
+job starts from the first missing one.
 """
 from __future__ import annotations
 
