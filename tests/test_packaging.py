@@ -12,7 +12,7 @@ PACKAGE = REPO / "vsrealbasicvsr"
 # VapourSynth plugin namespaces the command uses, and the wheels that bring them.
 PLUGIN_WHEELS = {"bs": "vapoursynth-bestsource", "scxvid": "vapoursynth-scxvid"}
 # Optional features: third-party modules imported only behind an extra, and that extra.
-OPTIONAL_MODULES: dict[str, str] = {}
+OPTIONAL_MODULES: dict[str, str] = {"ray": "ray"}  # upscale --ray
 
 
 def _requirement_name(requirement: str) -> str:
@@ -41,8 +41,12 @@ def test_every_third_party_import_is_a_dependency():
     third_party = _imported_modules() - set(sys.stdlib_module_names) - {"vsrealbasicvsr"}
     assert third_party, "no imports found: the scan is broken"
     missing = {}
+    extras = {name: {_requirement_name(r) for r in requirements}
+              for name, requirements in _project().get("optional-dependencies", {}).items()}
     for module in sorted(third_party):
         if module in OPTIONAL_MODULES:
+            assert module in extras.get(OPTIONAL_MODULES[module], set()), \
+                f"{module} is imported behind the extra {OPTIONAL_MODULES[module]!r}, which does not list it"
             continue
         names = {_requirement_name(name) for name in distributions.get(module, [module])}
         if not names & dependencies:

@@ -12,7 +12,8 @@ FFV1 and bit-exact muxing make equal frames equal files.
 
 A Ray task on the CPU runs torch with the task's one CPU (Ray sets OMP_NUM_THREADS=1), and torch's
 CPU results depend on its thread count (by one code value in a few pixels): the one-process run
-compared against runs with one thread as well (docs/SCALING.md, "Identical frames").
+compared against is the command without --ray with OMP_NUM_THREADS=1 (docs/SCALING.md, "Identical
+frames").
 """
 import os
 import shutil
@@ -37,6 +38,7 @@ ray = pytest.importorskip("ray", reason='needs Ray: pip install "vsrealbasicvsr[
 CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
 RAY = str(Path(sys.executable).parent / "ray")
 OPTIONS = {"model": "realbasicvsr", "max_seq_len": 2, "device": "cpu", "tile": -1}
+FLAGS = ["--max-seq-len", "2", "--codec", "ffv1", "--device", "cpu", "--tile", "off"]  # OPTIONS, to the command
 
 
 def spec_of(clip, output, checkpoint, **flags) -> job.JobSpec:
@@ -157,16 +159,12 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(clip, tiny_checkpoint, tmp_path_factory):
-    """The one-process run's output (`job.run`), with torch on one thread as in a Ray task."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        output = tmp_path_factory.mktemp("one_process") / "x4.mkv"
-        job.run(spec_of(clip, output, tiny_checkpoint))
-    finally:
-        torch.set_num_threads(threads)
+    """The one-process run's output: the command without --ray, in a process of its own (nothing
+    of this one's torch state), with torch on one thread as in a Ray task (OMP_NUM_THREADS=1)."""
+    output = tmp_path_factory.mktemp("one_process") / "x4.mkv"
+    code, _, stderr = run_cli_in_own_session(clip, output, *FLAGS, "--checkpoint", tiny_checkpoint,
+                                             env_extra={"OMP_NUM_THREADS": "1"})
+    assert code == 0, stderr
     return output
 
 
@@ -229,8 +227,7 @@ def two_nodes():
 def test_two_nodes_share_the_segments_through_the_object_store(clip, tiny_checkpoint, reference, two_nodes, tmp_path):
     output = tmp_path / "x4.mkv"
     code, _, stderr = run_cli_in_own_session(
-        clip, output, "--checkpoint", tiny_checkpoint, "--max-seq-len", "2", "--codec", "ffv1", "--device", "cpu",
-        "--tile", "off", "--ray", two_nodes, "--ray-data", "object-store")
+        clip, output, "--checkpoint", tiny_checkpoint, *FLAGS, "--ray", two_nodes, "--ray-data", "object-store")
     assert code == 0, stderr
     assert "upscale: 3 segments computed on 2 Ray node(s)" in stderr
     assert output.read_bytes() == reference.read_bytes()
@@ -240,8 +237,7 @@ def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip,
                                                                           tmp_path):
     """Through the command, with a Ray instance of its own (`--ray` without ADDRESS)."""
     output = tmp_path / "x4.mkv"
-    args = [clip, output, "--checkpoint", tiny_checkpoint, "--max-seq-len", "2", "--codec", "ffv1", "--device",
-            "cpu", "--tile", "off", "--ray"]
+    args = [clip, output, "--checkpoint", tiny_checkpoint, *FLAGS, "--ray"]
     code, _, stderr = run_cli_in_own_session(*args, env_extra={ray_runner.FAIL_SEGMENT_ENV: "1"})
     assert code == 1
     last = stderr.strip().splitlines()[-1]

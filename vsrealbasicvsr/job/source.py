@@ -102,10 +102,11 @@ def source_file(job: JobSpec, scratch: Path) -> Path:
 
 def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
     """Frames [start, end) of the job of the video file `path` (`source_file`), through bestsource."""
-    if not hasattr(vs.core, "bs"):
+    core = vs.core
+    if not hasattr(core, "bs"):
         raise UpscaleError("reading videos needs bestsource; pip install vapoursynth-bestsource")
     try:
-        clip = vs.core.bs.VideoSource(str(path))
+        clip = core.bs.VideoSource(str(path))
     except vs.Error:
         raise UpscaleError(unreadable(job.input)) from None
     if clip.num_frames == 0:
