@@ -21,6 +21,7 @@ import argparse
 import importlib.util
 import os
 import resource
+import shutil
 import subprocess
 import tempfile
 import time
@@ -122,6 +123,7 @@ def main() -> None:
         print(f"per-segment overhead, CPU s: (Ray 1 worker - one process) / {segments} segments = "
               f"{(cpu[1] - one_process_cpu) / segments:.2f}")
     print("outputs: the one-process bytes in every run")
+    shutil.rmtree(folder)
 
 
 if __name__ == "__main__":
