@@ -104,7 +104,8 @@ class _StepCounter:
 
     # each step with its progress steps per item of its batch (frames; flows: frame pairs, a
     # half step for each direction)
-    PER_ITEM: ClassVar[dict[str, float]] = {"flow": 0.5, "backward_trunk": 1.0, "forward_trunk": 1.0, "reconstruct": 1.0, "clean": 1.0}
+    PER_ITEM: ClassVar[dict[str, float]] = {"flow": 0.5, "backward_trunk": 1.0, "forward_trunk": 1.0,
+                                            "reconstruct": 1.0, "clean": 1.0}
 
     def __init__(self, steps: Steps):
         self.steps_per_frame = sum(getattr(steps, name) is not None for name in self.PER_ITEM)
@@ -405,7 +406,7 @@ class Engine:
         self.mid_channels = _mid_channels(self.network)
         self.backend = settings.backend
         self._steps = _StepCounter(self.network.steps())
-        self.steps = self._steps.counted(self.backend.steps(self.network))
+        self.steps = self._steps.counted(self.torch_thread.call(self.backend.steps, self.network))
         # After loading: the budget is what is free once the weights are in place.
         sizes = settings.first_plan(self.mid_channels)
         self.window_memory, self.budget = sizes.window_memory, sizes.budget
