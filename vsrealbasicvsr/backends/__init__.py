@@ -17,7 +17,9 @@ import dataclasses
 import importlib
 from typing import ClassVar
 
-import torch
+# Not `import torch`: the submodule backends.torch takes that name in this package once imported.
+from torch import device as TorchDevice
+from torch import nn
 
 from ..models import Steps
 
@@ -29,7 +31,7 @@ class Backend:
     name: ClassVar[str]  # the `backend` option's value
     precisions: ClassVar[tuple[str, ...]]  # of options.PRECISIONS, those it computes in
 
-    def __init__(self, torch_device: torch.device):
+    def __init__(self, torch_device: TorchDevice):
         self.torch_device = torch_device
 
     @classmethod
@@ -38,7 +40,7 @@ class Backend:
         ValueError "Upscale: <what is wrong>; <what to do>" for a device it lacks."""
         raise NotImplementedError
 
-    def steps(self, network: torch.nn.Module) -> Steps:
+    def steps(self, network: nn.Module) -> Steps:
         """`network`'s steps as this backend runs them (the network is loaded and placed on
         `torch_device`, in the engine's precision)."""
         raise NotImplementedError
@@ -50,11 +52,11 @@ def of(name: str, device: str) -> Backend:
     return importlib.import_module(f".{name}", __name__).BACKEND.on(device)
 
 
-class _MethodModule(torch.nn.Module):
+class _MethodModule(nn.Module):
     """A network's method as a module of its own (BasicVSR's `reconstruct`), so that it can be
     traced and converted like the steps that are modules; the network's parameters are its."""
 
-    def __init__(self, owner: torch.nn.Module, method: str):
+    def __init__(self, owner: nn.Module, method: str):
         super().__init__()
         self.owner, self.method = owner, method
 
@@ -62,13 +64,13 @@ class _MethodModule(torch.nn.Module):
         return getattr(self.owner, self.method)(*inputs)
 
 
-def step_modules(network: torch.nn.Module) -> dict[str, torch.nn.Module]:
+def step_modules(network: nn.Module) -> dict[str, nn.Module]:
     """Each of `network.steps()` (by `Steps` field name) as a torch module: the network's own
     modules, and its methods wrapped (`_MethodModule`)."""
     modules = {}
     for field in dataclasses.fields(Steps):
         step = getattr(network.steps(), field.name)
-        if step is None or isinstance(step, torch.nn.Module):
+        if step is None or isinstance(step, nn.Module):
             modules[field.name] = step
         else:
             modules[field.name] = _MethodModule(step.__self__, step.__name__)
