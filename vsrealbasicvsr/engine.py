@@ -27,13 +27,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from . import backends, memory, options, tiles
+from . import backends, memory, tiles
 from .models import Steps
 from .options import TILE_AUTO, TILE_OFF, UpscaleOptions
 
 # The defaults live in options.UpscaleOptions (the choice of the overlaps: docs/WINDOWS_AND_TILES.md);
 # this name stays for the callers that read it.
-DEFAULT_MAX_SEQ_LEN = options.default("max_seq_len")
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # No frame is wider or taller than a C int (VapourSynth's frame sizes, the filter's frame properties).
@@ -277,7 +276,7 @@ def _check_compile(device: torch.device) -> None:
 def _compile(network: torch.nn.Module) -> torch.nn.Module:
     """torch.compile the convolution trunks, where the time goes; the Python loops stay eager.
     Shapes are static per engine (tiles all have one size), so dynamic=False."""
-    for name, module in network.named_modules():
+    for module in network.modules():
         if type(module).__name__ == "ResidualBlocksWithInputConv":
             module.main = torch.compile(module.main, dynamic=False)
     return network
@@ -335,8 +334,8 @@ class Settings:
                              f"use precision=\"{backend.precisions[0]}\" (or leave it out), or backend=\"torch\"")
         if opts.compile:
             if backend.name != "torch":
-                raise ValueError(f"Upscale: compile=True is torch.compile, for backend=\"torch\"; backend=\"{backend.name}\" "
-                                 "compiles its steps anyway: use compile=False")
+                raise ValueError(f"Upscale: compile=True is torch.compile, for backend=\"torch\"; "
+                                 f"backend=\"{backend.name}\" compiles its steps anyway: use compile=False")
             _check_compile(device)
         # A window longer than the clip is the whole clip; memory is then sized for the clip.
         max_seq_len = opts.max_seq_len if num_frames is None else min(opts.max_seq_len, int(num_frames))

@@ -63,7 +63,8 @@ class UpscaleOptions:
         "clip's length.", metavar="N"))
     device: str = field(default="auto", metadata=_about(
         "text", "\"auto\" (a GPU when there is one, else the CPU), \"cpu\", \"cuda\", \"cuda:1\", ...; with "
-        "backend=\"openvino\": \"auto\" (the CPU), \"cpu\", or \"gpu\", \"gpu:1\", ... for an Intel GPU (not tested here).",
+        "backend=\"openvino\": \"auto\" (the CPU), \"cpu\", or \"gpu\", \"gpu:1\", ... for an Intel GPU "
+        "(not tested here).",
         flag_help="auto, cpu, cuda, cuda:N; with --backend openvino: auto (the CPU), cpu, gpu, gpu:N (Intel GPUs, "
         "not tested here)"))
     precision: str | None = field(default=None, metadata=_about(
@@ -122,6 +123,12 @@ def fields() -> tuple[dataclasses.Field, ...]:
 def default(name: str) -> Any:
     """The default of option `name` as a call writes it (tile: 0, not (0, 0))."""
     return next(option.default for option in fields() if option.name == name)
+
+
+def without_defaults(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments that differ from their option's default (None is left out): what a job
+    records, so that an option added later, or a default written out, is the same job."""
+    return {name: value for name, value in arguments.items() if value is not None and value != default(name)}
 
 
 # -- checks -----------------------------------------------------------------------------------
