@@ -21,6 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from . import threads
+
+# Before torch loads OpenMP, which reads its wait policy only then (why: threads.py).
+threads.prefer_passive_wait()
+
 import numpy as np
 import torch
 
