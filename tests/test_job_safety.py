@@ -234,7 +234,7 @@ def test_resume_refuses_other_weights(weights, upscaled, clip, tiny_checkpoint, 
 
 
 def test_job_file_frame_rates():
-    from vsrealbasicvsr.video import Job
+    from vsrealbasicvsr.job import JobSpec as Job
 
     def fingerprint(fps):
         known = {"input": Path(__file__), "output": Path("out.mp4"), "folder_out": False,

@@ -4,10 +4,9 @@ import ast
 import numpy as np
 import pytest
 import torch
+from conftest import GOLDEN_DIR, TINY_CONFIG
 
 from vsrealbasicvsr.models import BasicVSRNet, RealBasicVSRNet, flow_warp
-
-from conftest import GOLDEN_DIR, TINY_CONFIG
 
 
 @pytest.fixture(scope="module")

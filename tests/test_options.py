@@ -119,3 +119,13 @@ def test_the_readme_table_lists_every_option_with_its_default():
             assert rows[option.name].strip() == f"`{options.describe_default(option)}`", option.name
         else:
             assert rows[option.name].strip() and "`" not in rows[option.name], option.name
+
+
+def test_the_upscale_command_takes_every_option_as_a_flag():
+    from vsrealbasicvsr import cli
+
+    help_text = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["upscale"].format_help().split())
+    for option in options.fields():
+        if option.name != "scene_split":  # the command's --no-scene-detect skips the detection instead
+            assert options.flag(option.name) in help_text, option.name
+    assert "--no-scene-detect" in help_text and "--scene-split" not in help_text

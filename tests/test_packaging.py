@@ -5,7 +5,6 @@ import importlib.metadata
 import re
 import sys
 import tomllib
-from pathlib import Path
 
 from conftest import REPO
 

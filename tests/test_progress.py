@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, make_clip_with_cut
 
 from vsrealbasicvsr import engine as engine_module
-from vsrealbasicvsr import video
+from vsrealbasicvsr.job import progress as job_progress
 
 FLOAT = 1
 INTERVAL = "0.05"  # seconds between progress lines / bar redraws in these tests
@@ -38,7 +38,7 @@ def test_engine_progress_moves_before_a_window_hands_out_frames(tiny_checkpoint)
 
 def test_rate_and_eta_only_once_a_window_of_work_is_measured():
     work = [0.0]
-    progress = video.Progress(100, 0, quiet=True, window=10, work=lambda: work[0])
+    progress = job_progress.Progress(100, 0, quiet=True, window=10, work=lambda: work[0])
     progress.started = time.monotonic() - 10
     work[0] = 5.0
     assert progress.rate(progress.frames()) == "ETA --"
@@ -51,10 +51,10 @@ def test_rate_and_eta_only_once_a_window_of_work_is_measured():
 
     # a window longer than RATE_AFTER_S of work: the rate of its steps so far, once that has passed
     work[0] = 0.0
-    progress = video.Progress(100, 0, quiet=True, window=60, work=lambda: work[0])
+    progress = job_progress.Progress(100, 0, quiet=True, window=60, work=lambda: work[0])
     work[0] = 6.0
     assert progress.rate(progress.frames()) == "ETA --"
-    progress.started = time.monotonic() - video.RATE_AFTER_S
+    progress.started = time.monotonic() - job_progress.RATE_AFTER_S
     assert progress.rate(progress.frames()).startswith("0.05 fps, ETA 00:31:")  # 94 frames at 0.05 fps
 
 
@@ -85,7 +85,7 @@ PTY_SCRIPT = """
 import sys
 import vapoursynth as vs
 import vsrealbasicvsr
-from vsrealbasicvsr.video import Progress
+from vsrealbasicvsr.job.progress import Progress
 
 clip = vs.core.std.BlankClip(format=vs.RGBS, width=128, height=128, length=12, color=[0.2, 0.5, 0.8])
 upscaled = vsrealbasicvsr.upscale(clip, checkpoint=sys.argv[1], max_seq_len=12, overlap=0, tile=-1, device="cpu")

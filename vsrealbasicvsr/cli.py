@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
+import signal
 import sys
+from fractions import Fraction
 from pathlib import Path
 
-from . import registry
+from . import job, options, registry
+from .job import ffmpeg
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -82,6 +86,165 @@ def _fail(command: str, message: str) -> int:
     return 1
 
 
+
+# -- upscale: the job API (vsrealbasicvsr.job) behind arguments --------------------------------
+
+# Test hook: after this many segments are finished, the command interrupts itself with SIGINT.
+STOP_AFTER_SEGMENTS_ENV = "VSREALBASICVSR_STOP_AFTER_SEGMENTS"
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    """Runs `vsrealbasicvsr upscale`; problems the user can fix are one line on stderr, exit 1."""
+    from .job.progress import ProgressPrinter
+
+    command = ["vsrealbasicvsr", *sys.argv[1:]]
+    printer = ProgressPrinter(args.quiet)
+    try:
+        spec = _upscale_spec(args)
+        if args.dry_run:
+            print(_plan_text(job.plan(spec)))
+            return 0
+        stop_after = int(os.environ.get(STOP_AFTER_SEGMENTS_ENV, "0") or 0)
+
+        def progress(event: job.JobProgress) -> None:
+            printer(event)
+            if event.kind == "segment_done" and event.segments_done == stop_after:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        result = job.run(spec, progress=progress)
+    except job.WeightsUnavailable as error:
+        fallback = shlex.join(_replace_model(command, error.fallback))
+        return _fail("upscale", str(error).replace(f"the model {error.fallback}", f"`{fallback}`"))
+    except job.UpscaleError as error:
+        return _fail("upscale", str(error))
+    except job.JobInterrupted as interrupted:
+        printer.close()
+        print(f"upscale: interrupted; {interrupted.segments_done} of {interrupted.segment_count} segments are kept "
+              f"in {interrupted.work}; continue with: {shlex.join(_with_flag(command, '--resume'))}",
+              file=sys.stderr, flush=True)
+        # Not the cancel event: that waits for the window being computed, which can take minutes,
+        # and Ctrl-C should end the command now; the kept segments are whole either way.
+        os._exit(128 + signal.SIGINT)
+    except KeyboardInterrupt:  # before the first segment started: there is nothing to keep
+        print("upscale: interrupted before any frame was computed", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        printer.close()
+    if not args.quiet:
+        print(f"upscale: wrote {result.output} ({result.width}x{result.height}, {result.frames} frames)",
+              file=sys.stderr)
+    return 0
+
+
+def _upscale_spec(args: argparse.Namespace) -> job.JobSpec:
+    try:
+        upscale_options = options.from_arguments(args)
+    except ValueError as error:
+        raise job.UpscaleError(str(error)) from None
+    return job.new_spec(args.input, args.output, upscale_options, codec=args.codec, crf=args.crf, start=args.start,
+                        end=args.end, fps=args.fps, scene_detect=args.scene_detect, quiet=args.quiet,
+                        overwrite=args.overwrite, overwrite_folder=args.overwrite_folder, resume=args.resume)
+
+
+def _plan_text(planned: job.JobPlan) -> str:
+    """The dry run's lines: the job's plan, as the run will make it."""
+    spec, clip_plan = planned.spec, planned.clip_plan
+    upscale_options = spec.upscale_options
+    frames, first, window = planned.frames, clip_plan.first, planned.window
+    checkpoint, model = upscale_options.get("checkpoint"), upscale_options.get("model", options.default("model"))
+    if checkpoint is not None:
+        weights = checkpoint
+    elif registry.resolve(model) is not None:
+        weights = f"{model} ({registry.resolve(model)})"
+    else:
+        weights = f"{model} (not installed: the run downloads it first, to {registry.weights_dir()})"
+    cuts = planned.cuts
+    if cuts is not None:
+        shown = ", ".join(map(str, cuts[:10])) + (" ..." if len(cuts) > 10 else "")
+        scenes = (f"{len(cuts)} cut(s){' at frame ' + shown if cuts else ''} "
+                  "(scxvid, in a pass over the whole input); each cut starts a new window")
+    else:
+        scenes = "not detected (--no-scene-detect)"
+    tile = f"{first.tile[0]}x{first.tile[1]}" if first.tile else "none"
+    settings = clip_plan.settings
+    return "\n".join([
+        (f"input      {spec.input}: {planned.width}x{planned.height} {planned.format_name}, {frames} frames "
+         f"at {planned.fps.numerator}/{planned.fps.denominator} fps"),
+        f"output     {spec.output}: {4 * planned.width}x{4 * planned.height}, {frames} frames, "
+        + ("PNG frames" if spec.folder_out else f"{spec.codec} via {ffmpeg.ffmpeg_exe()}"),
+        f"model      {weights}",
+        f"device     {settings.device} ({str(settings.dtype).removeprefix('torch.')})",
+        f"scenes     {scenes}",
+        (f"windows    {len(clip_plan.windows)}: {min(window, frames)} frames each from frame 0"
+         f"{', split at scene cuts' if spec.scene_detect else ''} (+{settings.overlap} context frames each side)"),
+        f"tiles      {tile}",
+        f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window (budget {first.budget / 2**20:.0f} MiB)",
+        f"segments   {len(planned.segments)} of {planned.segment_frames} frames in {spec.work}",
+    ])
+
+
+def _with_flag(command: list[str], flag: str) -> list[str]:
+    return command if flag in command else [*command, flag]
+
+
+def _replace_model(command: list[str], model: str) -> list[str]:
+    words, skip = [], False
+    for word in command:
+        if skip:
+            skip = False
+        elif word == "--model":
+            skip = True
+        elif not word.startswith("--model="):
+            words.append(word)
+    return [*words, "--model", model]
+
+
+def _ffmpeg_for_help() -> str:
+    try:
+        return ffmpeg.ffmpeg_exe()
+    except job.UpscaleError:
+        return "none found"
+
+
+def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers `upscale` on the command's subparsers; the parser's `func` runs it."""
+    parser = subparsers.add_parser(
+        "upscale", help="upscale a video (or a folder of frames) 4x into a video (or a folder of PNGs)",
+        description="Upscale INPUT 4x with RealBasicVSR into OUTPUT: a video encoded by ffmpeg (the "
+                    f"`ffmpeg` on PATH, else the binary of the imageio-ffmpeg wheel; here: {_ffmpeg_for_help()}), "
+                    "with the input's audio "
+                    "and subtitles, frame rate and colour tags; or a folder of PNG frames when OUTPUT has no "
+                    "extension. YUV inputs are converted to RGB with the matrix and range of their frame "
+                    "properties (unspecified: BT.709 from 1280x720 up, else BT.601) and back. The job is written "
+                    "in segments to OUTPUT.rbvsr-work/ beside the output: after Ctrl-C, run the same command "
+                    "with --resume.")
+    parser.add_argument("input", type=Path, help="a video file, or a folder of PNG/JPEG frames (sorted by name)")
+    parser.add_argument("output", type=Path, help="the video to write (e.g. out.mp4), or a folder for PNG frames")
+    # The arguments of Upscale, from their one home; the job's --no-scene-detect stands for
+    # scene_split: without a detection pass there are no cuts to split at.
+    options.add_arguments(parser, [option.name for option in options.fields() if option.name != "scene_split"])
+    parser.add_argument("--codec", default=ffmpeg.DEFAULT_CODEC, help=f"ffmpeg video encoder (default {ffmpeg.DEFAULT_CODEC})")
+    parser.add_argument("--crf", type=int, help=f"quality of x264/x265/vp9/av1 encoders (default {ffmpeg.DEFAULT_CRF})")
+    parser.add_argument("--start", type=int, default=0, help="first frame to upscale (default 0)")
+    parser.add_argument("--end", type=int, help="frame after the last one to upscale (default: the end)")
+    parser.add_argument("--fps", type=Fraction, help="frame rate of a folder of frames (default 25), e.g. 24000/1001")
+    parser.add_argument("--no-scene-detect", dest="scene_detect", action="store_false",
+                        help="do not look for scene cuts (with scxvid, by default), so windows are not split at them")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUTPUT (a file, or the NNNNNNNN.png frames of a folder that holds nothing "
+                             "else) and start any unfinished job of it over")
+    parser.add_argument("--overwrite-folder", action="store_true",
+                        help="as --overwrite, for an OUTPUT folder that also holds other files: they are kept, "
+                             "only its NNNNNNNN.png frames are replaced")
+    parser.add_argument("--resume", action="store_true", help="continue the unfinished job of OUTPUT")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    parser.set_defaults(func=cmd_upscale)
+    return parser
+
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vsrealbasicvsr", description="RealBasicVSR x4 video super-resolution: weights and videos.")
@@ -109,9 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--as", dest="model", required=True, metavar="MODEL", help="model name")
     importer.set_defaults(func=cmd_import)
 
-    from . import compare, video
+    from . import compare
 
-    video.add_parser(commands)
+    add_upscale_parser(commands)
     compare.add_parser(commands)
     return parser
 

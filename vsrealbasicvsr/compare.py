@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import vapoursynth as vs
 
-from .video import Colour, UpscaleError, _unreadable
+from .job.errors import UpscaleError
+from .job.ffmpeg import unreadable
+from .job.graph import Colour
 
 SCALE = 4
 # The band above the picture that holds the labels, the gap between the halves, in pixels.
@@ -50,7 +52,7 @@ def open_video(path: Path) -> vs.VideoNode:
     try:
         clip = core.bs.VideoSource(str(path))
     except vs.Error:
-        raise CompareError(_unreadable(path)) from None
+        raise CompareError(unreadable(path)) from None
     if clip.format is None or clip.width == 0 or clip.format.color_family not in (vs.YUV, vs.RGB):
         raise CompareError(f"{path} changes size or format, or is not YUV or RGB; pass a video of one YUV or RGB format")
     return clip

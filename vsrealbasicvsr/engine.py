@@ -29,12 +29,11 @@ threads.prefer_passive_wait()
 import numpy as np
 import torch
 
-from . import memory, options, tiles
+from . import memory, tiles
 from .options import TILE_AUTO, TILE_OFF, UpscaleOptions
 
 # The defaults live in options.UpscaleOptions (the choice of the overlaps: docs/WINDOWS_AND_TILES.md);
 # this name stays for the callers that read it.
-DEFAULT_MAX_SEQ_LEN = options.default("max_seq_len")
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # No frame is wider or taller than a C int (VapourSynth's frame sizes, the filter's frame properties).
@@ -296,7 +295,7 @@ def _check_compile(device: torch.device) -> None:
 def _compile(network: torch.nn.Module) -> torch.nn.Module:
     """torch.compile the convolution trunks, where the time goes; the Python loops stay eager.
     Shapes are static per engine (tiles all have one size), so dynamic=False."""
-    for name, module in network.named_modules():
+    for module in network.modules():
         if type(module).__name__ == "ResidualBlocksWithInputConv":
             module.main = torch.compile(module.main, dynamic=False)
     return network

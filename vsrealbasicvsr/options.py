@@ -115,6 +115,12 @@ def default(name: str) -> Any:
     return next(option.default for option in fields() if option.name == name)
 
 
+def without_defaults(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments that differ from their option's default (None is left out): what a job
+    records, so that an option added later, or a default written out, is the same job."""
+    return {name: value for name, value in arguments.items() if value is not None and value != default(name)}
+
+
 # -- checks -----------------------------------------------------------------------------------
 
 def _is_int(value: Any) -> bool:

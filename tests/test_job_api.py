@@ -1,0 +1,109 @@
+"""The job API (`vsrealbasicvsr.job`) that the command line calls and other front ends will:
+`plan` without weights equals the run, the progress callback, and cancel then resume.
+
+The clip is 12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6; windows of 4 frames
+split at the cut make 4 windows ([0, 4), [4, 6), [6, 8), [8, 12)) and segments of 2 windows
+make 2 segments ([0, 8), [8, 12)). FFV1 keeps the frames as the pipeline made them.
+"""
+import threading
+
+import pytest
+from conftest import make_clip_with_cut
+
+from vsrealbasicvsr import job
+
+
+def spec_of(clip, output, checkpoint=None, **flags) -> job.JobSpec:
+    options = {"model": "realbasicvsr", "max_seq_len": 4, "device": "cpu", "tile": -1}
+    if checkpoint is not None:
+        options["checkpoint"] = str(checkpoint)
+    return job.new_spec(clip, output, options, codec="ffv1", quiet=True, **flags)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip_with_cut(tmp_path_factory.mktemp("clip") / "cut.mp4")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(clip, tiny_checkpoint, tmp_path_factory):
+    """One run without a stop: (its output, its result, the events its callback got)."""
+    output = tmp_path_factory.mktemp("whole") / "x4.mkv"
+    events = []
+    result = job.run(spec_of(clip, output, tiny_checkpoint), progress=events.append)
+    return output, result, events
+
+
+def test_plan_without_weights_equals_the_runs_windows_and_segments(clip, uninterrupted, tmp_path, monkeypatch):
+    home = tmp_path / "no_weights"
+    home.mkdir()
+    monkeypatch.setenv("VSREALBASICVSR_HOME", str(home))
+    monkeypatch.setenv("VSREALBASICVSR_MIRROR", "http://127.0.0.1:9")  # a download would fail
+    planned = job.plan(spec_of(clip, tmp_path / "x4.mkv"))  # the model's weights are not installed
+    assert list(home.iterdir()) == [] and list(tmp_path.iterdir()) == [home]
+    assert planned.cuts == [6]
+    assert [(w.first, w.end) for w in planned.clip_plan.windows] == [(0, 4), (4, 6), (6, 8), (8, 12)]
+
+    _, result, events = uninterrupted
+    assert not result.cancelled and result.frames == 12 and (result.width, result.height) == (256, 192)
+    run_windows = sorted({event.window for event in events if event.kind == "frame"})
+    assert run_windows == [w.first for w in planned.clip_plan.windows]
+    # the run's segments: each ends where the frames handed over stood when it was done
+    ends = [event.frames_done for event in events if event.kind == "segment_done"]
+    assert [(s.first, s.end) for s in planned.segments] == list(zip([0, *ends[:-1]], ends, strict=True))
+    assert [s.done for s in planned.segments] == [False, False]
+
+
+def test_progress_callback_gets_monotonic_progress_and_segment_events(uninterrupted):
+    _, _, events = uninterrupted
+    kinds = [event.kind for event in events]
+    assert kinds[0] == "started" and kinds[-1] == "joining"
+    assert kinds.count("frame") == 12 and kinds.count("segment_done") == 2
+    done = [event.frames_done for event in events]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == 12
+    frame_counts = [event.frames_done for event in events if event.kind == "frame"]
+    assert frame_counts == list(range(1, 13))
+    finished = [(event.segment, event.segments_done) for event in events if event.kind == "segment_done"]
+    assert finished == [(0, 1), (1, 2)]
+    assert all(event.total_frames == 12 and event.segment_count == 2 and event.window_frames == 4
+               for event in events)
+
+
+def test_cancel_keeps_finished_segments_that_resume_completes(clip, tiny_checkpoint, uninterrupted, tmp_path):
+    reference, _, _ = uninterrupted
+    output = tmp_path / "x4.mkv"
+    cancel = threading.Event()
+
+    def stop_after_the_first_segment(event: job.JobProgress) -> None:
+        if event.kind == "segment_done":
+            cancel.set()
+
+    stopped = job.run(spec_of(clip, output, tiny_checkpoint), progress=stop_after_the_first_segment, cancel=cancel)
+    assert stopped.cancelled and (stopped.segments_done, stopped.segment_count) == (1, 2)
+    assert not output.exists()
+    work = tmp_path / "x4.mkv.rbvsr-work"
+    assert not [path.name for path in work.iterdir() if path.name.startswith("partial")]
+    assert [s.done for s in job.plan(spec_of(clip, output, tiny_checkpoint)).segments] == [True, False]
+
+    with pytest.raises(job.UpscaleError, match="add --resume to continue"):
+        job.run(spec_of(clip, output, tiny_checkpoint))
+    events = []
+    resumed = job.run(spec_of(clip, output, tiny_checkpoint, resume=True), progress=events.append)
+    assert not resumed.cancelled and (resumed.segments_done, resumed.segment_count) == (2, 2)
+    assert events[0].kind == "started" and events[0].frames_done == 8  # segment 0 was kept
+    assert {event.segment for event in events if event.kind == "frame"} == {1}
+    assert output.read_bytes() == reference.read_bytes()
+    assert not work.exists()
+
+
+def test_a_job_file_that_writes_out_defaults_is_the_same_job(clip, tmp_path):
+    from vsrealbasicvsr.job import job as job_module
+
+    spec = spec_of(clip, tmp_path / "x4.mkv")
+    fingerprint = {**spec.fingerprint(12, 8), "weights": {"path": "w.pth", "size": 1, "sha256": "0" * 64}}
+    assert fingerprint["options"] == {"max_seq_len": "4", "device": "cpu", "tile": "-1"}  # model is the default
+    written_out = {**fingerprint, "options": {**fingerprint["options"], "model": "realbasicvsr", "overlap": "8"}}
+    job_module._check_same_job(written_out, fingerprint, spec.work)
+    other = {**fingerprint, "options": {**fingerprint["options"], "overlap": "2"}}
+    with pytest.raises(job.UpscaleError, match="belongs to another job"):
+        job_module._check_same_job(other, fingerprint, spec.work)

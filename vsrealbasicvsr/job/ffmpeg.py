@@ -1,0 +1,71 @@
+"""Finding and running ffmpeg, and the options the job encodes with."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import UpscaleError
+
+# Output containers that only take mov_text subtitles.
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
+# No random ids or dates in the files, so a resumed job writes the same bytes as one that was not.
+BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
+CRF_CODECS = ("libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1")
+DEFAULT_CODEC, DEFAULT_CRF = "libx264", 18
+
+
+def ffmpeg_exe() -> str:
+    """Debian's (or any) `ffmpeg` on PATH, else the binary of the imageio-ffmpeg wheel."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise UpscaleError("no ffmpeg found; pip install imageio-ffmpeg, or put ffmpeg on PATH") from None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_command(*args: str) -> list[str]:
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+
+
+def ffmpeg_path(path: Path) -> str:
+    """`path` as an ffmpeg argument: absolute, so that a name starting with `-` is never read as an
+    option, nor one with a colon as a protocol."""
+    return os.path.abspath(path)
+
+
+def run_ffmpeg(args: list[str], what: str) -> None:
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise UpscaleError(f"ffmpeg failed to {what}: {last}")
+
+
+def video_encoders() -> set[str]:
+    listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True,
+                             check=False).stdout
+    return {line.split()[1] for line in listing.splitlines() if line.startswith(" V") and len(line.split()) > 1}
+
+
+def encoder_options(codec: str, crf: int | None) -> list[str]:
+    options = ["-c:v", codec]
+    if codec in CRF_CODECS:
+        options += ["-crf", str(DEFAULT_CRF if crf is None else crf)]
+        if codec == "libvpx-vp9":
+            options += ["-b:v", "0"]  # constant quality, no bitrate cap
+    return options
+
+
+def unreadable(path: Path) -> str:
+    """Why bestsource could not open `path`, from what ffmpeg sees in it."""
+    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_path(path)], capture_output=True, check=False,
+                           text=True).stderr
+    if "Video:" in probe:
+        return f"{path} has no video frames that can be decoded; pass a video with at least one frame"
+    if "Stream #" in probe:
+        return f"{path} has no video stream; pass a video file or a folder of PNG/JPEG frames"
+    return f"{path} is not a video; pass a video file or a folder of PNG/JPEG frames"

