@@ -190,11 +190,13 @@ def check_offload(setup: Setup) -> list[Row]:
         results[offload] = outputs, fps, torch.cuda.max_memory_allocated(setup.device)
         del engine
     (kept, kept_fps, kept_peak), (off, off_fps, off_peak) = results[False], results[True]
-    same = np.array_equal(kept, off)
+    # Moving features to the host and back changes no value; PSNR, not equality, is judged only
+    # because cuDNN may pick other kernels for the second engine.
+    db = min_psnr(off, kept)
     return [Row("offload=True: same output, less GPU memory",
-                f"identical: {same}; peak {off_peak / 2**20:.0f} vs {kept_peak / 2**20:.0f} MiB; "
-                f"{off_fps:.2f} vs {kept_fps:.2f} fps", "identical, lower peak",
-                "pass" if same and off_peak < kept_peak else "fail")]
+                f"identical: {np.array_equal(kept, off)}, min {db:.1f} dB; peak {off_peak / 2**20:.0f} vs "
+                f"{kept_peak / 2**20:.0f} MiB; {off_fps:.2f} vs {kept_fps:.2f} fps",
+                f">= {SAME_DB:.1f} dB, lower peak", "pass" if db >= SAME_DB and off_peak < kept_peak else "fail")]
 
 
 def check_batching(setup: Setup) -> list[Row]:
