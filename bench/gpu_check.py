@@ -27,6 +27,7 @@ were skipped and why.
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import sys
 import tempfile
@@ -76,6 +77,13 @@ def judged(check: str, value: float, target: float, text: str, unit: str = "") -
 
 def skipped(check: str, why: str = "needs CUDA") -> Row:
     return Row(check, "-", "", f"skipped: {why}")
+
+
+def fresh_memory(device: str) -> None:
+    """The engines of earlier checks gone, their cached blocks freed, the peak counter reset."""
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
 
 
 def synchronize(device: str) -> None:
@@ -183,8 +191,7 @@ def check_offload(setup: Setup) -> list[Row]:
     frames = random_frames(setup.frames, setup.speed_sizes[-1])
     results = {}
     for offload in (False, True):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(setup.device)
+        fresh_memory(setup.device)
         engine = engine_for(frames, setup.device, setup.random_checkpoint, precision="fp16", offload=offload)
         outputs, fps = run_engine(engine, frames)
         results[offload] = outputs, fps, torch.cuda.max_memory_allocated(setup.device)
@@ -233,8 +240,7 @@ def check_budget(setup: Setup) -> list[Row]:
     import vapoursynth as vs
 
     total = torch.cuda.get_device_properties(setup.device).total_memory
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(setup.device)
+    fresh_memory(setup.device)
     torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), setup.device)
     try:
         engine_module.reset_stats()
@@ -260,7 +266,7 @@ def check_oom_recovery(setup: Setup) -> list[Row]:
     cap, told = 2 * 2**30, 8 * 2**30
     frames = random_frames(min(setup.frames, 8), setup.speed_sizes[-1])
     total = torch.cuda.get_device_properties(setup.device).total_memory
-    torch.cuda.empty_cache()
+    fresh_memory(setup.device)
     torch.cuda.set_per_process_memory_fraction(cap / total, setup.device)
     try:
         engine_module.reset_stats()
