@@ -18,7 +18,8 @@ that is at `import torch`; set any later, even before the first torch operation,
 effect, and OpenMP has no call to change it. So `vsrealbasicvsr.engine`, the module that brings
 torch into a VapourSynth process when the first `Upscale` is created, calls `prefer_passive_wait`
 before it imports torch (docs/DESIGN.md). Where torch was loaded before (a script that imported
-it, another torch plugin), it is too late and nothing is changed.
+it, another torch plugin), it is too late and nothing is changed; so it is where another library
+loaded the same libgomp first (a plugin built with OpenMP), which this cannot see.
 """
 from __future__ import annotations
 
