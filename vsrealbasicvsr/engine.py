@@ -21,11 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-import torch
+from . import threads
 
-from . import memory, tiles
-from .options import TILE_AUTO, TILE_OFF, UpscaleOptions
+# Before torch loads OpenMP, which reads its wait policy only then (why: threads.py).
+threads.prefer_passive_wait()
+
+import numpy as np  # noqa: E402 (after the wait policy, above)
+import torch  # noqa: E402
+
+from . import memory, tiles  # noqa: E402
+from .options import TILE_AUTO, TILE_OFF, UpscaleOptions  # noqa: E402
 
 # The defaults live in options.UpscaleOptions (the choice of the overlaps: docs/WINDOWS_AND_TILES.md);
 # this name stays for the callers that read it.
