@@ -32,8 +32,6 @@ import torch  # noqa: E402
 from . import memory, tiles  # noqa: E402
 from .options import TILE_AUTO, TILE_OFF, UpscaleOptions  # noqa: E402
 
-# The defaults live in options.UpscaleOptions (the choice of the overlaps: docs/WINDOWS_AND_TILES.md);
-# this name stays for the callers that read it.
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # No frame is wider or taller than a C int (VapourSynth's frame sizes, the filter's frame properties).
