@@ -24,15 +24,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-import torch
+from . import threads
 
-from . import backends, memory, tiles
-from .models import Steps
-from .options import TILE_AUTO, TILE_OFF, UpscaleOptions
+# Before torch loads OpenMP, which reads its wait policy only then (why: threads.py).
+threads.prefer_passive_wait()
 
-# The defaults live in options.UpscaleOptions (the choice of the overlaps: docs/WINDOWS_AND_TILES.md);
-# this name stays for the callers that read it.
+import numpy as np  # noqa: E402 (after the wait policy, above)
+import torch  # noqa: E402
+
+from . import backends, memory, tiles  # noqa: E402
+from .models import Steps  # noqa: E402
+from .options import TILE_AUTO, TILE_OFF, UpscaleOptions  # noqa: E402
+
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # No frame is wider or taller than a C int (VapourSynth's frame sizes, the filter's frame properties).
