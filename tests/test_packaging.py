@@ -12,7 +12,7 @@ PACKAGE = REPO / "vsrealbasicvsr"
 # VapourSynth plugin namespaces the command uses, and the wheels that bring them.
 PLUGIN_WHEELS = {"bs": "vapoursynth-bestsource", "scxvid": "vapoursynth-scxvid"}
 # Optional features: third-party modules imported only behind an extra, and that extra.
-OPTIONAL_MODULES: dict[str, str] = {}
+OPTIONAL_MODULES: dict[str, str] = {"openvino": "openvino"}  # backend="openvino"
 
 
 def _requirement_name(requirement: str) -> str:
@@ -48,6 +48,12 @@ def test_every_third_party_import_is_a_dependency():
         if not names & dependencies:
             missing[module] = sorted(names)
     assert not missing, f"imported but not in [project] dependencies: {missing}"
+
+
+def test_each_optional_import_is_in_its_extra():
+    extras = _project()["optional-dependencies"]
+    for module, extra in OPTIONAL_MODULES.items():
+        assert module in {_requirement_name(r) for r in extras.get(extra, [])}, (module, extra)
 
 
 def test_every_plugin_the_command_uses_is_a_dependency():
