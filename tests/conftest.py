@@ -47,3 +47,28 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny_realbasicvsr.pth"
     torch.save(net.state_dict(), path)
     return path
+
+
+def make_clip_with_audio(path, frames=6):
+    """`frames` frames of examples/sample.mp4 at 64x48 (25 fps) with its audio (AAC)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i",
+                    str(REPO / "examples" / "sample.mp4"), "-frames:v", str(frames), "-t", str(frames / 25), "-vf",
+                    "crop=128:96:56:20,scale=64:48:flags=area", "-c:v", "libx264", "-crf", "18", "-pix_fmt",
+                    "yuv420p", "-c:a", "aac", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_home(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A $VSREALBASICVSR_HOME whose realbasicvsr weights are the tiny checkpoint."""
+    import shutil
+
+    from vsrealbasicvsr import registry
+
+    home = tmp_path_factory.mktemp("weights_home")
+    shutil.copy(tiny_checkpoint, home / registry.MODELS["realbasicvsr"].filename)
+    return home
