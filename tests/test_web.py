@@ -10,26 +10,25 @@ import errno
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from conftest import make_clip_with_audio
+from conftest import WEB_OPTIONS
 from starlette.testclient import TestClient
 
 from vsrealbasicvsr.web import app as web_app
 from vsrealbasicvsr.web import runner as web_runner
 
-OPTIONS = {"max_seq_len": 2, "device": "cpu", "tile": -1, "codec": "ffv1"}
+OPTIONS = WEB_OPTIONS
 LOCAL = "http://127.0.0.1"
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    return make_clip_with_audio(tmp_path_factory.mktemp("clip") / "clip.mp4")
+@pytest.fixture
+def clip(clip_with_audio):
+    return clip_with_audio
 
 
 @pytest.fixture(autouse=True)
@@ -78,13 +77,13 @@ def job_files(jobs: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def finished(clip, tiny_weights_home, tmp_path_factory):
+def finished(clip_with_audio, tiny_weights_home, tmp_path_factory):
     """One job through the API: (jobs folder, job id, its plan, its events, the output's bytes)."""
     jobs = tmp_path_factory.mktemp("jobs")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("VSREALBASICVSR_HOME", str(tiny_weights_home))
         with TestClient(web_app.create_app(jobs), base_url=LOCAL) as client:
-            job_id = planned_job(client, clip)
+            job_id = planned_job(client, clip_with_audio)
             plan = client.get(f"/api/jobs/{job_id}").json()["plan"]
             assert client.post(f"/api/jobs/{job_id}/start").status_code == 200
             events = events_of(client, job_id)
@@ -98,7 +97,7 @@ def finished(clip, tiny_weights_home, tmp_path_factory):
             "disposition": disposition, "preview": preview, "picture": picture, "ranged": ranged}
 
 
-def test_upload_plan_start_progress_download(finished, clip, tmp_path):
+def test_upload_plan_start_progress_download(finished, clip, clip_with_audio_x4, tmp_path):
     plan = finished["plan"]
     assert plan["device"] == "cpu" and plan["window_count"] == 3 and plan["segments"] == 2
     assert plan["output"] == {"width": 256, "height": 192, "frames": 6, "codec": "ffv1", "container": ".mkv"}
@@ -123,12 +122,8 @@ def test_upload_plan_start_progress_download(finished, clip, tmp_path):
     assert len(frames_of(output)) == 6
 
     # The command line on the same clip with the same options makes the same frames.
-    cli_output = tmp_path / "cli.mkv"
-    subprocess.run([Path(sys.executable).parent / "vsrealbasicvsr", "upscale", str(clip), str(cli_output),
-                    "--max-seq-len", "2", "--device", "cpu", "--tile", "off", "--codec", "ffv1", "--quiet"],
-                   check=True, env=dict(os.environ))
     assert all(np.array_equal(ours, theirs)
-               for ours, theirs in zip(frames_of(output), frames_of(cli_output), strict=True))
+               for ours, theirs in zip(frames_of(output), frames_of(clip_with_audio_x4), strict=True))
 
 
 def test_download_answers_range_requests_for_playback(finished):
