@@ -108,6 +108,8 @@ def test_upload_plan_start_progress_download(finished, clip, clip_with_audio_x4,
     done = [event["frames_done"] for event in events]
     assert done == sorted(done) and done[-1] == 6 and events[-1]["percent"] == 100
     assert any(0 < frames < 6 for frames in done)  # progress came while it ran
+    speeds = [(event["fps"], event["eta_s"]) for event in events if event["fps"] is not None]
+    assert speeds and all(fps > 0 and eta >= 0 for fps, eta in speeds)  # once a window's work was timed
     windows = [event["window"]["index"] for event in events if event["window"]]
     assert windows == sorted(windows) and windows[-1] == 2
 
@@ -194,6 +196,20 @@ def test_a_running_job_is_not_deleted(clip, tmp_path, monkeypatch):
         assert client.delete(f"/api/jobs/{job_id}").status_code == 204
 
 
+def test_a_job_that_fails_shows_why_and_the_server_goes_on(clip, tmp_path):
+    jobs = tmp_path / "jobs"
+    with TestClient(web_app.create_app(jobs), base_url=LOCAL) as client:
+        job_id = planned_job(client, clip)
+        (jobs / job_id / "input.mp4").unlink()  # gone between the plan and the run
+        client.post(f"/api/jobs/{job_id}/start")
+        failed = events_of(client, job_id)[-1]
+        assert failed["state"] == "failed"
+        assert failed["error"] == "input clip.mp4 does not exist; check the path"
+        listed = client.get("/api/jobs").json()["jobs"]
+        assert [(job["state"], job["error"]) for job in listed] == [("failed", failed["error"])]
+        assert client.get(f"/api/jobs/{job_id}/output").status_code == 409
+
+
 @pytest.fixture
 def client(tmp_path):
     with TestClient(web_app.create_app(tmp_path / "jobs", max_upload=1_000_000), base_url=LOCAL) as client:
@@ -265,6 +281,7 @@ def test_a_full_disk_is_a_message_and_the_server_keeps_serving(client, clip, tmp
 def test_bad_options_are_messages(client, clip, options, message):
     response = upload(client, clip.read_bytes())
     job_id = response.json()["id"]
+    assert client.get(f"/api/jobs/{job_id}").json()["plan"] is None
     response = client.post(f"/api/jobs/{job_id}/plan", json=options)
     assert response.status_code == 400 and message in response.json()["error"], response.text
     assert client.post(f"/api/jobs/{job_id}/start").status_code == 409  # not planned

@@ -153,7 +153,7 @@ class Server:
             queue = [queued["id"] for queued in self.store.in_state("queued") if queued["device"] == row["device"]]
             shown["queue_position"] = queue.index(row["id"]) + 1 if row["id"] in queue else None
         if with_plan:
-            shown["plan"] = {key: value for key, value in plan.items() if key != "windows"}
+            shown["plan"] = {key: value for key, value in plan.items() if key != "windows"} if plan else None
         return shown
 
     # -- making jobs -----------------------------------------------------------------------

@@ -143,7 +143,7 @@ class Runner:
                                  cancel=running.cancel)
                 state = "cancelled" if result.cancelled else "done"
         except job.UpscaleError as upscale_error:
-            error = str(upscale_error)
+            error = str(upscale_error).replace(row["input"], row["name"])  # the user's name for the input
         except Exception as unexpected:  # noqa: BLE001 - the job fails, the server keeps serving
             traceback.print_exc(file=sys.stderr)
             error = f"internal error ({type(unexpected).__name__}: {unexpected}); see the server's log"

@@ -32,6 +32,7 @@ const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 2 : 0)} Mi
 const fpsOf = (info) => info.fps[0] / info.fps[1];
 function duration(seconds) {
   if (seconds == null || !isFinite(seconds)) return "--";
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
   seconds = Math.round(seconds);
   const h = Math.floor(seconds / 3600), m = Math.floor(seconds / 60) % 60, s = seconds % 60;
   return h ? `${h} h ${m} min` : m ? `${m} min ${s} s` : `${s} s`;
