@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -337,3 +338,29 @@ def test_paths_never_leave_the_server_folders(tmp_path, clip):
         assert picked.status_code == 201 and picked.json()["uploaded"] == 0
         assert client.delete(f"/api/jobs/{picked.json()['id']}").status_code == 204
         assert (inputs / "clip.mp4").is_file()
+
+
+def test_serve_says_what_is_wrong_before_serving(tmp_path, capsys, monkeypatch):
+    import socket
+
+    import vsrealbasicvsr.web
+    from vsrealbasicvsr import cli
+
+    with socket.socket() as taken:  # every call gets a port in use: none of them can serve
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        jobs = ["--jobs", str(tmp_path / "jobs"), "--port", port]
+        assert cli.main(["serve", *jobs]) == 1
+        assert f"vsrealbasicvsr serve: error: cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+        assert cli.main(["serve", *jobs, "--max-upload", "12Q"]) == 1
+        assert "--max-upload '12Q' is not a size" in capsys.readouterr().err
+        assert cli.main(["serve", *jobs, "--input-dir", str(tmp_path / "missing")]) == 1
+        assert "is not a folder" in capsys.readouterr().err
+        for name in [name for name in sys.modules if name.split(".")[0] in ("starlette", "uvicorn")]:
+            monkeypatch.setitem(sys.modules, name, None)  # the web extra is not installed
+        monkeypatch.setitem(sys.modules, "starlette", None)
+        monkeypatch.delitem(sys.modules, "vsrealbasicvsr.web.app")
+        monkeypatch.delattr(vsrealbasicvsr.web, "app")
+        assert cli.main(["serve", *jobs]) == 1
+        assert "needs starlette; pip install 'vsrealbasicvsr[web]'" in capsys.readouterr().err

@@ -256,7 +256,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .web import app
     except ImportError as missing:
-        return _fail("serve", f"the web page needs {missing.name}; pip install 'vsrealbasicvsr[web]'")
+        package = (missing.name or "starlette").split(".")[0]
+        return _fail("serve", f"the web page needs {package}; pip install 'vsrealbasicvsr[web]'")
     try:
         max_upload = app.parse_size(args.max_upload)
     except ValueError as error:

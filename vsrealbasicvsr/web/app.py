@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import sys
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -453,15 +454,23 @@ def write_chunk(file, chunk: bytes) -> None:
 
 
 def serve(jobs: Path, host: str, port: int, input_dir: Path | None, max_upload: int, token: str | None) -> None:
-    """Runs the server until Ctrl-C (uvicorn)."""
+    """Runs the server until Ctrl-C (uvicorn); OSError when it cannot listen on host:port."""
     import uvicorn
 
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))  # here, not in uvicorn: a port in use is then our one-line error
+    except OSError:
+        listener.close()
+        raise
     app = create_app(jobs, input_dir, max_upload, token)
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     print(f"vsrealbasicvsr serve: open {address} (jobs in {jobs.resolve()}; Ctrl-C stops)", file=sys.stderr,
           flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[listener])
     if app.app.state.server.runner.busy():
         # A running job's window may take minutes to end: do not wait for it. Its finished
         # segments are kept, and the next start resumes it.
