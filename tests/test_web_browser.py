@@ -75,7 +75,7 @@ def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home)
             browser.close()
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        assert server.wait(timeout=30) == 0  # Ctrl-C ends it quietly
     with av.open(str(result)) as container:
         video = container.streams.video[0]
         assert (video.width, video.height) == (256, 192) and len(container.streams.audio) == 1

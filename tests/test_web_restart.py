@@ -105,7 +105,7 @@ def test_a_server_killed_mid_job_finishes_it_when_started_again(tmp_path, env, c
         assert status == 200
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        assert server.wait(timeout=30) == 0  # Ctrl-C ends it quietly
 
     assert output == clip_with_audio_x4.read_bytes()  # an uninterrupted run's, by the command
 
@@ -121,4 +121,4 @@ def test_off_loopback_the_server_makes_up_a_token_and_prints_it(tmp_path, env):
         assert call(base, "GET", "/api/jobs?token=" + address.split("=")[1])[0] == 200
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        assert server.wait(timeout=30) == 0  # Ctrl-C ends it quietly

@@ -470,7 +470,10 @@ def serve(jobs: Path, host: str, port: int, input_dir: Path | None, max_upload: 
     address = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     print(f"vsrealbasicvsr serve: open {address} (jobs in {jobs.resolve()}; Ctrl-C stops)", file=sys.stderr,
           flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[listener])
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[listener])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down and hands the signal on
+        pass
     if app.app.state.server.runner.busy():
         # A running job's window may take minutes to end: do not wait for it. Its finished
         # segments are kept, and the next start resumes it.
