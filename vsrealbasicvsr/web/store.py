@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..options import default
+
 DB_NAME = "jobs.sqlite3"
 # Columns held as JSON text.
 JSON_COLUMNS = ("info", "request", "plan")
@@ -110,7 +112,7 @@ class JobStore:
         pixels = seconds = 0.0
         for row in rows:
             info, request = json.loads(row["info"]), json.loads(row["request"])
-            if request["options"].get("model") == model:
+            if request["options"].get("model", default("model")) == model:
                 pixels += 16 * info["width"] * info["height"] * info["frames"]
                 seconds += row["run_seconds"]
         return pixels / seconds if seconds else None

@@ -150,9 +150,15 @@ function setForm(request) {
   form.tile_mode.value = tile === options.tile.special.off ? "off" : tile === options.tile.special.auto ? "auto" : "size";
   if (Array.isArray(tile)) [form.tile_w.value, form.tile_h.value] = tile;
   else if (form.tile_mode.value === "size") form.tile_w.value = form.tile_h.value = tile;
+  showTileSize();
   form.codec.value = request.codec;
   form.crf.value = request.crf ?? "";
   form.crf.placeholder = `${options.crf.default}`;
+}
+
+function showTileSize() {  // the W and H boxes only for a tile size
+  const form = $("#options");
+  form.tile_w.hidden = form.tile_h.hidden = form.tile_mode.value !== "size";
 }
 
 function requestOfForm() {
@@ -303,7 +309,7 @@ async function main() {
   fillOptionForm();
   $("#file").addEventListener("change", () => { if ($("#file").files[0]) upload($("#file").files[0]); });
   $("#options").addEventListener("submit", (event) => { event.preventDefault(); plan(); });
-  $("#options").addEventListener("change", () => { $("#start-button").disabled = true; });
+  $("#options").addEventListener("change", () => { $("#start-button").disabled = true; showTileSize(); });
   $("#start-button").addEventListener("click", async () => {
     try { current = await api("POST", `/api/jobs/${current.id}/start`); showError(""); render(current); follow(); refreshJobs(); }
     catch (error) { showError(error.message); }
