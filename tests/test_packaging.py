@@ -12,7 +12,8 @@ PACKAGE = REPO / "vsrealbasicvsr"
 # VapourSynth plugin namespaces the command uses, and the wheels that bring them.
 PLUGIN_WHEELS = {"bs": "vapoursynth-bestsource", "scxvid": "vapoursynth-scxvid"}
 # Optional features: third-party modules imported only behind an extra, and that extra.
-OPTIONAL_MODULES: dict[str, str] = {"openvino": "openvino"}  # backend="openvino"
+# backend="openvino"; `vsrealbasicvsr serve`
+OPTIONAL_MODULES: dict[str, str] = {"openvino": "openvino", "starlette": "web", "uvicorn": "web"}
 
 
 def _requirement_name(requirement: str) -> str:
@@ -43,6 +44,8 @@ def test_every_third_party_import_is_a_dependency():
     missing = {}
     for module in sorted(third_party):
         if module in OPTIONAL_MODULES:
+            extra = {_requirement_name(r) for r in _project()["optional-dependencies"][OPTIONAL_MODULES[module]]}
+            assert module in extra, f"{module} is not in the extra {OPTIONAL_MODULES[module]} that is said to bring it"
             continue
         names = {_requirement_name(name) for name in distributions.get(module, [module])}
         if not names & dependencies:
