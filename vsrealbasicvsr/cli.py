@@ -1,4 +1,4 @@
-"""The `vsrealbasicvsr` command: `models`, `download`, `import`, `upscale`, `compare`.
+"""The `vsrealbasicvsr` command: `models`, `download`, `import`, `upscale`, `compare`, `serve`.
 
 Each subcommand is one function; problems the user can fix are one line on stderr and exit 1.
 """
@@ -259,6 +259,60 @@ def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
 
 
 
+# -- serve: the web page (vsrealbasicvsr.web) ---------------------------------------------------
+
+DEFAULT_PORT = 8765
+DEFAULT_MAX_UPLOAD = "16G"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Runs `vsrealbasicvsr serve` until Ctrl-C."""
+    try:
+        from .web import app
+    except ImportError as missing:
+        package = (missing.name or "starlette").split(".")[0]
+        return _fail("serve", f"the web page needs {package}; pip install 'vsrealbasicvsr[web]'")
+    try:
+        max_upload = app.parse_size(args.max_upload)
+    except ValueError as error:
+        return _fail("serve", f"--max-upload {error}")
+    if args.input_dir is not None and not args.input_dir.is_dir():
+        return _fail("serve", f"--input-dir {args.input_dir} is not a folder; pass a folder of videos")
+    token = args.token
+    if token is None and args.host not in app.LOOPBACK_NAMES:
+        import secrets
+
+        token = secrets.token_urlsafe(24)  # printed with the address
+    try:
+        args.jobs.mkdir(parents=True, exist_ok=True)
+        app.serve(args.jobs, args.host, args.port, args.input_dir, max_upload, token)
+    except OSError as error:
+        return _fail("serve", f"cannot serve on {args.host}:{args.port} or keep jobs in {args.jobs} "
+                              f"({error.strerror or error}); choose another --port or --jobs folder")
+    return 0
+
+
+def add_serve_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "serve", help="a web page to upload a video, watch it upscale and download the result",
+        description="Serve a web page for upscale jobs: upload a video (or pick one from --input-dir), see the "
+                    "plan, start, watch the progress, download the result. Jobs are kept in --jobs (SQLite and "
+                    "one folder per job), one runs per device at a time, and a job that was running when the "
+                    "server stopped continues from its finished segments when it starts again.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; any other needs a token)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--jobs", type=Path, default=Path("rbvsr-jobs"),
+                        help="folder of the jobs: their uploads, outputs and the job database (default ./rbvsr-jobs)")
+    parser.add_argument("--input-dir", type=Path, help="a folder whose videos the page can pick instead of uploading")
+    parser.add_argument("--max-upload", default=DEFAULT_MAX_UPLOAD,
+                        help=f"largest upload, e.g. 500M, 4G (default {DEFAULT_MAX_UPLOAD})")
+    parser.add_argument("--token", help="required with every request (default: none on 127.0.0.1; made up and "
+                                        "printed with the address for any other --host)")
+    parser.set_defaults(func=cmd_serve)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vsrealbasicvsr", description="RealBasicVSR x4 video super-resolution: weights and videos.")
@@ -290,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_upscale_parser(commands)
     compare.add_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 

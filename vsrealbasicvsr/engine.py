@@ -4,7 +4,9 @@ The native filter creates one `Engine` per `Upscale` call (its `ValueError`s bec
 `vs.Error`) and calls `Engine.run` once per window from a VapourSynth thread, which waits while the
 thread of the engine's device (`TorchThread`) computes. The contract is in docs/DESIGN.md.
 
-What the engine decides: the device and precision, the window length and tile size that fit in
+What the engine decides: the backend that runs the network's steps (`backends/`; the
+recurrence and everything below stay here and in the models whatever it is), the device and
+precision, the window length and tile size that fit in
 memory (`memory.py`), how a window is cut into tiles, and what to do when the device runs out
 of memory: free the cache, halve the tile (then the window), retry the same window, and keep the
 smaller setting for the windows that follow (an out-of-memory error costs a retry once, not on
@@ -13,6 +15,7 @@ every window; a new `Upscale` call starts from its own plan again).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import os
 import threading
@@ -21,14 +24,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-import torch
+from . import threads
 
-from . import memory, tiles
-from .options import TILE_AUTO, TILE_OFF, UpscaleOptions
+# Before torch loads OpenMP, which reads its wait policy only then (why: threads.py).
+threads.prefer_passive_wait()
 
-# The defaults live in options.UpscaleOptions (the choice of the overlaps: docs/WINDOWS_AND_TILES.md);
-# this name stays for the callers that read it.
+import numpy as np  # noqa: E402 (after the wait policy, above)
+import torch  # noqa: E402
+
+from . import backends, memory, tiles  # noqa: E402
+from .models import Steps  # noqa: E402
+from .options import TILE_AUTO, TILE_OFF, UpscaleOptions  # noqa: E402
+
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # No frame is wider or taller than a C int (VapourSynth's frame sizes, the filter's frame properties).
@@ -93,27 +100,31 @@ def progress() -> float:
 
 
 class _StepCounter:
-    """Counts the network's steps into the running attempt's `_WindowWork`, from forward hooks on
-    the network's parts (the hooks hold this counter, not the engine, so that no reference cycle
-    keeps an engine's memory after its filter is freed)."""
+    """Counts the network's steps into the running attempt's `_WindowWork`, as the `Steps` that
+    `counted` wraps run (the wrappers hold this counter, not the engine, so that no reference
+    cycle keeps an engine's memory after its filter is freed)."""
 
-    def __init__(self, network):
-        basicvsr = network.basicvsr if hasattr(network, "basicvsr") else network
-        # each part with its steps per item of its batch (frames; SPyNet: frame pairs, a half
-        # step for each direction)
-        parts = [(basicvsr.spynet, 0.5), (basicvsr.backward_resblocks, 1.0), (basicvsr.forward_resblocks, 1.0),
-                 (basicvsr.conv_last, 1.0)]
-        if hasattr(network, "image_cleaning"):
-            parts.append((network.image_cleaning, 1.0))
-        self.steps_per_frame = len(parts)
+    # each step with its progress steps per item of its batch (frames; flows: frame pairs, a
+    # half step for each direction)
+    PER_ITEM: ClassVar[dict[str, float]] = {"flow": 0.5, "backward_trunk": 1.0, "forward_trunk": 1.0,
+                                            "reconstruct": 1.0, "clean": 1.0}
+
+    def __init__(self, steps: Steps):
+        self.steps_per_frame = sum(getattr(steps, name) is not None for name in self.PER_ITEM)
         self.work: _WindowWork | None = None
-        for part, steps in parts:
-            part.register_forward_hook(self._hook(steps))
 
-    def _hook(self, steps_per_item: float):
-        def count(module, args, output):
+    def counted(self, steps: Steps) -> Steps:
+        """steps, each counting its calls."""
+        return dataclasses.replace(steps, **{name: self._counting(getattr(steps, name), per_item)
+                                             for name, per_item in self.PER_ITEM.items()
+                                             if getattr(steps, name) is not None})
+
+    def _counting(self, step, per_item: float):
+        def count(*inputs):
+            output = step(*inputs)
             if self.work is not None:
-                self.work.steps_done += steps_per_item * args[0].shape[0]
+                self.work.steps_done += per_item * inputs[0].shape[0]
+            return output
         return count
 
 
@@ -212,28 +223,6 @@ class Plan:
     can_tile: bool  # False when the user said tile=-1
 
 
-def _resolve_device(device: str) -> torch.device:
-    """The torch device of a device option (its form is checked by options.UpscaleOptions)."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        resolved = None
-    if resolved is None or resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"Upscale: unknown device {device!r}; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"")
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"Upscale: device {device!r} asked for, but this torch sees no CUDA GPU; "
-                             "use device=\"cpu\" (or \"auto\"), or install a CUDA build of torch")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"Upscale: device {device!r} does not exist: {torch.cuda.device_count()} "
-                             "CUDA device(s) found; use cuda:0 .. cuda:N-1")
-        if resolved.index is None:  # "cuda" is the current GPU of this thread, not of the engine's
-            resolved = torch.device("cuda", torch.cuda.current_device())
-    return resolved
-
-
 def _resolve_precision(precision: str | None, device: torch.device, sample: SampleFormat) -> torch.dtype:
     if precision is None:
         # RGBH computes in fp16 on a GPU; CPUs have no fast fp16 convolutions, so fp32 there.
@@ -319,6 +308,7 @@ class Settings:
     so the dry run's plan is the run's."""
 
     options: UpscaleOptions  # the arguments as given, checked; the fields below are resolved
+    backend: backends.Backend
     width: int
     height: int
     sample: SampleFormat
@@ -334,17 +324,25 @@ class Settings:
     def of(cls, width: int, height: int, sample_type: int, bits_per_sample: int, num_frames: int | None = None,
            **arguments: Any) -> Settings:
         """The arguments as `Engine` takes them (see there), checked: what needs no torch by
-        `UpscaleOptions.of`, the device, precision and compile here."""
+        `UpscaleOptions.of`, the backend and device by the backend, precision and compile here."""
         opts = UpscaleOptions.of(**arguments)
         sample = SampleFormat.of(sample_type, bits_per_sample)
         tile = _frame_tile(opts.tile, int(width), int(height))
-        device = _resolve_device(opts.device)
+        backend = backends.of(opts.backend, opts.device)
+        device = backend.torch_device
         dtype = _resolve_precision(opts.precision, device, sample)
+        precision = next(name for name, candidate in DTYPES.items() if candidate == dtype)
+        if precision not in backend.precisions:
+            raise ValueError(f"Upscale: backend=\"{backend.name}\" computes in {', '.join(backend.precisions)} only; "
+                             f"use precision=\"{backend.precisions[0]}\" (or leave it out), or backend=\"torch\"")
         if opts.compile:
+            if backend.name != "torch":
+                raise ValueError(f"Upscale: compile=True is torch.compile, for backend=\"torch\"; "
+                                 f"backend=\"{backend.name}\" compiles its steps anyway: use compile=False")
             _check_compile(device)
         # A window longer than the clip is the whole clip; memory is then sized for the clip.
         max_seq_len = opts.max_seq_len if num_frames is None else min(opts.max_seq_len, int(num_frames))
-        return cls(opts, int(width), int(height), sample, device, dtype, max_seq_len, opts.overlap, tile,
+        return cls(opts, backend, int(width), int(height), sample, device, dtype, max_seq_len, opts.overlap, tile,
                    opts.tile_overlap, opts.max_memory)
 
     def window_memory(self, mid_channels: int) -> memory.WindowMemory:
@@ -408,7 +406,9 @@ class Engine:
         self._fp32_network = None  # built from it when a window's output overflows
         self.network = self.torch_thread.call(self._prepare_network, opts.model, opts.checkpoint, opts.compile)
         self.mid_channels = _mid_channels(self.network)
-        self._steps = _StepCounter(self.network)
+        self.backend = settings.backend
+        self._steps = _StepCounter(self.network.steps())
+        self.steps = self._steps.counted(self.torch_thread.call(self.backend.steps, self.network))
         # After loading: the budget is what is free once the weights are in place.
         sizes = settings.first_plan(self.mid_channels)
         self.window_memory, self.budget = sizes.window_memory, sizes.budget
@@ -625,9 +625,11 @@ class Engine:
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None
-        # an fp32 window in an fp16/bf16 engine is one recomputed after its output overflowed
-        network = self.network if lqs.dtype == self.dtype else self._fp32_fallback_network()
-        return network.stream(lqs, feature_device=feature_device, batch_frames=self.batch_frames)
+        network, steps = self.network, self.steps
+        if lqs.dtype != self.dtype:  # an fp32 window of an fp16/bf16 engine: its output overflowed
+            network = self._fp32_fallback_network()
+            steps = self._steps.counted(network.steps())  # backends other than torch run fp32 only
+        return network.stream(lqs, feature_device=feature_device, batch_frames=self.batch_frames, steps=steps)
 
     def _tiled(self, lqs, tile) -> np.ndarray:
         """The window tile by tile, each tile over all frames; returns (T, 3, 4h, 4w) host

@@ -30,8 +30,11 @@ from typing import Any
 from . import memory, registry
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+# What runs the network's steps; each is a module of vsrealbasicvsr/backends/ of that name.
+BACKENDS = ("torch", "openvino")
 TILE_AUTO, TILE_OFF = 0, -1
-_DEVICE_FORM = re.compile(r"auto|cpu|cuda(:\d+)?")
+# cuda for torch, gpu (an Intel GPU) for OpenVINO; which backend has which: backends/
+_DEVICE_FORM = re.compile(r"auto|cpu|(cuda|gpu)(:\d+)?")
 
 # How each kind of argument is declared to VapourSynth (registerFunction's types).
 _FILTER_TYPES = {"text": "data", "path": "data", "int": "int", "flag": "int", "tile": "int[]"}
@@ -59,8 +62,11 @@ class UpscaleOptions:
         "memory. Longer windows give the recurrence more context and take more memory. Clamped to the "
         "clip's length.", metavar="N"))
     device: str = field(default="auto", metadata=_about(
-        "text", "\"auto\" (a GPU when there is one, else the CPU), \"cpu\", \"cuda\", \"cuda:1\", ...",
-        flag_help="auto, cpu, cuda, cuda:N"))
+        "text", "\"auto\" (a GPU when there is one, else the CPU), \"cpu\", \"cuda\", \"cuda:1\", ...; with "
+        "backend=\"openvino\": \"auto\" (the CPU), \"cpu\", or \"gpu\", \"gpu:1\", ... for an Intel GPU "
+        "(not tested here).",
+        flag_help="auto, cpu, cuda, cuda:N; with --backend openvino: auto (the CPU), cpu, gpu, gpu:N (Intel GPUs, "
+        "not tested here)"))
     precision: str | None = field(default=None, metadata=_about(
         "text", "\"fp32\", \"fp16\" (CUDA only) or \"bf16\"; SPyNet always runs in fp32.",
         none="fp16 for RGBH clips on CUDA, else fp32"))
@@ -87,6 +93,10 @@ class UpscaleOptions:
         none="what is free when the filter is created", metavar="BYTES"))
     compile: bool = field(default=False, metadata=_about(
         "flag", "Compile the model with `torch.compile` (CUDA only): slow start, faster frames."))
+    backend: str = field(default="torch", metadata=_about(
+        "text", "What runs the network: \"torch\" (PyTorch) or \"openvino\" (OpenVINO, CPU or Intel GPU, "
+        "fp32; needs `pip install \"vsrealbasicvsr[openvino]\"`): the same network and weights, the same "
+        "windows and tiles.", flag_help="torch or openvino (OpenVINO: CPU or Intel GPU, fp32)"))
 
     @classmethod
     def of(cls, **arguments: Any) -> UpscaleOptions:
@@ -156,9 +166,12 @@ def _checked(option: dataclasses.Field, value: Any) -> Any:
 
 def _checked_text(name: str, value: str) -> str:
     if name == "device" and not _DEVICE_FORM.fullmatch(value):
-        raise ValueError(f"Upscale: unknown device {value!r}; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"")
+        raise ValueError(f"Upscale: unknown device {value!r}; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" "
+                         "(\"gpu\" or \"gpu:N\" with backend=\"openvino\")")
     if name == "precision" and value not in PRECISIONS:
         raise ValueError(f"Upscale: unknown precision {value!r}; use one of {', '.join(PRECISIONS)}")
+    if name == "backend" and value not in BACKENDS:
+        raise ValueError(f"Upscale: unknown backend {value!r}; use one of {', '.join(BACKENDS)}")
     return value
 
 
@@ -255,7 +268,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None =
                                 help=f"{meaning} (default: auto)")
         else:
             parser.add_argument(flag(name), type=int if kind == "int" else str, default=option.default,
-                                choices=PRECISIONS if name == "precision" else None,
+                                choices={"precision": PRECISIONS, "backend": BACKENDS}.get(name),
                                 metavar=option.metadata["metavar"], help=help_text.replace("%", "%%"))
 
 

@@ -62,14 +62,22 @@ class Progress:
         self.shown = min(float(self.total), max(self.shown, float(self.done), work))
         return self.shown
 
-    def rate(self, frames: float) -> str:
-        """'<fps> fps, ETA <h:m:s>' from the work since the start, or 'ETA --' until it means something."""
+    def speed(self, frames: float) -> tuple[float, float] | None:
+        """(frames per second, seconds left) from the work since the start, or None until it
+        means something."""
         measured, elapsed = frames - self.first, time.monotonic() - self.started
         if measured <= 0 or (measured < self.measured_enough and elapsed < RATE_AFTER_S):
-            return "ETA --"
+            return None
         fps = measured / elapsed
-        eta = time.strftime("%H:%M:%S", time.gmtime((self.total - frames) / fps))
-        return f"{fps:.2f} fps, ETA {eta}"
+        return fps, (self.total - frames) / fps
+
+    def rate(self, frames: float) -> str:
+        """'<fps> fps, ETA <h:m:s>' (`speed`), or 'ETA --' until it means something."""
+        speed = self.speed(frames)
+        if speed is None:
+            return "ETA --"
+        fps, left = speed
+        return f"{fps:.2f} fps, ETA {time.strftime('%H:%M:%S', time.gmtime(left))}"
 
     def _show(self) -> None:
         with self._lock:

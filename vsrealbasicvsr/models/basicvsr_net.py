@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from .blocks import PixelShufflePack, ResidualBlocksWithInputConv
 from .flow_warp import flow_warp
 from .spynet import SPyNet
+from .steps import Steps
 
 SCALE = 4
 # The network was designed and trained for frames of at least 64x64 (SPyNet's coarsest level is
@@ -83,7 +84,12 @@ class BasicVSRNet(nn.Module):
         # exact equality, as MMEditing's zero-norm test of the difference
         return torch.equal(first, second.flip(1))
 
-    def compute_flows(self, lqs, batch_frames=None):
+    def steps(self):
+        """The network's own modules as the `Steps` that `stream` runs."""
+        return Steps(flow=self.spynet, backward_trunk=self.backward_resblocks,
+                     forward_trunk=self.forward_resblocks, reconstruct=self.reconstruct)
+
+    def compute_flows(self, lqs, batch_frames=None, steps=None):
         """Flows between neighbours, (n, t-1, 2, h, w) each.
 
         Args:
@@ -91,6 +97,7 @@ class BasicVSRNet(nn.Module):
             batch_frames (int | None): Frame pairs given to SPyNet at once; None = all of them
                 (as MMEditing). Flows need no recurrence, so smaller batches change only the
                 peak memory (SPyNet's pyramid for every pair at once grows with t).
+            steps (Steps | None): What computes the flows; None = `self.steps()`.
 
         Returns:
             (flows_forward, flows_backward): ``flows_backward[:, i]`` goes from frame i to
@@ -98,12 +105,13 @@ class BasicVSRNet(nn.Module):
             i+1 to frame i. For a mirror-extended sequence the forward flows are the backward
             flows reversed, so they are not computed and ``flows_forward`` is None.
         """
-        flows_backward = self._spynet_pairs(lqs, batch_frames, reverse=False)
+        flow = (steps or self.steps()).flow
+        flows_backward = self._spynet_pairs(lqs, batch_frames, reverse=False, flow=flow)
         if self.is_mirror_extended(lqs):
             return None, flows_backward
-        return self._spynet_pairs(lqs, batch_frames, reverse=True), flows_backward
+        return self._spynet_pairs(lqs, batch_frames, reverse=True, flow=flow), flows_backward
 
-    def _spynet_pairs(self, lqs, batch_frames, reverse):
+    def _spynet_pairs(self, lqs, batch_frames, reverse, flow):
         """SPyNet over the pairs (i, i+1) (reverse: (i+1, i)), batch_frames pairs at a time."""
         n, t, c, h, w = lqs.shape
         # SPyNet may be kept in float32 while the rest runs in fp16/bf16 (its pyramid of
@@ -116,25 +124,26 @@ class BasicVSRNet(nn.Module):
             earlier = lqs[:, start:end].reshape(-1, c, h, w).to(spynet_dtype)
             later = lqs[:, start + 1:end + 1].reshape(-1, c, h, w).to(spynet_dtype)
             ref, supp = (later, earlier) if reverse else (earlier, later)
-            chunks.append(self.spynet(ref, supp).view(n, end - start, 2, h, w).to(lqs.dtype))
+            chunks.append(flow(ref, supp).view(n, end - start, 2, h, w).to(lqs.dtype))
         if not chunks:  # a single frame has no neighbours
             return lqs.new_zeros(n, 0, 2, h, w)
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
 
-    def propagate_backward(self, lqs, flows_backward, feature_device=None):
-        """Backward-time propagation, last frame first.
+    def propagate_backward(self, lqs, flows_backward, feature_device=None, steps=None):
+        """Backward-time propagation, last frame first; `steps` as in `compute_flows`.
 
         Returns:
             list[Tensor]: the features of every frame in time order, (n, mid_channels, h, w)
             each, stored on ``feature_device`` (default: the input's device).
         """
         n, t, _, h, w = lqs.shape
+        trunk = (steps or self.steps()).backward_trunk
         features = [None] * t
         feat_prop = lqs.new_zeros(n, self.mid_channels, h, w)
         for i in range(t - 1, -1, -1):
             if i < t - 1:  # the last frame has no successor to align
                 feat_prop = flow_warp(feat_prop, flows_backward[:, i].permute(0, 2, 3, 1))
-            feat_prop = self.backward_resblocks(torch.cat([lqs[:, i], feat_prop], dim=1))
+            feat_prop = trunk(torch.cat([lqs[:, i], feat_prop], dim=1))
             features[i] = feat_prop if feature_device is None else feat_prop.to(feature_device)
         return features
 
@@ -147,7 +156,7 @@ class BasicVSRNet(nn.Module):
         out = self.conv_last(out)
         return out + self.img_upsample(lq)
 
-    def stream(self, lqs, feature_device=None, batch_frames=None):
+    def stream(self, lqs, feature_device=None, batch_frames=None, steps=None):
         """Yield the output frames (n, 3, 4h, 4w) in time order, each as soon as the
         forward-time propagation reaches it.
 
@@ -160,14 +169,17 @@ class BasicVSRNet(nn.Module):
                 recurrence (SPyNet here, also cleaning in RealBasicVSR); None = the whole
                 sequence, as MMEditing. With a small batch, the peak memory grows with t only
                 by what propagation keeps per frame.
+            steps (Steps | None): What runs the steps between the recurrences (a backend's);
+                None = the network's own modules (`steps()`).
         """
         check_sequence(lqs)
         h, w = lqs.shape[-2:]
         lqs = pad_to_min_size(lqs)
         t = lqs.shape[1]
+        steps = steps or self.steps()
 
-        flows_forward, flows_backward = self.compute_flows(lqs, batch_frames)
-        features_backward = self.propagate_backward(lqs, flows_backward, feature_device)
+        flows_forward, flows_backward = self.compute_flows(lqs, batch_frames, steps)
+        features_backward = self.propagate_backward(lqs, flows_backward, feature_device, steps)
 
         feat_prop = None
         for i in range(t):
@@ -177,10 +189,10 @@ class BasicVSRNet(nn.Module):
             else:
                 flow = flows_forward[:, i - 1] if flows_forward is not None else flows_backward[:, -i]
                 feat_prop = flow_warp(feat_prop, flow.permute(0, 2, 3, 1))
-            feat_prop = self.forward_resblocks(torch.cat([lq, feat_prop], dim=1))
+            feat_prop = steps.forward_trunk(torch.cat([lq, feat_prop], dim=1))
             feat_backward = features_backward[i].to(lq.device)
             features_backward[i] = None  # free it as soon as it has been used
-            out = self.reconstruct(lq, feat_backward, feat_prop)
+            out = steps.reconstruct(lq, feat_backward, feat_prop)
             yield out[:, :, : SCALE * h, : SCALE * w]
 
     def forward(self, lqs, batch_frames=None):

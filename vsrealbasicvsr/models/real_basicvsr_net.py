@@ -1,5 +1,7 @@
 """RealBasicVSR (Chan et al., "Investigating Tradeoffs in Real-World Video Super-Resolution",
 CVPR 2022): an image-cleaning module in front of BasicVSR."""
+import dataclasses
+
 import torch
 import torch.nn as nn
 
@@ -44,7 +46,11 @@ class RealBasicVSRNet(nn.Module):
         # super-resolution of the cleaned frames
         self.basicvsr = BasicVSRNet(mid_channels, num_propagation_blocks)
 
-    def clean(self, lqs, batch_frames=None):
+    def steps(self):
+        """The network's own modules as the `Steps` that `stream` runs: BasicVSR's and cleaning."""
+        return dataclasses.replace(self.basicvsr.steps(), clean=self.image_cleaning)
+
+    def clean(self, lqs, batch_frames=None, steps=None):
         """Add the cleaning module's residue to the frames, up to three times, stopping after
         the first pass whose mean absolute residue is below ``dynamic_refine_thres / 255``.
 
@@ -53,17 +59,19 @@ class RealBasicVSRNet(nn.Module):
             batch_frames (int | None): Frames cleaned at once; None = all of them (1 when
                 ``is_sequential_cleaning``). Each pass still finishes every frame before the
                 stopping test, which averages over the whole sequence as in MMEditing.
+            steps (Steps | None): What runs the cleaning module; None = `self.steps()`.
 
         Returns:
             Tensor: The cleaned frames, a new (n, t, 3, h, w) tensor.
         """
         n, t, c, h, w = lqs.shape
         step = 1 if self.is_sequential_cleaning else (batch_frames or t)
+        clean = (steps or self.steps()).clean
         for _ in range(MAX_CLEANING_PASSES):
             cleaned, residue_sum = [], 0
             for start in range(0, t, step):  # time -> batch, step frames at a time
                 chunk = lqs[:, start:start + step]
-                residues = self.image_cleaning(chunk.reshape(-1, c, h, w)).view(chunk.shape)
+                residues = clean(chunk.reshape(-1, c, h, w)).view(chunk.shape)
                 cleaned.append(chunk + residues)
                 residue_sum = residue_sum + torch.abs(residues).sum(dtype=torch.float64)
             lqs = cleaned[0] if len(cleaned) == 1 else torch.cat(cleaned, dim=1)
@@ -71,7 +79,7 @@ class RealBasicVSRNet(nn.Module):
                 break
         return lqs
 
-    def stream(self, lqs, feature_device=None, batch_frames=None):
+    def stream(self, lqs, feature_device=None, batch_frames=None, steps=None):
         """Clean the frames, then yield the output frames (n, 3, 4h, 4w) in time order, each as
         soon as BasicVSR's forward-time propagation reaches it.
 
@@ -81,11 +89,14 @@ class RealBasicVSRNet(nn.Module):
                 wait; see `BasicVSRNet.stream`. Default: None (the input's device).
             batch_frames (int | None): Frames cleaned (and frame pairs given to SPyNet) at once;
                 see `BasicVSRNet.stream`. Default: None (the whole sequence, as MMEditing).
+            steps (Steps | None): What runs the steps between the recurrences (a backend's);
+                None = the network's own modules (`steps()`).
         """
         check_sequence(lqs)
         h, w = lqs.shape[-2:]
-        cleaned = self.clean(pad_to_min_size(lqs), batch_frames)
-        for out in self.basicvsr.stream(cleaned, feature_device, batch_frames):
+        steps = steps or self.steps()
+        cleaned = self.clean(pad_to_min_size(lqs), batch_frames, steps)
+        for out in self.basicvsr.stream(cleaned, feature_device, batch_frames, steps):
             yield out[:, :, : SCALE * h, : SCALE * w]
 
     def forward(self, lqs, batch_frames=None):

@@ -1,0 +1,39 @@
+"""How the CPU engine's OpenMP threads wait: passively, unless the user chose otherwise.
+
+Torch's CPU kernels run on OpenMP threads, one per core by default, which meet at a barrier at the
+end of every kernel (thousands per frame). By default OpenMP's idle threads spin at that barrier
+for a while before they sleep. Alone on the machine that saves a wake-up per kernel; beside
+another busy process (the encoder of `vspipe | ffmpeg`, a second job) it is a collapse: the
+thread the neighbour displaced runs only in the slices the scheduler gives it, every barrier waits
+for it, and the threads that arrived first spin on the cores it and the neighbour need.
+`OMP_WAIT_POLICY=PASSIVE` makes them sleep at once instead (figures: docs/BENCHMARKS.md).
+
+The knob: `OMP_WAIT_POLICY`, OpenMP's own. Set by the user, it is left as it is (`ACTIVE`: spin,
+for a machine that does nothing else); unset, the engine sets `PASSIVE`. The thread count stays
+torch's default (one per core) or `OMP_NUM_THREADS`: a count that changes with the load would make
+the output depend on it (a different split of the work rounds differently).
+
+Why at import time: libgomp (torch's OpenMP on Linux) reads the variable once, when it is loaded,
+that is at `import torch`; set any later, even before the first torch operation, it has no
+effect, and OpenMP has no call to change it. So `vsrealbasicvsr.engine`, the module that brings
+torch into a VapourSynth process when the first `Upscale` is created, calls `prefer_passive_wait`
+before it imports torch (docs/DESIGN.md). Where torch was loaded before (a script that imported
+it, another torch plugin), it is too late and nothing is changed; so it is where another library
+loaded the same libgomp first (a plugin built with OpenMP), which this cannot see.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+DEFAULT_WAIT_POLICY = "PASSIVE"
+
+
+def prefer_passive_wait() -> bool:
+    """Sets OMP_WAIT_POLICY=PASSIVE for this process when the user has not set it and torch is
+    not loaded yet (after that OpenMP would not read it). Returns whether it set it."""
+    if WAIT_POLICY_ENV in os.environ or "torch" in sys.modules:
+        return False
+    os.environ[WAIT_POLICY_ENV] = DEFAULT_WAIT_POLICY
+    return True

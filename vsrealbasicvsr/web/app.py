@@ -1,0 +1,482 @@
+"""The server behind `vsrealbasicvsr serve`: a Starlette app over the job API.
+
+A job goes: upload (or pick from --input-dir) -> plan (with the page's options) -> start ->
+queued -> running (live progress, a picture of the newest frames) -> done (play, download),
+failed (with the reason) or cancelled. Routes answer JSON, errors as {"error": "<what is wrong;
+what to do>"} with a 4xx/5xx status. Every request passes `Guard` first.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sys
+from http.cookies import SimpleCookie
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .. import job, registry
+from . import jobs as web_jobs
+from . import preview as web_preview
+from .runner import Runner
+from .store import JobStore, new_job_id
+
+STATIC = Path(__file__).parent / "static"
+JOB_ID = re.compile(r"[0-9a-f]{16}")
+# An upload's name keeps its extension (some demuxers go by it) when it is a plain one.
+PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
+# Host names of this machine: without a token, the server answers only to these (so that a page
+# elsewhere cannot reach it through a DNS name that resolves to 127.0.0.1).
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+TOKEN_COOKIE = "rbvsr_token"
+# Seconds between two looks at a job for its event stream.
+EVENT_INTERVAL_S = 0.5
+# Listed at most from --input-dir, and how deep.
+MAX_LISTED, MAX_DEPTH = 2000, 4
+
+
+class Guard:
+    """Checks every request before the app sees it (ASGI middleware).
+
+    With a token: it must come as ?token=, an X-Token header or the cookie that a page opened
+    with ?token= gets. Without one (loopback only): the Host must name this machine. Requests
+    that change something (not GET/HEAD) from a page of another origin are refused either way.
+    """
+
+    def __init__(self, app, token: str | None):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        host = headers.get("host", "")
+        problem, status, from_query = None, 403, False
+        if self.token is None:
+            if urlsplit(f"//{host}").hostname not in LOOPBACK_NAMES:
+                problem = (f"this server answers only as 127.0.0.1 or localhost, not {host!r}; open "
+                           "http://127.0.0.1:PORT/, or start it with --host and a --token")
+        else:
+            cookie = SimpleCookie(headers.get("cookie", ""))
+            given = [*query.get("token", []), headers.get("x-token", ""),
+                     cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else ""]
+            from_query = any(self._right(value) for value in query.get("token", []))
+            if not any(self._right(value) for value in given):
+                problem, status = ("this server needs its token; open the address that `vsrealbasicvsr serve` "
+                                   "printed (it ends in ?token=...)"), 401
+        origin = headers.get("origin")
+        if problem is None and scope["method"] not in ("GET", "HEAD") and origin and urlsplit(origin).netloc != host:
+            problem = f"a page of {origin} may not change jobs here; use this server's own page"
+        if problem is not None:
+            return await JSONResponse({"error": problem}, status)(scope, receive, send)
+        if not from_query:
+            return await self.app(scope, receive, send)
+
+        async def send_with_cookie(message):
+            if message["type"] == "http.response.start":
+                cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+    def _right(self, value: str) -> bool:
+        return bool(value) and secrets.compare_digest(value.encode(), self.token.encode())
+
+
+def error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status)
+
+
+class Problem(Exception):
+    """Ends a request with {"error": message} and `status`."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `500M`, `4G`, `2T` or a plain number; ValueError otherwise."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size; write e.g. 500M, 4G or a number of bytes")
+    return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " "))
+
+
+class Server:
+    """The app's state: the jobs folder, its store and runner, the settings of `serve`."""
+
+    def __init__(self, jobs: Path, input_dir: Path | None, max_upload: int):
+        self.jobs, self.input_dir, self.max_upload = jobs.resolve(), input_dir and input_dir.resolve(), max_upload
+        self.jobs.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(self.jobs)
+        self.runner = Runner(self.store, self.jobs)
+
+    # -- reading jobs ----------------------------------------------------------------------
+
+    def job(self, request: Request) -> dict:
+        job_id = request.path_params["job_id"]
+        found = self.store.get(job_id) if JOB_ID.fullmatch(job_id) else None
+        if found is None:
+            raise Problem(f"no job {job_id}; it may have been deleted (the job list shows those that exist)", 404)
+        return found
+
+    def snapshot(self, row: dict, with_plan: bool = False) -> dict:
+        """What the page shows of a job: its row, and while it runs its live progress."""
+        running = self.runner.running(row["id"])
+        live = running.live() if running is not None else {}
+        frames, total = live.get("frames", float(row["frames_done"])), row["info"]["frames"]
+        plan = row["plan"] or {}
+        shown = {key: row[key] for key in ("id", "name", "state", "error", "created", "info", "request",
+                                           "segments_done", "segment_count", "uploaded")}
+        shown.update(frames_done=frames, total_frames=total, percent=100 * frames / total, fps=live.get("fps"),
+                     eta_s=live.get("eta_s"), joining=live.get("joining", False), window=window_at(plan, frames),
+                     planned=bool(plan))
+        output = web_jobs.output_path(self.jobs, row) if row["request"] else None
+        if row["state"] == "done" and output is not None and output.is_file():
+            shown["output"] = {"bytes": output.stat().st_size, "name": web_jobs.download_name(row)}
+        if row["state"] == "queued":
+            queue = [queued["id"] for queued in self.store.in_state("queued") if queued["device"] == row["device"]]
+            shown["queue_position"] = queue.index(row["id"]) + 1 if row["id"] in queue else None
+        if with_plan:
+            shown["plan"] = {key: value for key, value in plan.items() if key != "windows"} if plan else None
+        return shown
+
+    # -- making jobs -----------------------------------------------------------------------
+
+    def probe(self, path: Path, folder: Path) -> dict:
+        """The input's size, frames and fps, read as the job reads it; UpscaleError if it cannot be."""
+        spec = job.new_spec(path, folder / "probe.mkv", {"device": "cpu"}, codec="ffv1", scene_detect=False,
+                            quiet=True)
+        planned = job.plan(spec)
+        return {"width": planned.width, "height": planned.height, "frames": planned.frames,
+                "fps": [planned.fps.numerator, planned.fps.denominator], "format": planned.format_name,
+                "bytes": path.stat().st_size}
+
+    def input_files(self) -> list[str]:
+        """The files under --input-dir (not hidden, at most MAX_DEPTH folders down), relative names."""
+        if self.input_dir is None:
+            return []
+        found = []
+        for path in sorted(self.input_dir.rglob("*")):
+            relative = path.relative_to(self.input_dir)
+            if (len(relative.parts) <= MAX_DEPTH and not any(part.startswith(".") for part in relative.parts)
+                    and path.is_file()):
+                found.append(relative.as_posix())
+                if len(found) == MAX_LISTED:
+                    break
+        return found
+
+    def input_of(self, name: object) -> Path:
+        """The --input-dir file `name` names: one that `input_files` lists, and never one outside."""
+        if self.input_dir is None:
+            raise Problem("this server has no --input-dir; upload the video instead", 404)
+        if not isinstance(name, str) or name not in self.input_files():
+            raise Problem(f"{name!r} is not a file of the server's input folder; choose one from its list", 404)
+        path = (self.input_dir / name).resolve()
+        if not path.is_relative_to(self.input_dir) or not path.is_file():
+            raise Problem(f"{name!r} leads outside the server's input folder; choose another file", 404)
+        return path
+
+    def plan(self, row: dict, request: dict) -> dict:
+        """The plan shown before starting (blocking: decodes the input once for its scene cuts)."""
+        if row["request"] and request != row["request"]:
+            # Other options: this job's segments (of the old ones) cannot be continued.
+            output = web_jobs.output_path(self.jobs, row)
+            shutil.rmtree(output.parent / (output.name + ".rbvsr-work"), ignore_errors=True)
+        spec = web_jobs.spec_of(self.jobs, row, request)
+        planned = job.plan(spec)
+        clip_plan, first = planned.clip_plan, planned.clip_plan.first
+        settings = clip_plan.settings
+        device = str(settings.device)
+        device = "cuda:0" if device == "cuda" else device
+        model = request["options"].get("model", registry.DEFAULT_MODEL)
+        speed = self.store.speed(device, model)
+        pixels = 16 * planned.width * planned.height * planned.frames
+        return {
+            "device": device, "precision": str(settings.dtype).removeprefix("torch."), "model": model,
+            "weights": ("installed" if registry.resolve(model) else "not installed: downloaded when the job starts"),
+            "output": {"width": 4 * planned.width, "height": 4 * planned.height, "frames": planned.frames,
+                       "codec": request["codec"], "container": web_jobs.CODECS[request["codec"]]},
+            "scene_cuts": planned.cuts, "window": planned.window, "overlap": settings.overlap,
+            "windows": [[window.first, window.end] for window in clip_plan.windows],
+            "window_count": len(clip_plan.windows),
+            "tile": list(first.tile) if first.tile else None,
+            "memory_bytes": first.estimated_bytes(), "budget_bytes": first.budget,
+            "segment_frames": planned.segment_frames, "segments": len(planned.segments),
+            "segments_done": sum(segment.done for segment in planned.segments),
+            "estimated_s": pixels / speed if speed else None,
+        }
+
+
+def window_at(plan: dict, frames: float) -> dict | None:
+    """The window that computes frame `frames` (the next to be handed over), of the plan's."""
+    windows = plan.get("windows") or []
+    for index, (first, end) in enumerate(windows):
+        if first <= frames < end:
+            return {"index": index, "count": len(windows), "first": first, "end": end}
+    return None
+
+
+def job_message(message: str, path: Path, name: str) -> str:
+    """A job API message about the server's copy of a file, with the user's name for it."""
+    return message.replace(str(path), name)
+
+
+def create_app(jobs: Path, input_dir: Path | None = None, max_upload: int = parse_size("16G"),
+               token: str | None = None) -> Starlette:
+    """The app; `token` None: loopback only, no token."""
+    server = Server(jobs, input_dir, max_upload)
+
+    def handled(route):
+        async def endpoint(request: Request):
+            try:
+                return await route(request)
+            except Problem as problem:
+                return error(problem.message, problem.status)
+        return endpoint
+
+    async def body_json(request: Request) -> object:
+        try:
+            return json.loads(await request.body() or b"{}")
+        except ValueError:
+            raise Problem("the request's body is not JSON; send the options as a JSON object") from None
+
+    async def index(request: Request):
+        return FileResponse(STATIC / "index.html")
+
+    async def config(request: Request):
+        return JSONResponse({"input_dir": server.input_dir is not None, "max_upload": server.max_upload,
+                             "options": web_jobs.option_choices()})
+
+    async def list_inputs(request: Request):
+        return JSONResponse({"files": await run_in_threadpool(server.input_files)})
+
+    async def add_job(name: str, path: Path, folder: Path, uploaded: bool) -> JSONResponse:
+        try:
+            info = await run_in_threadpool(server.probe, path, folder)
+        except job.UpscaleError as upscale_error:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise Problem(job_message(str(upscale_error), path, name)) from None
+        row = server.store.add(folder.name, name, path, uploaded, info)
+        return JSONResponse(server.snapshot(row), 201)
+
+    async def pick_input(request: Request):
+        body = await body_json(request)
+        path = server.input_of(body.get("name") if isinstance(body, dict) else None)
+        job_id = new_job_id()
+        folder = server.jobs / job_id
+        folder.mkdir()
+        return await add_job(path.relative_to(server.input_dir).as_posix(), path, folder, uploaded=False)
+
+    async def upload(request: Request):
+        name = Path(unquote(request.headers.get("x-file-name", ""))).name
+        name = "".join(char for char in name if char.isprintable())[:200] or "upload"
+        declared = request.headers.get("content-length")
+        limit = server.max_upload
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                raise Problem(f"{name} is {int(declared) / 2**20:.0f} MiB, more than this server takes "
+                              f"({limit / 2**20:.0f} MiB, --max-upload); choose a shorter video, or restart the "
+                              "server with a larger --max-upload", 413)
+            if int(declared) > shutil.disk_usage(server.jobs).free:
+                raise Problem(f"{name} does not fit on the server's disk (the --jobs folder); free space there, "
+                              "or delete finished jobs", 507)
+        suffix = Path(name).suffix.lower()
+        job_id = new_job_id()
+        folder = server.jobs / job_id
+        folder.mkdir()
+        path = folder / ("input" + (suffix if PLAIN_SUFFIX.fullmatch(suffix) else ""))
+        received = 0
+        try:
+            with path.open("wb") as file:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > limit:
+                        raise Problem(f"{name} is more than this server takes ({limit / 2**20:.0f} MiB, "
+                                      "--max-upload); choose a shorter video, or restart the server with a "
+                                      "larger --max-upload", 413)
+                    write_chunk(file, chunk)
+        except Problem:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        except ClientDisconnect:  # the page went away: nothing of the upload is kept
+            shutil.rmtree(folder, ignore_errors=True)
+            return Response(status_code=400)
+        except OSError as os_error:
+            shutil.rmtree(folder, ignore_errors=True)
+            if os_error.errno == errno.ENOSPC:
+                raise Problem(f"the server's disk (the --jobs folder) filled up while {name} was uploaded; "
+                              "nothing of it was kept; free space there, or delete finished jobs", 507) from None
+            raise Problem(f"the server could not store {name} ({os_error.strerror}); check its --jobs folder",
+                          500) from None
+        if received == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise Problem(f"{name} is empty; choose a video file")
+        return await add_job(name, path, folder, uploaded=True)
+
+    async def list_jobs(request: Request):
+        return JSONResponse({"jobs": [server.snapshot(row) for row in server.store.all()]})
+
+    async def get_job(request: Request):
+        return JSONResponse(server.snapshot(server.job(request), with_plan=True))
+
+    async def plan(request: Request):
+        row = server.job(request)
+        if row["state"] not in ("new", "failed", "cancelled"):
+            raise Problem(f"the job is {row['state']}; plan a job before it starts, or after it stopped", 409)
+        try:
+            planned_request = web_jobs.parse_request(await body_json(request))
+            planned = await run_in_threadpool(server.plan, row, planned_request)
+        except (web_jobs.RequestError, job.UpscaleError) as bad:
+            raise Problem(job_message(str(bad), Path(row["input"]), row["name"])) from None
+        server.store.update(row["id"], request=planned_request, plan=planned, device=planned["device"])
+        return JSONResponse(server.snapshot(server.store.get(row["id"]), with_plan=True))
+
+    async def start(request: Request):
+        row = server.job(request)
+        if not row["plan"]:
+            raise Problem("the job has no plan yet; plan it with its options first", 409)
+        if row["state"] not in ("new", "failed", "cancelled"):
+            raise Problem(f"the job is {row['state']} already", 409)
+        server.runner.enqueue(row["id"])
+        return JSONResponse(server.snapshot(server.store.get(row["id"]), with_plan=True))
+
+    async def cancel(request: Request):
+        row = server.job(request)
+        if not server.runner.cancel(row["id"]):
+            raise Problem(f"the job is {row['state']}: only a queued or running job can be cancelled", 409)
+        return JSONResponse(server.snapshot(server.store.get(row["id"])))
+
+    async def delete(request: Request):
+        row = server.job(request)
+        if server.runner.is_running(row["id"]) or row["state"] in ("running", "queued"):
+            raise Problem(f"the job is {row['state']}; cancel it first, then delete it once it has stopped", 409)
+        server.store.delete(row["id"])
+        # The job's own folder only: an input picked from --input-dir lives outside it and stays.
+        await run_in_threadpool(shutil.rmtree, server.jobs / row["id"], True)
+        return Response(status_code=204)
+
+    async def events(request: Request):
+        row = server.job(request)
+
+        async def stream():
+            last = None
+            while True:
+                current = server.store.get(row["id"])
+                if current is None:
+                    yield "event: deleted\ndata: {}\n\n"
+                    return
+                text = json.dumps(server.snapshot(current))
+                if text != last:
+                    yield f"data: {text}\n\n"
+                    last = text
+                if current["state"] not in ("queued", "running"):
+                    return
+                await asyncio.sleep(EVENT_INTERVAL_S)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def get_preview(request: Request):
+        row = server.job(request)
+        if not row["request"]:
+            return JSONResponse({"preview": None})
+        label = f"{row['request']['options'].get('model', registry.DEFAULT_MODEL)} x4"
+        shown = await run_in_threadpool(web_preview.preview, server.jobs, row, label)
+        return JSONResponse({"preview": shown})
+
+    async def preview_picture(request: Request):
+        row = server.job(request)
+        path = web_preview.picture_path(server.jobs, row["id"])
+        if not path.is_file():
+            raise Problem("no picture of this job yet; it comes with its first finished segment", 404)
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def output(request: Request):
+        row = server.job(request)
+        path = web_jobs.output_path(server.jobs, row) if row["request"] else None
+        if row["state"] != "done" or path is None or not path.is_file():
+            raise Problem(f"the job is {row['state']}; its video can be fetched once it is done", 409)
+        disposition = "attachment" if request.query_params.get("download") else "inline"
+        return FileResponse(path, filename=web_jobs.download_name(row), content_disposition_type=disposition)
+
+    def job_route(path: str, endpoint, methods=("GET",)) -> Route:
+        return Route("/api/jobs/{job_id}" + path, handled(endpoint), methods=list(methods))
+
+    routes = [
+        Route("/", index),
+        Route("/api/config", config),
+        Route("/api/inputs", handled(list_inputs)),
+        Route("/api/inputs/pick", handled(pick_input), methods=["POST"]),
+        Route("/api/uploads", handled(upload), methods=["POST"]),
+        Route("/api/jobs", list_jobs),
+        job_route("", get_job),
+        job_route("", delete, ["DELETE"]),
+        job_route("/plan", plan, ["POST"]),
+        job_route("/start", start, ["POST"]),
+        job_route("/cancel", cancel, ["POST"]),
+        job_route("/events", events),
+        job_route("/preview", get_preview),
+        job_route("/preview.png", preview_picture),
+        job_route("/output", output),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        server.runner.start()
+        yield
+        # Jobs still running stay `running` in the store: the next start resumes them.
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.server = server
+    return Guard(app, token)
+
+
+def write_chunk(file, chunk: bytes) -> None:
+    """One received piece of an upload to disk (a function of its own: the tests make the disk full)."""
+    file.write(chunk)
+
+
+def serve(jobs: Path, host: str, port: int, input_dir: Path | None, max_upload: int, token: str | None) -> None:
+    """Runs the server until Ctrl-C (uvicorn); OSError when it cannot listen on host:port."""
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))  # here, not in uvicorn: a port in use is then our one-line error
+    except OSError:
+        listener.close()
+        raise
+    app = create_app(jobs, input_dir, max_upload, token)
+    shown_host = f"[{host}]" if ":" in host else host
+    address = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
+    print(f"vsrealbasicvsr serve: open {address} (jobs in {jobs.resolve()}; Ctrl-C stops)", file=sys.stderr,
+          flush=True)
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[listener])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down and hands the signal on
+        pass
+    if app.app.state.server.runner.busy():
+        # A running job's window may take minutes to end: do not wait for it. Its finished
+        # segments are kept, and the next start resumes it.
+        print("vsrealbasicvsr serve: stopped; the running job continues from its finished segments when the "
+              "server starts again", file=sys.stderr, flush=True)
+        os._exit(0)
