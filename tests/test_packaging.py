@@ -12,8 +12,9 @@ PACKAGE = REPO / "vsrealbasicvsr"
 # VapourSynth plugin namespaces the command uses, and the wheels that bring them.
 PLUGIN_WHEELS = {"bs": "vapoursynth-bestsource", "scxvid": "vapoursynth-scxvid"}
 # Optional features: third-party modules imported only behind an extra, and that extra.
-# backend="openvino"; `vsrealbasicvsr serve`
-OPTIONAL_MODULES: dict[str, str] = {"openvino": "openvino", "starlette": "web", "uvicorn": "web"}
+# backend="openvino"; upscale --ray; `vsrealbasicvsr serve`
+OPTIONAL_MODULES: dict[str, str] = {"openvino": "openvino", "ray": "ray", "starlette": "web",
+                                    "uvicorn": "web"}
 
 
 def _requirement_name(requirement: str) -> str:

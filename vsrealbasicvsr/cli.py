@@ -13,7 +13,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from . import job, options, registry
+from . import job, options, ray_runner, registry
 from .job import ffmpeg
 
 
@@ -100,6 +100,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     command = ["vsrealbasicvsr", *sys.argv[1:]]
     printer = ProgressPrinter(args.quiet)
     try:
+        if args.ray is not None and not args.dry_run:
+            ray_runner.import_ray()  # before any work: one line naming the install command when it is missing
         spec = _upscale_spec(args)
         if args.dry_run:
             print(_plan_text(job.plan(spec)))
@@ -111,7 +113,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             if event.kind == "segment_done" and event.segments_done == stop_after:
                 os.kill(os.getpid(), signal.SIGINT)
 
-        result = job.run(spec, progress=progress)
+        if args.ray is None:
+            result = job.run(spec, progress=progress)
+        else:
+            result = ray_runner.run(spec, address=args.ray or None, data=args.ray_data, progress=progress)
     except job.WeightsUnavailable as error:
         fallback = shlex.join(_replace_model(command, error.fallback))
         return _fail("upscale", str(error).replace(f"the model {error.fallback}", f"`{fallback}`"))
@@ -239,6 +244,15 @@ def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the unfinished job of OUTPUT")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                        help="write the segments as Ray tasks, one GPU (or one CPU) each, on the Ray cluster at "
+                             "ADDRESS (e.g. 10.0.0.1:6379); without ADDRESS, Ray's own choice: $RAY_ADDRESS, a "
+                             "cluster `ray start` began on this machine, else a new one here (docs/SCALING.md; "
+                             'needs pip install "vsrealbasicvsr[ray]")')
+    parser.add_argument("--ray-data", choices=ray_runner.DATA_MODES, default="shared",
+                        help="with --ray: where the data lives. shared (default): every node reads the input and "
+                             "writes segments through the same paths (a shared folder); object-store: the input "
+                             "goes to each node and the segments come back through Ray's object store")
     parser.set_defaults(func=cmd_upscale)
     return parser
 

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -75,30 +76,56 @@ def detect_scenes(clip: vs.VideoNode) -> vs.VideoNode:
     return core.std.CopyFrameProps(clip, core.scxvid.Scxvid(analysed), props=SCENE_PROPS)
 
 
+def mark_cuts(clip: vs.VideoNode, cuts: Sequence[int]) -> vs.VideoNode:
+    """`clip` with `_SceneChangePrev` 1 on the frames of `cuts` (`scene_cuts`) and 0 on the others:
+    what scxvid gives the filter, from cuts found before, without decoding the clip up to here."""
+    core = vs.core
+    unmarked = core.std.SetFrameProps(clip, _SceneChangePrev=0)
+    pieces, start = [], 0
+    for cut in cuts:
+        if cut > start:
+            pieces.append(unmarked[start:cut])
+        pieces.append(core.std.SetFrameProps(clip[cut], _SceneChangePrev=1))
+        start = cut + 1
+    if start < clip.num_frames:
+        pieces.append(unmarked[start:])
+    return core.std.Splice(pieces)
+
+
+def output_format(source: vs.VideoNode, rgb_out: bool = False) -> tuple[int, Colour | None]:
+    """The format the upscaled clip is encoded in and its colour description (see `upscaled_clip`);
+    UpscaleError for a source the job cannot take."""
+    if source.format is None or source.width == 0:
+        raise UpscaleError("the input changes format or size between frames; convert it to one format first")
+    if source.format.color_family not in (vs.YUV, vs.RGB):
+        raise UpscaleError(f"unsupported input format {source.format.name}; use a YUV or RGB video")
+    if rgb_out:
+        return vs.RGB24, None
+    if source.format.color_family == vs.YUV:
+        return source.format.id, Colour.of(source)
+    return RGB_SOURCE_OUTPUT
+
+
 def upscaled_clip(source: vs.VideoNode, rgb_out: bool = False, scene_detect: bool = True,
-                  **upscale_options) -> tuple[vs.VideoNode, Colour | None]:
+                  cuts: Sequence[int] | None = None, **upscale_options) -> tuple[vs.VideoNode, Colour | None]:
     """The upscaled clip of `source` and its colour description, as the command encodes it.
 
     YUV sources are converted to RGBS with their own matrix and range (`Colour.of`), upscaled
     with `vsrealbasicvsr.upscale(**upscale_options)`, and converted back to the source's format
     with the same matrix and range. RGB sources come back as YUV420P8 BT.709 (limited). With
-    `rgb_out`, the result is RGB24 (for PNG frames) and the colour None.
+    `rgb_out`, the result is RGB24 (for PNG frames) and the colour None. With `scene_detect`,
+    windows split at scxvid's cuts, or at `cuts` when given (found before by `scene_cuts`).
     """
     from .. import upscale
 
     core = vs.core
-    if source.format is None or source.width == 0:
-        raise UpscaleError("the input changes format or size between frames; convert it to one format first")
-    if source.format.color_family not in (vs.YUV, vs.RGB):
-        raise UpscaleError(f"unsupported input format {source.format.name}; use a YUV or RGB video")
+    out_format, colour = output_format(source, rgb_out)
     if scene_detect:
-        source = detect_scenes(source)
+        source = detect_scenes(source) if cuts is None else mark_cuts(source, cuts)
     if source.format.color_family == vs.YUV:
-        colour = Colour.of(source)
-        rgb = core.resize.Bicubic(source, format=vs.RGBS, matrix_in=colour.matrix, range_in=colour.range)
-        out_format = source.format.id
+        yuv_colour = colour or Colour.of(source)
+        rgb = core.resize.Bicubic(source, format=vs.RGBS, matrix_in=yuv_colour.matrix, range_in=yuv_colour.range)
     else:
-        out_format, colour = RGB_SOURCE_OUTPUT
         rgb = core.resize.Bicubic(source, format=vs.RGBS)
     upscaled = upscale(rgb, **upscale_options)
     if rgb_out:

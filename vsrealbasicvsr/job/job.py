@@ -39,7 +39,7 @@ from .segments import (
     remove,
     segment_length,
 )
-from .source import open_source
+from .source import open_source, open_video, source_file
 
 if TYPE_CHECKING:
     from ..plan import ClipPlan
@@ -365,6 +365,20 @@ def run(spec: JobSpec, progress: Callable[[JobProgress], None] | None = None,
 def _prepare(spec: JobSpec, new_work: bool):
     """Under the job's lock: the work folder checked (or emptied with `overwrite`), the upscaled
     clip, its colour, the source's sample aspect ratio and the window, with job.json written."""
+    source_path, source, window = open_work(spec, new_work)
+    sar = sample_aspect_ratio(source)
+    try:
+        clip, colour = upscaled_clip(source, rgb_out=spec.folder_out, scene_detect=spec.scene_detect,
+                                     **(spec.upscale_options | {"max_seq_len": window}))
+    except vs.Error as error:
+        raise UpscaleError(filter_message(error)) from None
+    record_job(spec, clip.num_frames, window)
+    return clip, colour, sar, window
+
+
+def open_work(spec: JobSpec, new_work: bool) -> tuple[Path, vs.VideoNode, int]:
+    """Under the job's lock: the work folder checked (or emptied with `overwrite`); the video file
+    the job decodes (`source_file`), its clip and the window of the run."""
     if not new_work and not spec.resume:
         if not spec.overwrite:
             raise UpscaleError(f"an unfinished job of {spec.output} is in {spec.work}; add --resume to continue "
@@ -372,24 +386,24 @@ def _prepare(spec: JobSpec, new_work: bool):
         for entry in spec.work.iterdir():
             if entry.name != LOCK_NAME:
                 remove(entry)
-    source = open_source(spec, spec.work / "source")
-    sar = sample_aspect_ratio(source)
-    window = window_of_run(spec, source)
-    try:
-        clip, colour = upscaled_clip(source, rgb_out=spec.folder_out, scene_detect=spec.scene_detect,
-                                     **(spec.upscale_options | {"max_seq_len": window}))
-    except vs.Error as error:
-        raise UpscaleError(filter_message(error)) from None
+    source_path = source_file(spec, spec.work / "source")
+    source = open_video(spec, source_path)
+    return source_path, source, window_of_run(spec, source)
+
+
+def record_job(spec: JobSpec, frames: int, window: int) -> dict:
+    """Writes the job's fingerprint (input, options, weights) to job.json in the work folder,
+    after checking that one recorded before is the same job's; returns it."""
     job_file = spec.work / "job.json"
     recorded = _read_job_file(job_file)
     weights = weights_fingerprint(weights_file(spec.upscale_options), (recorded or {}).get("weights"))
-    fingerprint = {**spec.fingerprint(clip.num_frames, segment_length(window)), "weights": weights}
+    fingerprint = {**spec.fingerprint(frames, segment_length(window)), "weights": weights}
     if recorded is not None:
         _check_same_job(recorded, fingerprint, spec.work)
     partial_job_file = spec.work / "job.json.partial"
     partial_job_file.write_text(json.dumps(fingerprint, indent=1))
     os.replace(partial_job_file, job_file)
-    return clip, colour, sar, window
+    return fingerprint
 
 
 def _write(spec: JobSpec, clip: vs.VideoNode, colour, sar, window: int, report: Callable[[JobProgress], None],

@@ -1,8 +1,9 @@
 """Segments: the job's frames in runs of whole windows, each encoded by its own ffmpeg into the
 work folder, and joined into the output at the end.
 
-A segment file gets its final name (`segment_NNNNN`) only when ffmpeg has finished it, so what
-is in the work folder under that name is whole: a resumed job starts from the first missing one.
+A segment file gets its final name (`segment_NNNNN`) only when ffmpeg has finished it and it
+holds all its frames (counted), so what is in the work folder under that name is whole: a resumed
+job starts from the first missing one.
 """
 from __future__ import annotations
 
@@ -42,22 +43,13 @@ FRAME_NAME = re.compile(r"\d{8}\.png")
 SEGMENT_WINDOWS = 2
 
 
-class SegmentWriter:
-    """Encodes segments of the clip, each through its own ffmpeg, into the work folder."""
+class Segments:
+    """The segments of a job of `frames` frames in its work folder: names, lengths, which are done."""
 
-    def __init__(self, job: JobSpec, clip: vs.VideoNode, colour: Colour | None, sar: Fraction | None,
-                 segment_frames: int):
-        self.job, self.clip, self.colour = job, clip, colour
-        self.sar = sar  # the source's sample aspect ratio, None for square pixels
-        self.segment_frames = segment_frames
-        self.count = -(-clip.num_frames // segment_frames)
-        self.pixel_format, self.plane_order = raw_pixel_format(clip)
-        self.process: subprocess.Popen | None = None
-        self.partial: Path | None = None
-        self.error: BaseException | None = None
-        # Between the worker starting an ffmpeg and `abort` (main thread) stopping it.
-        self._lock = threading.Lock()
-        self._aborted = False
+    def __init__(self, job: JobSpec, frames: int, segment_frames: int, colour: Colour | None):
+        self.job, self.frames, self.segment_frames = job, frames, segment_frames
+        self.colour = colour  # of the encoded video; None for PNG frames
+        self.count = -(-frames // segment_frames)
 
     @staticmethod
     def final_path_of(job: JobSpec, index: int) -> Path:
@@ -67,10 +59,43 @@ class SegmentWriter:
         return self.final_path_of(self.job, index)
 
     def frames_in(self, index: int) -> int:
-        return min(self.segment_frames, self.clip.num_frames - index * self.segment_frames)
+        return min(self.segment_frames, self.frames - index * self.segment_frames)
 
     def finished(self) -> list[int]:
         return [index for index in range(self.count) if self.final_path(index).exists()]
+
+    def verify_and_rename(self, partial: Path, index: int) -> Path:
+        """Gives the encoded `partial` segment `index` its final name once it holds all its frames;
+        UpscaleError (and `partial` removed) when it does not."""
+        found, expected = frames_in_file(partial), self.frames_in(index)
+        if found != expected:
+            remove(partial)
+            raise UpscaleError(f"segment {index} came out with {found} of its {expected} frames; run the job again "
+                               "with --resume to compute it again")
+        final = self.final_path(index)
+        os.replace(partial, final)
+        return final
+
+
+class SegmentWriter(Segments):
+    """Encodes segments of the clip, each through its own ffmpeg, into the work folder.
+
+    `partial_tag` makes the names of unfinished segments unique to this writer (the process of
+    a distributed runner's worker), so that two attempts at one segment never write one file."""
+
+    def __init__(self, job: JobSpec, clip: vs.VideoNode, colour: Colour | None, sar: Fraction | None,
+                 segment_frames: int, partial_tag: str = ""):
+        super().__init__(job, clip.num_frames, segment_frames, colour)
+        self.clip = clip
+        self.sar = sar  # the source's sample aspect ratio, None for square pixels
+        self.partial_tag = partial_tag
+        self.pixel_format, self.plane_order = raw_pixel_format(clip)
+        self.process: subprocess.Popen | None = None
+        self.partial: Path | None = None
+        self.error: BaseException | None = None
+        # Between the worker starting an ffmpeg and `abort` (main thread) stopping it.
+        self._lock = threading.Lock()
+        self._aborted = False
 
     def _command(self, partial: Path, first: int) -> list[str]:
         clip = self.clip
@@ -96,7 +121,7 @@ class SegmentWriter:
         with self._lock:
             if self._aborted or cancel.is_set():
                 return False
-            self.partial = self.job.work / f"partial_{index:05d}"
+            self.partial = self.job.work / f"partial_{index:05d}{self.partial_tag}"
             remove(self.partial)
             self.process = subprocess.Popen(self._command(self.partial, first), stdin=subprocess.PIPE,
                                             stderr=subprocess.PIPE)
@@ -119,7 +144,7 @@ class SegmentWriter:
             if self.process.returncode != 0:
                 last_line = (stderr.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
                 raise UpscaleError(f"ffmpeg failed to encode segment {index}: {last_line}")
-            os.replace(self.partial, self.final_path(index))
+            self.verify_and_rename(self.partial, index)
             self.partial = None
         return True
 
@@ -141,7 +166,18 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
-def join(job: JobSpec, writer: SegmentWriter, total_frames: int, fps: Fraction) -> None:
+def frames_in_file(path: Path) -> int:
+    """The frames in an encoded segment: PNG files in a folder, or video packets in a file."""
+    if path.is_dir():
+        return sum(1 for entry in path.iterdir() if FRAME_NAME.fullmatch(entry.name))
+    copy_to_nowhere = ffmpeg_command("-progress", "pipe:1", "-i", ffmpeg_path(path), "-map", "0:v:0", "-c", "copy",
+                                      "-f", "null", "-")
+    result = subprocess.run(copy_to_nowhere, capture_output=True, text=True, check=False)
+    counts = [line.removeprefix("frame=") for line in result.stdout.splitlines() if line.startswith("frame=")]
+    return int(counts[-1]) if result.returncode == 0 and counts and counts[-1].isdigit() else 0
+
+
+def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> None:
     """The finished segments -> the output: concat + the input's audio and subtitles (video
     outputs), or the frames moved into the output folder."""
     if job.folder_out:

@@ -75,9 +75,12 @@ def _check_frame_sizes(folder: Path, frames: list[Path]) -> None:
 def open_source(job: JobSpec, scratch: Path) -> vs.VideoNode:
     """The input as a clip: a video through bestsource; a folder of frames is first copied
     losslessly (ffmpeg's image2 demuxer, FFV1 RGB) into `scratch`, which bestsource then reads."""
-    core = vs.core
-    if not hasattr(core, "bs"):
-        raise UpscaleError("reading videos needs bestsource; pip install vapoursynth-bestsource")
+    return open_video(job, source_file(job, scratch))
+
+
+def source_file(job: JobSpec, scratch: Path) -> Path:
+    """The video file the job decodes: the input, or for a folder of frames their lossless copy
+    in `scratch` (made here)."""
     path = job.input
     if path.is_dir():
         frames = image_files(path)
@@ -94,6 +97,14 @@ def open_source(job: JobSpec, scratch: Path) -> vs.VideoNode:
         fps = job.fps or Fraction(25)
         run_ffmpeg(ffmpeg_command("-f", "concat", "-safe", "0", "-r", str(fps), "-i", ffmpeg_path(listing), "-c:v", "ffv1",
                             "-pix_fmt", "gbrp", "-r", str(fps), ffmpeg_path(path)), f"read the frames in {job.input}")
+    return path
+
+
+def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
+    """Frames [start, end) of the job of the video file `path` (`source_file`), through bestsource."""
+    core = vs.core
+    if not hasattr(core, "bs"):
+        raise UpscaleError("reading videos needs bestsource; pip install vapoursynth-bestsource")
     try:
         clip = core.bs.VideoSource(str(path))
     except vs.Error:
