@@ -21,7 +21,7 @@ SOURCES := pyproject.toml setup.py $(shell find vsrealbasicvsr -type f -not -pat
 DEMO_FRAME ?= 20
 DEMO_CROP ?= 400x300+0+0
 
-.PHONY: venv install test demo clean
+.PHONY: venv install lint test demo clean
 
 $(PY):
 	"$$(tools/find-python)" -m venv $(VENV)
@@ -40,7 +40,12 @@ $(INSTALLED): $(PY) $(SOURCES)
 	@touch $@
 	@echo "make: installed; \`. $(VENV)/bin/activate\` puts vspipe, vsrealbasicvsr and ffmpeg on PATH"
 
-test: install $(CHROMIUM)
+# ruff's lint and format check (configured in pyproject.toml); `ruff format .` fixes the layout.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install lint $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The browser of tests/test_web_browser.py: Debian's chromium, which Playwright drives (its own
