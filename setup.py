@@ -4,6 +4,7 @@ The extension's dotted name puts the shared library in the vapoursynth package's
 folder, from which VapourSynth autoloads it: a `.vpy` can call `core.rbvsr.Upscale` without
 importing vsrealbasicvsr. Metadata lives in pyproject.toml.
 """
+
 import importlib.util
 from pathlib import Path
 

@@ -14,6 +14,7 @@ window. The engine's output frames are dropped as they come, as the filter hands
 VapourSynth; the naive path keeps them all, as the official script does. Then
 `core.rbvsr.Upscale` through vspipe against the engine alone on the same clip.
 """
+
 import argparse
 import datetime
 import json
@@ -78,8 +79,13 @@ HAND_WRITTEN = "## Reading these figures"  # the first heading bench.py does not
 
 def measure(mode, frames, height, width, device):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576")  # freed buffers leave RSS at once
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(frames), str(height), str(width), str(REPO), device],
-                         capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(frames), str(height), str(width), str(REPO), device],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -109,29 +115,42 @@ def vspipe_vs_engine(frames, window, height, width, rounds):
         script.write_text(VPY.format(w=width, h=height, n=frames, window=window, ckpt=str(checkpoint)))
         vspipe = Path(sys.executable).parent / "vspipe"
         # the script's source clip without the filter (whose engine would load a second network)
-        source = (f"import sys, time; sys.path.insert(0, {str(REPO)!r}); "
-                  f"exec(''.join(line for line in open({str(script)!r}) if 'rbvsr' not in line));"
-                  "import numpy as np, torch, vsrealbasicvsr.engine as E;"
-                  "frames = [clip.get_frame(i) for i in range(clip.num_frames)];"
-                  "planes = [[np.ascontiguousarray(np.asarray(f[p])) for p in range(3)] for f in frames];")
+        source = (
+            f"import sys, time; sys.path.insert(0, {str(REPO)!r}); "
+            f"exec(''.join(line for line in open({str(script)!r}) if 'rbvsr' not in line));"
+            "import numpy as np, torch, vsrealbasicvsr.engine as E;"
+            "frames = [clip.get_frame(i) for i in range(clip.num_frames)];"
+            "planes = [[np.ascontiguousarray(np.asarray(f[p])) for p in range(3)] for f in frames];"
+        )
         windows = f"range(0, {frames}, {window})"
-        engine = (source + f"eng = E.Engine({width}, {height}, 1, 32, checkpoint={str(checkpoint)!r}, max_seq_len={window}, overlap=0, tile=-1);"
-                  f"views = [tuple(memoryview(p) for p in f) + ({width} * 4,) for f in planes];"
-                  f"t = time.perf_counter(); [a for s in {windows} for _, a, *_ in eng.run(views[s:s + {window}], s, 0, 0)];"
-                  f"print({frames} / (time.perf_counter() - t))")
-        naive = (source + f"from vsrealbasicvsr.checkpoints import load_model; net = load_model({str(checkpoint)!r});"
-                 "lqs = torch.from_numpy(np.array(planes)).unsqueeze(0); torch.set_grad_enabled(False);"
-                 f"t = time.perf_counter(); [f.clamp(0, 1).numpy() for s in {windows} for f in net(lqs[:, s:s + {window}])[0]];"
-                 f"print({frames} / (time.perf_counter() - t))")
+        engine = (
+            source + f"eng = E.Engine({width}, {height}, 1, 32, checkpoint={str(checkpoint)!r}, "
+            f"max_seq_len={window}, overlap=0, tile=-1);"
+            f"views = [tuple(memoryview(p) for p in f) + ({width} * 4,) for f in planes];"
+            f"t = time.perf_counter(); [a for s in {windows} for _, a, *_ in eng.run(views[s:s + {window}], s, 0, 0)];"
+            f"print({frames} / (time.perf_counter() - t))"
+        )
+        naive = (
+            source + f"from vsrealbasicvsr.checkpoints import load_model; net = load_model({str(checkpoint)!r});"
+            "lqs = torch.from_numpy(np.array(planes)).unsqueeze(0); torch.set_grad_enabled(False);"
+            f"t = time.perf_counter(); "
+            f"[f.clamp(0, 1).numpy() for s in {windows} for f in net(lqs[:, s:s + {window}])[0]];"
+            f"print({frames} / (time.perf_counter() - t))"
+        )
+
         def fps(code: str) -> float:
-            return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                        text=True).stdout.strip().splitlines()[-1])
+            return float(
+                subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+                .stdout.strip()
+                .splitlines()[-1]
+            )
 
         results = []
         for _ in range(rounds):
             # vspipe -p reports the frames per second of output, after the script (and the model) loaded
-            report = subprocess.run([str(vspipe), "-p", str(script), "--"], check=True, capture_output=True,
-                                    text=True).stderr
+            report = subprocess.run(
+                [str(vspipe), "-p", str(script), "--"], check=True, capture_output=True, text=True
+            ).stderr
             vspipe_fps = float(re.search(r"Output \d+ frames in [\d.]+ seconds \(([\d.]+) fps\)", report)[1])
             results.append((vspipe_fps, fps(engine), fps(naive)))
         return results
@@ -144,14 +163,20 @@ def main():
     args = parser.parse_args()
     windows = (4, 8) if args.quick else (4, 8, 16, 32)
     sizes = ((64, 64), (96, 128))
-    command = "python bench/bench.py" + (" --quick" if args.quick else "") + (f" --device {args.device}" if args.device != "cpu" else "")
+    command = (
+        "python bench/bench.py"
+        + (" --quick" if args.quick else "")
+        + (f" --device {args.device}" if args.device != "cpu" else "")
+    )
     lines = [
-        "# Benchmarks", "",
+        "# Benchmarks",
+        "",
         f"Made by `{command}` on {datetime.date.today()}, {platform.machine()}, {os.cpu_count()} cores, "
         f"device {args.device}; full-size RealBasicVSRNet, fp32, one window per process. Peak memory: "
         "process RSS rise during the window (CPU) or torch's peak allocation (CUDA); the engine's "
         "frames leave as they come (to VapourSynth, in the filter), the naive path keeps all its "
-        "outputs. This machine is shared: compare within a table, not across runs.", "",
+        "outputs. This machine is shared: compare within a table, not across runs.",
+        "",
         "| frame | window | fps: engine | engine, batched | naive | peak MiB: engine | engine, batched "
         "| naive | peak ratio engine / naive |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -161,24 +186,39 @@ def main():
             engine = measure("engine", frames, height, width, args.device)
             batched = measure("engine-batched", frames, height, width, args.device)
             naive = measure("naive", frames, height, width, args.device)
-            row = (f"| {width}x{height} | {frames} | {engine['fps']:.2f} | {batched['fps']:.2f} | {naive['fps']:.2f} | "
-                   f"{engine['peak'] / 2**20:.0f} | {batched['peak'] / 2**20:.0f} | {naive['peak'] / 2**20:.0f} | "
-                   f"{engine['peak'] / naive['peak']:.2f} |")
+            row = (
+                f"| {width}x{height} | {frames} | {engine['fps']:.2f} | {batched['fps']:.2f} | {naive['fps']:.2f} | "
+                f"{engine['peak'] / 2**20:.0f} | {batched['peak'] / 2**20:.0f} | {naive['peak'] / 2**20:.0f} | "
+                f"{engine['peak'] / naive['peak']:.2f} |"
+            )
             print(row, flush=True)
             lines.append(row)
     rounds = vspipe_vs_engine(48, 8, 64, 64, rounds=3)
-    lines += ["", "## The filter through vspipe against the engine alone and the plain forward", "",
-              "Same 48 frames of 64x64 RGBS, six windows of 8, three rounds alternating between the three, each "
-              "in a fresh process; vspipe's figure is its own `-p` report (output frames per second once the "
-              "script is loaded), the engine's is `Engine.run` on the frames, the plain forward's is the "
-              "network's `forward` on each window (the naive path above).", "",
-              "| round | vspipe fps | engine fps | plain forward fps | vspipe / engine | vspipe / plain forward |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {i} | {v:.2f} | {e:.2f} | {n:.2f} | {v / e:.2f} | {v / n:.2f} |" for i, (v, e, n) in enumerate(rounds, 1)]
-    lines += ["", f"Median ratios: vspipe / engine {statistics.median(v / e for v, e, _ in rounds):.2f}, "
-              f"vspipe / plain forward {statistics.median(v / n for v, _, n in rounds):.2f}.", "",
-              "## GPU", "", "Not measured: no GPU was lent to the task that made this file. "
-              "`python bench/bench.py --device cuda` makes the same tables on one."]
+    lines += [
+        "",
+        "## The filter through vspipe against the engine alone and the plain forward",
+        "",
+        "Same 48 frames of 64x64 RGBS, six windows of 8, three rounds alternating between the three, each "
+        "in a fresh process; vspipe's figure is its own `-p` report (output frames per second once the "
+        "script is loaded), the engine's is `Engine.run` on the frames, the plain forward's is the "
+        "network's `forward` on each window (the naive path above).",
+        "",
+        "| round | vspipe fps | engine fps | plain forward fps | vspipe / engine | vspipe / plain forward |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {i} | {v:.2f} | {e:.2f} | {n:.2f} | {v / e:.2f} | {v / n:.2f} |" for i, (v, e, n) in enumerate(rounds, 1)
+    ]
+    lines += [
+        "",
+        f"Median ratios: vspipe / engine {statistics.median(v / e for v, e, _ in rounds):.2f}, "
+        f"vspipe / plain forward {statistics.median(v / n for v, _, n in rounds):.2f}.",
+        "",
+        "## GPU",
+        "",
+        "Not measured: no GPU was lent to the task that made this file. "
+        "`python bench/bench.py --device cuda` makes the same tables on one.",
+    ]
     print("\n".join(lines[-15:]))
     write_measured_part(REPO / "docs" / "BENCHMARKS.md", "\n".join(lines))
 
@@ -189,7 +229,7 @@ def write_measured_part(path, measured):
     if path.exists():
         text = path.read_text()
         if HAND_WRITTEN in text:
-            kept = text[text.index(HAND_WRITTEN):]
+            kept = text[text.index(HAND_WRITTEN) :]
     path.write_text(measured + "\n" + ("\n" + kept if kept else ""))
 
 

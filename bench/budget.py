@@ -15,6 +15,7 @@ properties) and the peak memory against the budget:
   process's peak RSS over its level before the first frame, which also holds what VapourSynth
   caches of the output frames (about two windows of 2560x1440 RGB24 frames, 11 MiB each).
 """
+
 import argparse
 import importlib.util
 import resource
@@ -62,8 +63,9 @@ def main():
         checkpoint = Path(folder) / "full.pth"
         torch.manual_seed(0)
         torch.save(RealBasicVSRNet().state_dict(), checkpoint)
-        upscaled = vs.core.rbvsr.Upscale(clip, checkpoint=str(checkpoint), device=args.device, max_seq_len=0,
-                                         tile=0, max_memory=budget)
+        upscaled = vs.core.rbvsr.Upscale(
+            clip, checkpoint=str(checkpoint), device=args.device, max_seq_len=0, tile=0, max_memory=budget
+        )
         engine.reset_stats()
         base = peak_rss()
         start = time.perf_counter()
@@ -72,19 +74,29 @@ def main():
             props = frame.props
             plan = (int(props["RBVSRWindowSize"]), tuple(int(v) for v in props["RBVSRTile"]))
             plans.setdefault(plan, []).append(n)
-            print(f"frame {n}: window from {props['RBVSRWindow']}, {plan[0]} frames computed, tile {list(plan[1])}, "
-                  f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"frame {n}: window from {props['RBVSRWindow']}, {plan[0]} frames computed, tile {list(plan[1])}, "
+                f"{time.perf_counter() - start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         seconds = time.perf_counter() - start
 
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss() - base
     counters = engine.stats()
-    print(f"{upscaled.num_frames} of {clip.num_frames} frames of {clip.width}x{clip.height} -> "
-          f"{upscaled.width}x{upscaled.height} on {args.device}, budget {budget / 2**30:.2f} GiB, {seconds:.0f} s")
+    print(
+        f"{upscaled.num_frames} of {clip.num_frames} frames of {clip.width}x{clip.height} -> "
+        f"{upscaled.width}x{upscaled.height} on {args.device}, budget {budget / 2**30:.2f} GiB, {seconds:.0f} s"
+    )
     for (size, tile), frames in plans.items():
-        print(f"  frames {frames[0]}-{frames[-1]}: windows of {size} frames computed together, "
-              f"tile {list(tile) if tile != (0, 0) else 'none'}")
-    print(f"peak {'device allocation' if device.type == 'cuda' else 'RSS rise'}: {peak / 2**30:.2f} GiB "
-          f"({peak / budget:.2f} of the budget); out-of-memory retries: {counters['oom_retries']}")
+        print(
+            f"  frames {frames[0]}-{frames[-1]}: windows of {size} frames computed together, "
+            f"tile {list(tile) if tile != (0, 0) else 'none'}"
+        )
+    print(
+        f"peak {'device allocation' if device.type == 'cuda' else 'RSS rise'}: {peak / 2**30:.2f} GiB "
+        f"({peak / budget:.2f} of the budget); out-of-memory retries: {counters['oom_retries']}"
+    )
 
 
 if __name__ == "__main__":

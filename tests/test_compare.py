@@ -5,6 +5,7 @@ The "videos" are random frames written losslessly (FFV1), so the expected pixels
 right half is the upscaled frame's crop, the left half a Catmull-Rom bicubic x4 of the input
 frame computed here in numpy.
 """
+
 import os
 import subprocess
 
@@ -27,22 +28,50 @@ def write_video(path, frames: np.ndarray, pixel_format: str, *tags: str) -> None
     _, height, width, _ = frames.shape
     data = frames if pixel_format == "rgb24" else np.ascontiguousarray(frames.transpose(0, 3, 1, 2))
     encoded = "gbrp" if pixel_format == "rgb24" else pixel_format
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", pixel_format,
-                    "-s", f"{width}x{height}", "-framerate", "25", "-i", "pipe:0", "-c:v", "ffv1",
-                    "-pix_fmt", encoded, *tags, str(path)], input=data.tobytes(), check=True)
+    subprocess.run(
+        [
+            FFMPEG,
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            pixel_format,
+            "-s",
+            f"{width}x{height}",
+            "-framerate",
+            "25",
+            "-i",
+            "pipe:0",
+            "-c:v",
+            "ffv1",
+            "-pix_fmt",
+            encoded,
+            *tags,
+            str(path),
+        ],
+        input=data.tobytes(),
+        check=True,
+    )
 
 
 def decode_png(path) -> np.ndarray:
     """The PNG as an (h, w, 3) uint8 array, decoded by ffmpeg."""
     header = path.read_bytes()[16:24]
     width, height = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
-    raw = subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                         capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [FFMPEG, "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).reshape(height, width, 3)
 
 
 def catmull_rom_x4(image: np.ndarray) -> np.ndarray:
     """Keys' cubic (a = -1/2) upscaling by 4 of an (h, w, 3) image, edges repeated."""
+
     def weights(size: int) -> np.ndarray:
         matrix = np.zeros((4 * size, size))
         for out in range(4 * size):
@@ -73,20 +102,35 @@ def videos(tmp_path_factory):
 
 def halves(picture: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """The left and right pictures, below the label band."""
-    return picture[LABEL_HEIGHT:, :width], picture[LABEL_HEIGHT:, width + DIVIDER:]
+    return picture[LABEL_HEIGHT:, :width], picture[LABEL_HEIGHT:, width + DIVIDER :]
 
 
 def test_halves_are_bicubic_x4_and_the_upscaled_crop(videos, tmp_path, capsys):
     source, upscaled, small, large = videos
     output = tmp_path / "side.png"
     width, height, left, top = CROP
-    assert main(["compare", str(source), str(upscaled), str(output), "--frame", "1",
-                 "--crop", f"{width}x{height}+{left}+{top}", "--label", "tiny x4"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(source),
+                str(upscaled),
+                str(output),
+                "--frame",
+                "1",
+                "--crop",
+                f"{width}x{height}+{left}+{top}",
+                "--label",
+                "tiny x4",
+            ]
+        )
+        == 0
+    )
     assert str(output) in capsys.readouterr().out
     picture = decode_png(output)
     assert picture.shape == (LABEL_HEIGHT + height, 2 * width + DIVIDER, 3)
     bicubic, ours = halves(picture, width)
-    region = np.s_[top:top + height, left:left + width]
+    region = np.s_[top : top + height, left : left + width]
     assert np.array_equal(ours, large[1][region])
     # Float rounding of the resizer may move a value by one level; Mitchell's filter (b = c = 1/3)
     # or a shifted crop would be tens of levels off on random pixels.
@@ -94,26 +138,46 @@ def test_halves_are_bicubic_x4_and_the_upscaled_crop(videos, tmp_path, capsys):
     assert difference.max() <= 1
     # Each label is drawn on its half of the band.
     band = picture[:LABEL_HEIGHT].max(axis=2)
-    assert band[:, :width].max() > 200 and band[:, width + DIVIDER:].max() > 200
+    assert band[:, :width].max() > 200 and band[:, width + DIVIDER :].max() > 200
 
 
 # Tagged frames are converted with their tags; untagged ones as `vsrealbasicvsr upscale` reads
 # them: BT.601 below 1280x720, limited range.
-@pytest.mark.parametrize("tags,kr,kb", [
-    (["-vf", "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"], 0.2126, 0.0722),
-    ([], 0.299, 0.114),
-], ids=["bt709-tagged", "untagged-sd"])
+@pytest.mark.parametrize(
+    "tags,kr,kb",
+    [
+        (["-vf", "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"], 0.2126, 0.0722),
+        ([], 0.299, 0.114),
+    ],
+    ids=["bt709-tagged", "untagged-sd"],
+)
 def test_yuv_is_read_with_its_matrix_and_range(tmp_path, tags, kr, kb):
     """Limited-range YUV 4:4:4: the right half is the standard conversion to RGB."""
     rng = np.random.default_rng(1)
-    yuv = np.stack([rng.integers(16, 236, (1, 4 * HEIGHT, 4 * WIDTH)),
-                    rng.integers(16, 241, (1, 4 * HEIGHT, 4 * WIDTH)),
-                    rng.integers(16, 241, (1, 4 * HEIGHT, 4 * WIDTH))], axis=-1).astype(np.uint8)
+    yuv = np.stack(
+        [
+            rng.integers(16, 236, (1, 4 * HEIGHT, 4 * WIDTH)),
+            rng.integers(16, 241, (1, 4 * HEIGHT, 4 * WIDTH)),
+            rng.integers(16, 241, (1, 4 * HEIGHT, 4 * WIDTH)),
+        ],
+        axis=-1,
+    ).astype(np.uint8)
     # (setparams tags the frames; ffmpeg's output options -colorspace etc. would convert them.)
     write_video(tmp_path / "up.mkv", yuv, "yuv444p", *tags)
     write_video(tmp_path / "in.mkv", yuv[:, ::4, ::4], "yuv444p", *tags)
-    assert main(["compare", str(tmp_path / "in.mkv"), str(tmp_path / "up.mkv"), str(tmp_path / "c.png"),
-                 "--crop", f"{4 * WIDTH}x{4 * HEIGHT}+0+0"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(tmp_path / "in.mkv"),
+                str(tmp_path / "up.mkv"),
+                str(tmp_path / "c.png"),
+                "--crop",
+                f"{4 * WIDTH}x{4 * HEIGHT}+0+0",
+            ]
+        )
+        == 0
+    )
     _, ours = halves(decode_png(tmp_path / "c.png"), 4 * WIDTH)
     planes = yuv[0].astype(np.float64)
     y = (planes[..., 0] - 16) / 219
@@ -142,11 +206,14 @@ def test_default_output_frame_and_crop(videos, capsys):
     default.unlink()
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--crop", "64x48+100+0"], "does not fit the upscaled 128x96; choose a crop inside it"),
-    (["--crop", "64+48"], "is not a crop; write it as WIDTHxHEIGHT+LEFT+TOP"),
-    (["--frame", "3"], "is not a frame of both videos; use 0 <= frame < 3"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--crop", "64x48+100+0"], "does not fit the upscaled 128x96; choose a crop inside it"),
+        (["--crop", "64+48"], "is not a crop; write it as WIDTHxHEIGHT+LEFT+TOP"),
+        (["--frame", "3"], "is not a frame of both videos; use 0 <= frame < 3"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors(videos, tmp_path, capsys, extra, message):
     source, upscaled, _, _ = videos
     assert main(["compare", str(source), str(upscaled), str(tmp_path / "c.png"), *extra]) == 1

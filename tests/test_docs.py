@@ -12,6 +12,7 @@ like the repository's root, with differences a user would not have, to keep the 
 A few lines cannot run as they are and are checked for what they claim instead; each such case
 is named in `_run_command`.
 """
+
 import os
 import re
 import shlex
@@ -78,10 +79,33 @@ def short_sample(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("sample") / "sample.mp4"
     seconds = SHORT_CLIP["frames"] / 25  # the sample's frame rate
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(REPO / "examples" / "sample.mp4"),
-                    "-t", str(seconds), "-vf", f"crop={SHORT_CLIP['crop']}", "-c:v", "libx264", "-crf", "18",
-                    "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-                    "-c:a", "copy", str(path)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(REPO / "examples" / "sample.mp4"),
+            "-t",
+            str(seconds),
+            "-vf",
+            f"crop={SHORT_CLIP['crop']}",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "18",
+            "-colorspace",
+            "bt709",
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+            "-c:a",
+            "copy",
+            str(path),
+        ],
+        check=True,
+    )
     assert _frames(path) == SHORT_CLIP["frames"]
     return path
 
@@ -110,8 +134,15 @@ def _user_folder(tmp_path: Path, weights_home: Path, short_sample: Path) -> Path
 
 
 def _run(command: str, cwd: Path, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {command}"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, f"`{command}` failed ({result.returncode}):\n{result.stderr[-3000:]}"
     return result
 

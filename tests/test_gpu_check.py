@@ -1,4 +1,5 @@
 """bench/gpu_check.py, the GPU checks in one command: its dry run on the CPU, and its exit status."""
+
 import subprocess
 import sys
 
@@ -10,8 +11,9 @@ SCRIPT = REPO / "bench" / "gpu_check.py"
 
 
 def test_the_dry_run_runs_the_cpu_parts_and_names_every_skipped_check():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--dry-run"], check=False, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run"], check=False, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     statuses = {row[0].lstrip("| "): row[-1].rstrip(" |") for row in rows[1:]}
@@ -19,8 +21,12 @@ def test_the_dry_run_runs_the_cpu_parts_and_names_every_skipped_check():
     assert statuses["real weights fp32 on the CPU"] == "pass"
     assert statuses["batched vs one frame at a time, fp32"] == "pass"
     assert statuses["6 GiB budget: the plan for 640x360 (no run)"] == "pass"
-    for check in ("fp16 vs fp32 PSNR, real weights", "CUDA vs CPU output, fp32", "compile=True vs eager",
-                  "6 GiB budget: a run capped at it"):
+    for check in (
+        "fp16 vs fp32 PSNR, real weights",
+        "CUDA vs CPU output, fp32",
+        "compile=True vs eager",
+        "6 GiB budget: a run capped at it",
+    ):
         assert statuses[check] == "skipped: needs CUDA"
     assert statuses["offload=True"].startswith("skipped: needs CUDA")
     assert statuses["OOM recovery, real allocator"].startswith("skipped: needs CUDA")

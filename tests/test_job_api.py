@@ -5,6 +5,7 @@ The clip is 12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6; windows
 split at the cut make 4 windows ([0, 4), [4, 6), [6, 8), [8, 12)) and segments of 2 windows
 make 2 segments ([0, 8), [8, 12)). FFV1 keeps the frames as the pipeline made them.
 """
+
 import threading
 
 import pytest
@@ -65,8 +66,7 @@ def test_progress_callback_gets_monotonic_progress_and_segment_events(uninterrup
     assert frame_counts == list(range(1, 13))
     finished = [(event.segment, event.segments_done) for event in events if event.kind == "segment_done"]
     assert finished == [(0, 1), (1, 2)]
-    assert all(event.total_frames == 12 and event.segment_count == 2 and event.window_frames == 4
-               for event in events)
+    assert all(event.total_frames == 12 and event.segment_count == 2 and event.window_frames == 4 for event in events)
 
 
 def test_cancel_keeps_finished_segments_that_resume_completes(clip, tiny_checkpoint, uninterrupted, tmp_path):

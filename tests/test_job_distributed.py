@@ -5,6 +5,7 @@ never gets its final name.
 The clip is 12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6; windows of 2 frames make
 segments of 4 frames.
 """
+
 import subprocess
 
 import imageio_ffmpeg
@@ -26,9 +27,26 @@ def spec_of(clip, output, checkpoint) -> job.JobSpec:
 
 def segment_bytes(path, frames: int) -> bytes:
     """An FFV1 segment of the job's output size with `frames` frames."""
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "testsrc=size=256x192:rate=25", "-frames:v", str(frames), "-c:v", "ffv1", "-f", "nut", str(path)],
-                   check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=256x192:rate=25",
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "ffv1",
+            "-f",
+            "nut",
+            str(path),
+        ],
+        check=True,
+    )
     return path.read_bytes()
 
 

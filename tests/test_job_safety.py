@@ -5,6 +5,7 @@ on one output exclude each other (a lock), a resume with other weights is refuse
 reach ffmpeg as options, frames of mixed sizes are refused, and the output keeps the input's
 sample aspect ratio. Same clip and tiny checkpoint as test_cli_upscale.py.
 """
+
 import dataclasses
 import json
 import os
@@ -36,8 +37,11 @@ __all__ = ["clip", "upscaled"]  # fixtures of test_cli_upscale.py, used here too
 
 def tree(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` and its bytes, but a work folder's lock file (it names the last job)."""
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
-            if path.is_file() and path.name != "lock"}
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != "lock"
+    }
 
 
 def frame_folder(clip: Path, folder: Path, frames: int = 4, suffix: str = "png") -> Path:
@@ -67,6 +71,7 @@ def other_tiny_checkpoint(tmp_path_factory) -> Path:
 
 # -- --overwrite replaces only what the job writes ------------------------------------------------
 
+
 def test_overwrite_keeps_unrelated_files_of_an_output_folder(clip, tiny_checkpoint, tmp_path):
     mine = tmp_path / "MyStuff"
     mine.mkdir()
@@ -76,8 +81,9 @@ def test_overwrite_keeps_unrelated_files_of_an_output_folder(clip, tiny_checkpoi
     before = tree(mine)
     args = [clip, mine, "--checkpoint", tiny_checkpoint, "--max-seq-len", "4", "--end", "4"]
 
-    one_line_error(run_cli(*args, "--overwrite", check=False),
-                   "MyStuff holds files this command does not write (e.g. notes.txt)")
+    one_line_error(
+        run_cli(*args, "--overwrite", check=False), "MyStuff holds files this command does not write (e.g. notes.txt)"
+    )
     assert tree(mine) == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["MyStuff"]
 
@@ -125,10 +131,17 @@ def _symlink_to_input_folder(clip, tmp_path):
     return frames, tmp_path / "frames_x4"
 
 
-@pytest.mark.parametrize("make, flag", [
-    (_same_folder, "--overwrite"), (_same_folder, "--overwrite-folder"), (_same_file, "--overwrite"),
-    (_symlink_to_input, "--overwrite"), (_hard_link_to_input, "--overwrite"), (_symlink_to_input_folder, "--overwrite"),
-])
+@pytest.mark.parametrize(
+    "make, flag",
+    [
+        (_same_folder, "--overwrite"),
+        (_same_folder, "--overwrite-folder"),
+        (_same_file, "--overwrite"),
+        (_symlink_to_input, "--overwrite"),
+        (_hard_link_to_input, "--overwrite"),
+        (_symlink_to_input_folder, "--overwrite"),
+    ],
+)
 def test_output_that_is_the_input_is_refused(make, flag, clip, tiny_checkpoint, tmp_path):
     source, output = make(clip, tmp_path)
     before = tree(tmp_path)
@@ -155,11 +168,16 @@ def test_a_file_where_the_work_folder_goes_is_an_error_not_a_crash(clip, tiny_ch
 
 # -- one job per output ---------------------------------------------------------------------------
 
+
 def start_job(clip, output, checkpoint, *extra) -> subprocess.Popen:
     """A job in the background, returned once it holds its lock and computes (job.json is written)."""
     job_file = output.with_name(output.name + ".rbvsr-work") / "job.json"
-    job = subprocess.Popen([*CLI, *map(str, [clip, output, "--checkpoint", checkpoint, *COMMON, *extra])],
-                           env=environment(), stderr=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        [*CLI, *map(str, [clip, output, "--checkpoint", checkpoint, *COMMON, *extra])],
+        env=environment(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not job_file.exists() and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -200,6 +218,7 @@ def test_a_killed_job_leaves_no_lock(upscaled, clip, tiny_checkpoint, tmp_path):
 
 # -- --resume with the weights the job began with -------------------------------------------------
 
+
 @pytest.mark.parametrize("weights", ["checkpoint", "model"])
 def test_resume_refuses_other_weights(weights, upscaled, clip, tiny_checkpoint, other_tiny_checkpoint, tmp_path):
     reference, _ = upscaled
@@ -237,9 +256,19 @@ def test_job_file_frame_rates():
     from vsrealbasicvsr.job import JobSpec as Job
 
     def fingerprint(fps):
-        known = {"input": Path(__file__), "output": Path("out.mp4"), "folder_out": False,
-                 "work": Path("out.mp4.rbvsr-work"), "codec": "ffv1", "crf": None, "start": 0, "end": None,
-                 "fps": fps, "scene_detect": True, "upscale_options": {}}
+        known = {
+            "input": Path(__file__),
+            "output": Path("out.mp4"),
+            "folder_out": False,
+            "work": Path("out.mp4.rbvsr-work"),
+            "codec": "ffv1",
+            "crf": None,
+            "start": 0,
+            "end": None,
+            "fps": fps,
+            "scene_detect": True,
+            "upscale_options": {},
+        }
         flags = {field.name: False for field in dataclasses.fields(Job) if field.name not in known}  # quiet, ...
         return Job(**known, **flags).fingerprint(10, 8)
 
@@ -250,12 +279,20 @@ def test_job_file_frame_rates():
 
 # -- what reaches ffmpeg, and what it would get wrong ---------------------------------------------
 
+
 def test_paths_that_start_with_a_dash_are_files(upscaled, clip, tiny_checkpoint, tmp_path):
     reference, _ = upscaled
     shutil.copy(clip, tmp_path / "-in.mp4")
     # pathlib drops the `./`: the job sees the names `-in.mp4` and `-x4.mkv`.
-    result = subprocess.run([*CLI, "./-in.mp4", "./-x4.mkv", "--checkpoint", str(tiny_checkpoint), *COMMON],
-                            capture_output=True, text=True, env=environment(), cwd=tmp_path, timeout=300, check=False)
+    result = subprocess.run(
+        [*CLI, "./-in.mp4", "./-x4.mkv", "--checkpoint", str(tiny_checkpoint), *COMMON],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "-x4.mkv").read_bytes() == reference.read_bytes()
 
@@ -265,8 +302,9 @@ def test_frames_of_mixed_sizes_are_refused(suffix, clip, tiny_checkpoint, tmp_pa
     frames = frame_folder(clip, tmp_path / "frames", suffix=suffix)
     ffmpeg("-i", clip, "-frames:v", 1, "-vf", "scale=32:24", "-update", 1, frames / f"frame_003.{suffix}")
     result = run_cli(frames, tmp_path / "x4", "--checkpoint", tiny_checkpoint, "--max-seq-len", "4", check=False)
-    one_line_error(result, f"frames of different sizes: frame_003.{suffix} is 32x24, "
-                           f"frame_001.{suffix} is {WIDTH}x{HEIGHT}")
+    one_line_error(
+        result, f"frames of different sizes: frame_003.{suffix} is 32x24, frame_001.{suffix} is {WIDTH}x{HEIGHT}"
+    )
     assert sorted(path.name for path in tmp_path.iterdir()) == ["frames"]
 
 
@@ -280,4 +318,3 @@ def test_output_keeps_the_sample_aspect_ratio(clip, tiny_checkpoint, tmp_path):
         assert (video.codec_context.width, video.codec_context.height) == (4 * WIDTH, 4 * HEIGHT)
         assert video.sample_aspect_ratio == Fraction(4, 3)
         assert sum(1 for _ in container.decode(video)) == 4
-

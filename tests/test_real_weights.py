@@ -4,6 +4,7 @@ Measured (7 frames of bikes.mp4, 128x128 crop at (100, 200), bicubic x1/4 then x
 bicubic 36.6 dB, basicvsr-reds4 39.1 dB; a second crop at (200, 400): 32.8 dB vs 34.9 dB. A wrong
 name mapping or a wrongly inferred size gives noise far below bicubic, so a 1 dB margin is safe.
 """
+
 import importlib.util
 import itertools
 from pathlib import Path

@@ -1,5 +1,6 @@
 """OpenMP's wait policy: PASSIVE in the processes the engine runs in, unless the user chose one
 (vsrealbasicvsr/threads.py says why it must be set before torch is imported)."""
+
 import os
 import subprocess
 import sys
@@ -9,8 +10,9 @@ POLICY = "OMP_WAIT_POLICY"
 
 def python(code: str, **env: str) -> str:
     environment = {k: v for k, v in os.environ.items() if k != POLICY} | env
-    return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_nothing_is_changed_once_torch_is_loaded():
@@ -27,7 +29,8 @@ def test_the_filter_in_vspipe_runs_with_the_passive_policy(tmp_path, tiny_checkp
         "import os, vapoursynth as vs\n"
         "clip = vs.core.std.BlankClip(width=16, height=16, format=vs.RGBS, length=1)\n"
         f"vs.core.rbvsr.Upscale(clip, checkpoint={str(tiny_checkpoint)!r}, device='cpu').set_output()\n"
-        f"open({str(report)!r}, 'w').write(os.environ.get('OMP_WAIT_POLICY', 'unset'))\n")
+        f"open({str(report)!r}, 'w').write(os.environ.get('OMP_WAIT_POLICY', 'unset'))\n"
+    )
     environment = {k: v for k, v in os.environ.items() if k != POLICY}
     vspipe = os.path.join(os.path.dirname(sys.executable), "vspipe")
     subprocess.run([vspipe, str(script), "--"], env=environment, check=True, capture_output=True)

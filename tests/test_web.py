@@ -6,6 +6,7 @@ The clip is 6 frames of examples/sample.mp4 at 64x48 with its audio; windows of 
 segments of 4 frames, so a job has 2 segments. The weights are the tiny checkpoint, installed as
 the realbasicvsr model's (`tiny_weights_home`). FFV1 keeps the frames as the pipeline made them.
 """
+
 import errno
 import json
 import os
@@ -94,8 +95,17 @@ def finished(clip_with_audio, tiny_weights_home, tmp_path_factory):
             preview = client.get(f"/api/jobs/{job_id}/preview").json()["preview"]
             picture = client.get(f"/api/jobs/{job_id}/preview.png")
             ranged = client.get(f"/api/jobs/{job_id}/output", headers={"Range": "bytes=100-199"})
-    return {"jobs": jobs, "id": job_id, "plan": plan, "events": events, "output": output.content,
-            "disposition": disposition, "preview": preview, "picture": picture, "ranged": ranged}
+    return {
+        "jobs": jobs,
+        "id": job_id,
+        "plan": plan,
+        "events": events,
+        "output": output.content,
+        "disposition": disposition,
+        "preview": preview,
+        "picture": picture,
+        "ranged": ranged,
+    }
 
 
 def test_upload_plan_start_progress_download(finished, clip, clip_with_audio_x4, tmp_path):
@@ -125,8 +135,10 @@ def test_upload_plan_start_progress_download(finished, clip, clip_with_audio_x4,
     assert len(frames_of(output)) == 6
 
     # The command line on the same clip with the same options makes the same frames.
-    assert all(np.array_equal(ours, theirs)
-               for ours, theirs in zip(frames_of(output), frames_of(clip_with_audio_x4), strict=True))
+    assert all(
+        np.array_equal(ours, theirs)
+        for ours, theirs in zip(frames_of(output), frames_of(clip_with_audio_x4), strict=True)
+    )
 
 
 def test_download_answers_range_requests_for_playback(finished):
@@ -233,12 +245,27 @@ def test_a_video_without_frames_is_a_message(client, tmp_path):
 
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     three, audio_only = tmp_path / "three.mkv", tmp_path / "audio.m4a"
-    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "3", "-c:v", "ffv1",
-                    str(three)], check=True)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48",
+            "-frames:v",
+            "3",
+            "-c:v",
+            "ffv1",
+            str(three),
+        ],
+        check=True,
+    )
     subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "sine", "-t", "0.2", str(audio_only)], check=True)
     data = three.read_bytes()
     # The header and the first cluster's ID and size: a video stream, and no frame.
-    header_only = data[:data.index(b"\x1f\x43\xb6\x75") + 12]
+    header_only = data[: data.index(b"\x1f\x43\xb6\x75") + 12]
     response = upload(client, header_only, "no_frames.mkv")
     assert response.status_code == 400 and "no_frames.mkv has no video frames" in response.json()["error"]
     response = upload(client, audio_only.read_bytes(), "audio.m4a")
@@ -272,15 +299,18 @@ def test_a_full_disk_is_a_message_and_the_server_keeps_serving(client, clip, tmp
     assert upload(client, clip.read_bytes()).status_code == 201
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"max_seq_len": -1}, "max_seq_len must be >= 0"),
-    ({"tile": 8}, "smaller than the minimum"),
-    ({"device": "gpu"}, "unknown device 'gpu'"),
-    ({"overlap": 2}, "unknown option overlap"),
-    ({"codec": "prores"}, "unknown codec 'prores'"),
-    ({"codec": "ffv1", "crf": 18}, "crf applies to libx264"),
-    ({"model": "nope"}, "unknown model 'nope'"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"max_seq_len": -1}, "max_seq_len must be >= 0"),
+        ({"tile": 8}, "smaller than the minimum"),
+        ({"device": "gpu"}, "unknown device 'gpu'"),
+        ({"overlap": 2}, "unknown option overlap"),
+        ({"codec": "prores"}, "unknown codec 'prores'"),
+        ({"codec": "ffv1", "crf": 18}, "crf applies to libx264"),
+        ({"model": "nope"}, "unknown model 'nope'"),
+    ],
+)
 def test_bad_options_are_messages(client, clip, options, message):
     response = upload(client, clip.read_bytes())
     job_id = response.json()["id"]
@@ -293,8 +323,14 @@ def test_bad_options_are_messages(client, clip, options, message):
 def test_a_token_is_needed_on_every_request(tmp_path):
     app = web_app.create_app(tmp_path / "jobs", token="s3cret")
     with TestClient(app, base_url="http://192.0.2.1") as client:
-        for path in ("/", "/api/jobs", "/api/config", "/api/jobs/0123456789abcdef/output",
-                     "/api/jobs/0123456789abcdef/events", "/static/app.js"):
+        for path in (
+            "/",
+            "/api/jobs",
+            "/api/config",
+            "/api/jobs/0123456789abcdef/output",
+            "/api/jobs/0123456789abcdef/events",
+            "/static/app.js",
+        ):
             response = client.get(path)
             assert response.status_code == 401 and "token" in response.json()["error"], path
         assert client.post("/api/uploads", content=b"x").status_code == 401
@@ -323,12 +359,21 @@ def test_paths_never_leave_the_server_folders(tmp_path, clip):
     (inputs / "link.mp4").symlink_to(outside / "secret.mp4")
     jobs = tmp_path / "jobs"
     with TestClient(web_app.create_app(jobs, input_dir=inputs), base_url=LOCAL) as client:
-        for name in ("../outside/secret.mp4", str(outside / "secret.mp4"), "link.mp4",
-                     "clip.mp4/../../outside/secret.mp4"):
+        for name in (
+            "../outside/secret.mp4",
+            str(outside / "secret.mp4"),
+            "link.mp4",
+            "clip.mp4/../../outside/secret.mp4",
+        ):
             response = client.post("/api/inputs/pick", json={"name": name})
             assert response.status_code == 404, name
-        for path in ("/api/jobs/..%2F..%2Fjobs.sqlite3", "/api/jobs/../../etc/passwd", "/static/../app.py",
-                     "/static/%2e%2e/app.py", "/api/jobs/ABCDEF0123456789"):
+        for path in (
+            "/api/jobs/..%2F..%2Fjobs.sqlite3",
+            "/api/jobs/../../etc/passwd",
+            "/static/../app.py",
+            "/static/%2e%2e/app.py",
+            "/api/jobs/ABCDEF0123456789",
+        ):
             assert client.get(path).status_code == 404, path
         # an upload's name is only shown: the file gets a name of the server's
         response = upload(client, clip.read_bytes(), "../../escaped.mp4")

@@ -8,6 +8,7 @@ The server holds the job after its first segment (the runner's test hook) so tha
 shows a job in progress; the clip is the street of examples/sample.mp4, 6 frames at 64x48, with
 the tiny checkpoint as the realbasicvsr model's weights.
 """
+
 import os
 import signal
 from pathlib import Path
@@ -31,6 +32,7 @@ def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home)
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: Debian's chromium; run the tests through `make test`, which installs it")
     clip = make_clip_with_audio(tmp_path / "street.mp4")
+    screenshot = REPO / Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "web.png")
     hold = tmp_path / "hold"
     hold.touch()
     port = free_port()
@@ -59,9 +61,7 @@ def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home)
             expect(page.locator("#progress-text")).to_contain_text("4 of 6 frames (66 %)")
             expect(page.locator("#jobs")).to_contain_text("running")
             page.wait_for_function("document.querySelector('#preview-img').naturalWidth > 0")
-            screenshot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "web.png")
-            page.screenshot(path=str(REPO / screenshot), full_page=True)
-            assert (REPO / screenshot).stat().st_size > 0
+            page.screenshot(path=str(screenshot), full_page=True)
             hold.unlink()
 
             expect(page.locator("#result")).to_be_visible(timeout=JOB_TIMEOUT_MS)
@@ -83,4 +83,4 @@ def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home)
         video = container.streams.video[0]
         assert (video.width, video.height) == (256, 192) and len(container.streams.audio) == 1
         assert sum(1 for _ in container.decode(video=0)) == 6
-    assert SCREENSHOT.stat().st_size > 0
+    assert screenshot.stat().st_size > 0

@@ -5,6 +5,7 @@ token and prints it with the address.
 The clip, options and weights are test_web.py's (conftest: 6 frames, windows of 2, 2 segments,
 FFV1).
 """
+
 import json
 import os
 import signal
@@ -40,8 +41,9 @@ def call(base: str, method: str, path: str, body: bytes | None = None, headers=N
 
 
 def call_json(base: str, method: str, path: str, value=None) -> dict:
-    status, body = call(base, method, path, None if value is None else json.dumps(value).encode(),
-                        {"Content-Type": "application/json"})
+    status, body = call(
+        base, method, path, None if value is None else json.dumps(value).encode(), {"Content-Type": "application/json"}
+    )
     assert status < 300, body
     return json.loads(body)
 

@@ -9,6 +9,7 @@ or this package's Python entry, which takes the same arguments::
     import vsrealbasicvsr
     clip = vsrealbasicvsr.upscale(clip)
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -34,15 +35,21 @@ def upscale(clip: vs.VideoNode, **arguments: Any) -> vs.VideoNode:
     if unknown:
         raise vs.Error(f"Upscale: no argument named {', '.join(unknown)}; use {', '.join(known)}")
     # None means the default: such arguments are left out, so the filter leaves them out too.
-    given = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
-             for name, value in arguments.items() if value is not None}
+    given = {
+        name: os.fspath(value) if isinstance(value, os.PathLike) else value
+        for name, value in arguments.items()
+        if value is not None
+    }
     return _plugin(vs.core).Upscale(clip, **given)
 
 
 upscale.__signature__ = inspect.Signature(
-    [inspect.Parameter("clip", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=vs.VideoNode),
-     *_options.parameters()],
-    return_annotation=vs.VideoNode)
+    [
+        inspect.Parameter("clip", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=vs.VideoNode),
+        *_options.parameters(),
+    ],
+    return_annotation=vs.VideoNode,
+)
 upscale.__doc__ = f"""Upscales an RGB clip 4x with RealBasicVSR (`core.rbvsr.Upscale`).
 
     The clip is cut into windows of `max_seq_len` frames, aligned from frame 0; each window is

@@ -4,6 +4,7 @@ The network's family and sizes are read from the tensor names and shapes, so cus
 checkpoints load without a config. Files are always read with `weights_only=True`: a checkpoint
 that needs arbitrary unpickling (code execution) is refused.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,8 @@ def _read(path: Path, mmap: bool = False):
         raise CheckpointError(
             f"{path}: the file wants to run code when loaded (it names {refused[1].rstrip('.')}) and is refused; "
             "a checkpoint holds only tensors: if you trust the file, re-save its state dict with "
-            "torch.save(model.state_dict(), path)") from None
+            "torch.save(model.state_dict(), path)"
+        ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(f"{path} is truncated or damaged ({_first_sentence(error)}); {_AGAIN}") from None
 
@@ -100,13 +102,13 @@ def load_state_dict(path, prefer_ema: bool = True, mmap: bool = False) -> dict:
         state = checkpoint["state_dict"]
         prefixes = ("generator_ema.", "generator.") if prefer_ema else ("generator.",)
         for prefix in prefixes:
-            generator = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            generator = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if generator:
                 return generator
         if any(k.startswith(("generator", "discriminator")) for k in state):
             raise CheckpointError(f"{path}: an MMEditing checkpoint without generator weights; use the file with them")
         checkpoint = state
-    for key in (("params_ema", "params") if prefer_ema else ("params", "params_ema")):  # BasicSR
+    for key in ("params_ema", "params") if prefer_ema else ("params", "params_ema"):  # BasicSR
         if isinstance(checkpoint.get(key), dict):
             return _from_basicsr(checkpoint[key])
     if not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
@@ -122,7 +124,8 @@ def _count_blocks(state: dict, prefix: str, path) -> int:
     if indices and len(indices) != max(indices) + 1:
         raise CheckpointError(
             f"{path}: the blocks of {prefix.rstrip('.')} are numbered up to {max(indices)}, but the file "
-            f"holds {len(indices)} of them; the file is damaged or not a checkpoint of ours: {_AGAIN}")
+            f"holds {len(indices)} of them; the file is damaged or not a checkpoint of ours: {_AGAIN}"
+        )
     return len(indices)
 
 
@@ -132,14 +135,18 @@ def infer_config(state: dict, path) -> tuple[type, dict]:
         return RealBasicVSRNet, {
             "mid_channels": state["basicvsr.fusion.weight"].shape[0],
             "num_propagation_blocks": _count_blocks(state, "basicvsr.backward_resblocks.", path),
-            "num_cleaning_blocks": _count_blocks(state, "image_cleaning.0.", path)}
+            "num_cleaning_blocks": _count_blocks(state, "image_cleaning.0.", path),
+        }
     if "fusion.weight" in state:
-        return BasicVSRNet, {"mid_channels": state["fusion.weight"].shape[0],
-                            "num_blocks": _count_blocks(state, "backward_resblocks.", path)}
+        return BasicVSRNet, {
+            "mid_channels": state["fusion.weight"].shape[0],
+            "num_blocks": _count_blocks(state, "backward_resblocks.", path),
+        }
     sample = ", ".join(list(state)[:5])
     raise CheckpointError(
         f"{path}: not a RealBasicVSR or BasicVSR checkpoint (another architecture; first keys: {sample}); "
-        "pass a RealBasicVSR/BasicVSR checkpoint")
+        "pass a RealBasicVSR/BasicVSR checkpoint"
+    )
 
 
 def _check_fits(skeleton: torch.nn.Module, state: dict, path) -> None:
@@ -153,12 +160,14 @@ def _check_fits(skeleton: torch.nn.Module, state: dict, path) -> None:
             f"{path}: does not fit {type(skeleton).__name__} (another architecture?): "
             f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
             f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}; "
-            "pass a checkpoint of this model")
+            "pass a checkpoint of this model"
+        )
     for key, tensor in expected.items():
         if state[key].shape != tensor.shape:
             raise CheckpointError(
                 f"{path}: shape mismatch for {key}: the file has {tuple(state[key].shape)}, the network "
-                f"{tuple(tensor.shape)}; the file is damaged or of a differently sized network")
+                f"{tuple(tensor.shape)}; the file is damaged or of a differently sized network"
+            )
 
 
 def load_model(name_or_path, prefer_ema: bool = True, **overrides) -> torch.nn.Module:

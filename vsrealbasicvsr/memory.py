@@ -23,6 +23,7 @@ of a fresh CPU process, fp32, RealBasicVSRNet() (mid 64); see docs/MEMORY.md for
 Only mid 64 and fp32 on the CPU were measured; SAFETY_MARGIN covers the allocator's
 fragmentation, cuDNN workspaces on CUDA and what the model leaves out.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,8 +63,9 @@ def peak_elements_per_pixel(frames: int, mid_channels: int, batch: int | None = 
     return max(batched, propagation)
 
 
-def window_bytes(frames: int, height: int, width: int, mid_channels: int, element_bytes: int,
-                 batch: int | None = None) -> int:
+def window_bytes(
+    frames: int, height: int, width: int, mid_channels: int, element_bytes: int, batch: int | None = None
+) -> int:
     """Estimated peak bytes of one window, safety margin included."""
     elements = height * width * peak_elements_per_pixel(frames, mid_channels, batch)
     return int(elements * element_bytes * SAFETY_MARGIN)
@@ -86,8 +88,16 @@ def available_bytes(device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def largest_tile(budget: int, frames: int, height: int, width: int, mid_channels: int,
-                 element_bytes: int, tile_overlap: int, batch: int | None = None) -> tuple[int, int] | None:
+def largest_tile(
+    budget: int,
+    frames: int,
+    height: int,
+    width: int,
+    mid_channels: int,
+    element_bytes: int,
+    tile_overlap: int,
+    batch: int | None = None,
+) -> tuple[int, int] | None:
     """The largest tile (width, height) at most the frame's size, both at least MIN_TILE, with
     which a window of `frames` frames fits `budget` (each tile is computed with `tile_overlap`
     extra pixels on each side); None when even MIN_TILE does not fit. Tiles keep the frame's
@@ -148,8 +158,9 @@ class WindowMemory:
             window += 1
         return window
 
-    def choose(self, budget: int, max_seq_len: int, tile: tuple[int, int] | None,
-               can_tile: bool) -> tuple[int, tuple[int, int] | None]:
+    def choose(
+        self, budget: int, max_seq_len: int, tile: tuple[int, int] | None, can_tile: bool
+    ) -> tuple[int, tuple[int, int] | None]:
         """The window and tile to start with: `max_seq_len` (0 = automatic) and `tile` (None =
         automatic when `can_tile`, else off). Automatic sizing prefers untiled windows of at least
         MIN_AUTO_WINDOW frames, then tiles, then shorter windows (docs/MEMORY.md). ValueError
@@ -163,23 +174,36 @@ class WindowMemory:
             if max_seq_len:  # the user's window: an out-of-memory error may still shrink it at run time
                 return window, None
             need = self.network_bytes(1 + 2 * self.overlap, None)
-            raise ValueError(f"Upscale: not even a window of 1 frame (+{self.overlap} context frames each side) "
-                             f"fits in {budget / 2**20:.0f} MiB untiled (about {need / 2**20:.0f} MiB); "
-                             "allow tiles (tile=0), lower overlap, or raise max_memory")
+            raise ValueError(
+                f"Upscale: not even a window of 1 frame (+{self.overlap} context frames each side) "
+                f"fits in {budget / 2**20:.0f} MiB untiled (about {need / 2**20:.0f} MiB); "
+                "allow tiles (tile=0), lower overlap, or raise max_memory"
+            )
         network_budget = budget - self.held_outputs_bytes(window, (self.width, self.height))
-        chosen = largest_tile(network_budget, window + 2 * self.overlap, self.height, self.width,
-                              self.mid_channels, self.element_bytes, self.tile_overlap, self.batch_frames)
+        chosen = largest_tile(
+            network_budget,
+            window + 2 * self.overlap,
+            self.height,
+            self.width,
+            self.mid_channels,
+            self.element_bytes,
+            self.tile_overlap,
+            self.batch_frames,
+        )
         if chosen is None:
             need = self.network_bytes(window + 2 * self.overlap, (MIN_TILE, MIN_TILE))
-            raise ValueError(f"Upscale: a window of {window} frames (+{self.overlap} context frames each side) "
-                             f"does not fit in {budget / 2**20:.0f} MiB even with {MIN_TILE}x{MIN_TILE} tiles "
-                             f"(about {need / 2**20:.0f} MiB); use a smaller max_seq_len or overlap, "
-                             "or raise max_memory")
+            raise ValueError(
+                f"Upscale: a window of {window} frames (+{self.overlap} context frames each side) "
+                f"does not fit in {budget / 2**20:.0f} MiB even with {MIN_TILE}x{MIN_TILE} tiles "
+                f"(about {need / 2**20:.0f} MiB); use a smaller max_seq_len or overlap, "
+                "or raise max_memory"
+            )
         return window, chosen
 
 
-def measure_peak(frames: int, height: int, width: int, mid_channels: int = 64, batch: int | None = None,
-                 precision: str = "fp32") -> int:
+def measure_peak(
+    frames: int, height: int, width: int, mid_channels: int = 64, batch: int | None = None, precision: str = "fp32"
+) -> int:
     """Peak host bytes of one window on the CPU in fp32 or bf16 (SPyNet in fp32, as the engine
     runs it), measured in a fresh process: the rise of the peak resident set size (getrusage) over
     the resident size before the window runs, with glibc's mmap threshold fixed so freed large
@@ -192,7 +216,8 @@ import resource, torch
 from vsrealbasicvsr.models import RealBasicVSRNet
 torch.set_grad_enabled(False)
 dtype = {{"fp32": torch.float32, "bf16": torch.bfloat16}}[{precision!r}]
-net = RealBasicVSRNet(mid_channels={mid_channels}).eval().to(dtype, memory_format=torch.channels_last)  # as the CPU engine
+# channels-last, as the CPU engine
+net = RealBasicVSRNet(mid_channels={mid_channels}).eval().to(dtype, memory_format=torch.channels_last)
 net.basicvsr.spynet.float()
 lqs = torch.rand(1, {frames}, 3, {height}, {width}).to(dtype)
 net(lqs[:, :2, :, :64, :64])  # warm up the allocator and kernels on a small window
@@ -205,8 +230,7 @@ for out in net.stream(lqs, batch_frames={batch}):
 print(resource_peak() - before)
 """
     environment = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 20), OMP_NUM_THREADS="2")
-    result = subprocess.run([sys.executable, "-c", script], env=environment, check=True,
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", script], env=environment, check=True, capture_output=True, text=True)
     return int(result.stdout.split()[-1])
 
 
@@ -220,8 +244,11 @@ def calibrate(mid_channels: int = 64, sizes=((64, 64), (96, 96)), lengths=(8, 32
             for batch in (1, None) if precision == "fp32" else (1,):  # the CPU engine's batch, and MMEditing's
                 peak = measure_peak(frames, height, width, mid_channels, batch, precision)
                 model = window_bytes(frames, height, width, mid_channels, element_bytes, batch) / SAFETY_MARGIN
-                print(f"{width}x{height} T={frames} batch={batch or frames} {precision}: measured "
-                      f"{peak / 2**20:7.1f} MiB, model {model / 2**20:7.1f} MiB (ratio {peak / model:.2f})", flush=True)
+                print(
+                    f"{width}x{height} T={frames} batch={batch or frames} {precision}: measured "
+                    f"{peak / 2**20:7.1f} MiB, model {model / 2**20:7.1f} MiB (ratio {peak / model:.2f})",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

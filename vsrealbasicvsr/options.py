@@ -13,6 +13,7 @@ Adding an argument is one field here plus its implementation (in the engine, or 
 what the filter reads back from the engine). The README's argument table is pinned to these
 fields by tests/test_options.py. Import-light: no torch, no VapourSynth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,7 @@ _DEVICE_FORM = re.compile(r"auto|cpu|(cuda|gpu)(:\d+)?")
 _FILTER_TYPES = {"text": "data", "path": "data", "int": "int", "flag": "int", "tile": "int[]"}
 
 
-def _about(kind: str, help: str, *, none: str = "", flag_help: str = "",
-           metavar: str | None = None) -> dict[str, Any]:
+def _about(kind: str, help: str, *, none: str = "", flag_help: str = "", metavar: str | None = None) -> dict[str, Any]:
     """A field's metadata. kind: text, path, int, flag or tile (how it is checked and passed
     on); help: its meaning, in the words of a Python call; none: what a None default means;
     flag_help: the command line's words where they differ; metavar: the flag's value."""
@@ -52,51 +52,116 @@ def _about(kind: str, help: str, *, none: str = "", flag_help: str = "",
 class UpscaleOptions:
     """The arguments of `Upscale`, checked (`of`); `tile` is held as (width, height)."""
 
-    model: str = field(default=registry.DEFAULT_MODEL, metadata=_about(
-        "text", "Registered model name (`vsrealbasicvsr models` lists them)."))
-    checkpoint: str | os.PathLike | None = field(default=None, metadata=_about(
-        "path", "Path of a checkpoint file to load instead of the model's installed weights.",
-        none="the model's installed weights", metavar="FILE"))
-    max_seq_len: int = field(default=30, metadata=_about(
-        "int", "Frames computed together in one window; 0 = automatic, the engine picks what fits in "
-        "memory. Longer windows give the recurrence more context and take more memory. Clamped to the "
-        "clip's length.", metavar="N"))
-    device: str = field(default="auto", metadata=_about(
-        "text", "\"auto\" (a GPU when there is one, else the CPU), \"cpu\", \"cuda\", \"cuda:1\", ...; with "
-        "backend=\"openvino\": \"auto\" (the CPU), \"cpu\", or \"gpu\", \"gpu:1\", ... for an Intel GPU "
-        "(not tested here).",
-        flag_help="auto, cpu, cuda, cuda:N; with --backend openvino: auto (the CPU), cpu, gpu, gpu:N (Intel GPUs, "
-        "not tested here)"))
-    precision: str | None = field(default=None, metadata=_about(
-        "text", "\"fp32\", \"fp16\" (CUDA only) or \"bf16\"; SPyNet always runs in fp32.",
-        none="fp16 for RGBH clips on CUDA, else fp32"))
-    scene_split: bool = field(default=True, metadata=_about(
-        "flag", "Split windows at scene cuts (frames whose `_SceneChangePrev` is 1, e.g. from "
-        "`core.scxvid.Scxvid`), so frames of different scenes never see each other.",
-        flag_help="split windows at frames whose _SceneChangePrev is 1"))
-    overlap: int = field(default=8, metadata=_about(
-        "int", "Context frames computed on each side of a window and then dropped, so frames at window "
-        "edges see their neighbours; they never cross a scene cut.", metavar="N"))
-    tile: int | tuple[int, int] | list[int] = field(default=TILE_AUTO, metadata=_about(
-        "tile", "Spatial tile size in input pixels: one int or [width, height], at least "
-        f"{memory.MIN_TILE}; 0 = automatic (tiles only when a window, its context frames included, does "
-        "not fit in memory), -1 = never tile.",
-        flag_help="tile size in input pixels: W H, auto (only when a window does not fit in memory) or off"))
-    tile_overlap: int = field(default=16, metadata=_about(
-        "int", "Pixels each tile computes beyond its edges, discarded when stitching; more is closer "
-        "to untiled output, at a cost.", metavar="PX"))
-    offload: bool = field(default=False, metadata=_about(
-        "flag", "Keep the backward-propagation features in host memory instead of on the GPU: "
-        "slower, uses less GPU memory (CUDA; nothing changes on the CPU)."))
-    max_memory: int | None = field(default=None, metadata=_about(
-        "int", "Memory budget of the engine on its device, in bytes.",
-        none="what is free when the filter is created", metavar="BYTES"))
-    compile: bool = field(default=False, metadata=_about(
-        "flag", "Compile the model with `torch.compile` (CUDA only): slow start, faster frames."))
-    backend: str = field(default="torch", metadata=_about(
-        "text", "What runs the network: \"torch\" (PyTorch) or \"openvino\" (OpenVINO, CPU or Intel GPU, "
-        "fp32; needs `pip install \"vsrealbasicvsr[openvino]\"`): the same network and weights, the same "
-        "windows and tiles.", flag_help="torch or openvino (OpenVINO: CPU or Intel GPU, fp32)"))
+    model: str = field(
+        default=registry.DEFAULT_MODEL,
+        metadata=_about("text", "Registered model name (`vsrealbasicvsr models` lists them)."),
+    )
+    checkpoint: str | os.PathLike | None = field(
+        default=None,
+        metadata=_about(
+            "path",
+            "Path of a checkpoint file to load instead of the model's installed weights.",
+            none="the model's installed weights",
+            metavar="FILE",
+        ),
+    )
+    max_seq_len: int = field(
+        default=30,
+        metadata=_about(
+            "int",
+            "Frames computed together in one window; 0 = automatic, the engine picks what fits in "
+            "memory. Longer windows give the recurrence more context and take more memory. Clamped to the "
+            "clip's length.",
+            metavar="N",
+        ),
+    )
+    device: str = field(
+        default="auto",
+        metadata=_about(
+            "text",
+            '"auto" (a GPU when there is one, else the CPU), "cpu", "cuda", "cuda:1", ...; with '
+            'backend="openvino": "auto" (the CPU), "cpu", or "gpu", "gpu:1", ... for an Intel GPU '
+            "(not tested here).",
+            flag_help="auto, cpu, cuda, cuda:N; with --backend openvino: auto (the CPU), cpu, gpu, gpu:N (Intel GPUs, "
+            "not tested here)",
+        ),
+    )
+    precision: str | None = field(
+        default=None,
+        metadata=_about(
+            "text",
+            '"fp32", "fp16" (CUDA only) or "bf16"; SPyNet always runs in fp32.',
+            none="fp16 for RGBH clips on CUDA, else fp32",
+        ),
+    )
+    scene_split: bool = field(
+        default=True,
+        metadata=_about(
+            "flag",
+            "Split windows at scene cuts (frames whose `_SceneChangePrev` is 1, e.g. from "
+            "`core.scxvid.Scxvid`), so frames of different scenes never see each other.",
+            flag_help="split windows at frames whose _SceneChangePrev is 1",
+        ),
+    )
+    overlap: int = field(
+        default=8,
+        metadata=_about(
+            "int",
+            "Context frames computed on each side of a window and then dropped, so frames at window "
+            "edges see their neighbours; they never cross a scene cut.",
+            metavar="N",
+        ),
+    )
+    tile: int | tuple[int, int] | list[int] = field(
+        default=TILE_AUTO,
+        metadata=_about(
+            "tile",
+            "Spatial tile size in input pixels: one int or [width, height], at least "
+            f"{memory.MIN_TILE}; 0 = automatic (tiles only when a window, its context frames included, does "
+            "not fit in memory), -1 = never tile.",
+            flag_help="tile size in input pixels: W H, auto (only when a window does not fit in memory) or off",
+        ),
+    )
+    tile_overlap: int = field(
+        default=16,
+        metadata=_about(
+            "int",
+            "Pixels each tile computes beyond its edges, discarded when stitching; more is closer "
+            "to untiled output, at a cost.",
+            metavar="PX",
+        ),
+    )
+    offload: bool = field(
+        default=False,
+        metadata=_about(
+            "flag",
+            "Keep the backward-propagation features in host memory instead of on the GPU: "
+            "slower, uses less GPU memory (CUDA; nothing changes on the CPU).",
+        ),
+    )
+    max_memory: int | None = field(
+        default=None,
+        metadata=_about(
+            "int",
+            "Memory budget of the engine on its device, in bytes.",
+            none="what is free when the filter is created",
+            metavar="BYTES",
+        ),
+    )
+    compile: bool = field(
+        default=False,
+        metadata=_about("flag", "Compile the model with `torch.compile` (CUDA only): slow start, faster frames."),
+    )
+    backend: str = field(
+        default="torch",
+        metadata=_about(
+            "text",
+            'What runs the network: "torch" (PyTorch) or "openvino" (OpenVINO, CPU or Intel GPU, '
+            'fp32; needs `pip install "vsrealbasicvsr[openvino]"`): the same network and weights, the same '
+            "windows and tiles.",
+            flag_help="torch or openvino (OpenVINO: CPU or Intel GPU, fp32)",
+        ),
+    )
 
     @classmethod
     def of(cls, **arguments: Any) -> UpscaleOptions:
@@ -105,8 +170,9 @@ class UpscaleOptions:
         names = {option.name for option in fields()}
         unknown = sorted(set(arguments) - names)
         if unknown:
-            raise ValueError(f"Upscale: no argument named {', '.join(unknown)}; "
-                             f"use {', '.join(option.name for option in fields())}")
+            raise ValueError(
+                f"Upscale: no argument named {', '.join(unknown)}; use {', '.join(option.name for option in fields())}"
+            )
         return cls(**{name: value for name, value in arguments.items() if value is not None})
 
     def __post_init__(self) -> None:
@@ -133,6 +199,7 @@ def without_defaults(arguments: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- checks -----------------------------------------------------------------------------------
 
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral)
 
@@ -150,8 +217,10 @@ def _checked(option: dataclasses.Field, value: Any) -> Any:
         return os.fspath(value)
     if kind == "text":
         if not isinstance(value, str):
-            raise ValueError(f"Upscale: {name} must be a string, not {type(value).__name__}; "
-                             f"e.g. {name}={option.default or PRECISIONS[0]!r}")
+            raise ValueError(
+                f"Upscale: {name} must be a string, not {type(value).__name__}; "
+                f"e.g. {name}={option.default or PRECISIONS[0]!r}"
+            )
         return _checked_text(name, value)
     if kind == "flag":
         if not _is_int(value):
@@ -166,8 +235,10 @@ def _checked(option: dataclasses.Field, value: Any) -> Any:
 
 def _checked_text(name: str, value: str) -> str:
     if name == "device" and not _DEVICE_FORM.fullmatch(value):
-        raise ValueError(f"Upscale: unknown device {value!r}; use \"auto\", \"cpu\", \"cuda\" or \"cuda:N\" "
-                         "(\"gpu\" or \"gpu:N\" with backend=\"openvino\")")
+        raise ValueError(
+            f'Upscale: unknown device {value!r}; use "auto", "cpu", "cuda" or "cuda:N" '
+            '("gpu" or "gpu:N" with backend="openvino")'
+        )
     if name == "precision" and value not in PRECISIONS:
         raise ValueError(f"Upscale: unknown precision {value!r}; use one of {', '.join(PRECISIONS)}")
     if name == "backend" and value not in BACKENDS:
@@ -177,15 +248,18 @@ def _checked_text(name: str, value: str) -> str:
 
 def _checked_int(name: str, value: int) -> int:
     if name == "max_seq_len" and value < 0:
-        raise ValueError(f"Upscale: max_seq_len must be >= 0, not {value}; 0 = automatic, else the number "
-                         "of frames computed together")
+        raise ValueError(
+            f"Upscale: max_seq_len must be >= 0, not {value}; 0 = automatic, else the number "
+            "of frames computed together"
+        )
     if name == "overlap" and value < 0:
         raise ValueError(f"Upscale: overlap must be >= 0, not {value}; it counts context frames on each side")
     if name == "tile_overlap" and value < 0:
         raise ValueError(f"Upscale: tile_overlap must be >= 0, not {value}; it counts pixels")
     if name == "max_memory" and value <= 0:
-        raise ValueError(f"Upscale: max_memory must be a positive number of bytes, not {value}; "
-                         "leave it out to use what is free")
+        raise ValueError(
+            f"Upscale: max_memory must be a positive number of bytes, not {value}; leave it out to use what is free"
+        )
     return value
 
 
@@ -194,36 +268,50 @@ def _checked_tile(tile: Any) -> tuple[int, int]:
     least MIN_TILE each way (the engine clamps it to the frame)."""
     if _is_int(tile):
         tile = (tile, tile)
-    if (isinstance(tile, (str, bytes)) or not isinstance(tile, Iterable)
-            or len(tile := tuple(tile)) not in (1, 2) or not all(_is_int(v) for v in tile)):
-        raise ValueError(f"Upscale: tile must be an int or [width, height], not {tile!r}; "
-                         "e.g. tile=[256, 256], 0 = automatic, -1 = off")
+    if (
+        isinstance(tile, (str, bytes))
+        or not isinstance(tile, Iterable)
+        or len(tile := tuple(tile)) not in (1, 2)
+        or not all(_is_int(v) for v in tile)
+    ):
+        raise ValueError(
+            f"Upscale: tile must be an int or [width, height], not {tile!r}; "
+            "e.g. tile=[256, 256], 0 = automatic, -1 = off"
+        )
     tile_w, tile_h = (int(tile[0]), int(tile[-1]))
     if (tile_w, tile_h) in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)):
         return tile_w, tile_h
     if min(tile_w, tile_h) < memory.MIN_TILE:
-        raise ValueError(f"Upscale: tile {[tile_w, tile_h]} is smaller than the minimum of {memory.MIN_TILE} px; "
-                         f"use tiles of at least {memory.MIN_TILE}x{memory.MIN_TILE}, 0 (automatic) or -1 (off)")
+        raise ValueError(
+            f"Upscale: tile {[tile_w, tile_h]} is smaller than the minimum of {memory.MIN_TILE} px; "
+            f"use tiles of at least {memory.MIN_TILE}x{memory.MIN_TILE}, 0 (automatic) or -1 (off)"
+        )
     return tile_w, tile_h
 
 
 # -- the native filter --------------------------------------------------------------------------
 
+
 def filter_signature() -> str:
     """The argument string of `core.rbvsr.Upscale` (VapourSynth's registerFunction): the clip,
     then every option, optional. rbvsr.c registers it at plugin init."""
-    return "clip:vnode;" + "".join(f"{option.name}:{_FILTER_TYPES[option.metadata['kind']]}:opt;"
-                                   for option in fields())
+    return "clip:vnode;" + "".join(
+        f"{option.name}:{_FILTER_TYPES[option.metadata['kind']]}:opt;" for option in fields()
+    )
 
 
 # -- vsrealbasicvsr.upscale ---------------------------------------------------------------------
 
+
 def parameters() -> list[inspect.Parameter]:
     """The options as keyword-only `inspect.Parameter`s, with their defaults and types."""
     hints = typing.get_type_hints(UpscaleOptions)
-    return [inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=option.default,
-                              annotation=hints[option.name])
-            for option in fields()]
+    return [
+        inspect.Parameter(
+            option.name, inspect.Parameter.KEYWORD_ONLY, default=option.default, annotation=hints[option.name]
+        )
+        for option in fields()
+    ]
 
 
 def describe_default(option: dataclasses.Field) -> str:
@@ -246,6 +334,7 @@ def docstring_args(indent: int = 8) -> str:
 
 # -- the command line ---------------------------------------------------------------------------
 
+
 def flag(name: str) -> str:
     """The command line's flag of option `name`: --max-seq-len for max_seq_len."""
     return "--" + name.replace("_", "-")
@@ -261,15 +350,25 @@ def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None =
         kind, meaning = option.metadata["kind"], option.metadata["flag_help"] or option.metadata["help"]
         help_text = f"{meaning} (default: {describe_default(option)})"
         if kind == "flag":
-            parser.add_argument(flag(name), action=argparse.BooleanOptionalAction, default=option.default,
-                                help=help_text.replace("%", "%%"))
+            parser.add_argument(
+                flag(name),
+                action=argparse.BooleanOptionalAction,
+                default=option.default,
+                help=help_text.replace("%", "%%"),
+            )
         elif kind == "tile":
-            parser.add_argument(flag(name), nargs="+", default=["auto"], metavar=("W", "H"),
-                                help=f"{meaning} (default: auto)")
+            parser.add_argument(
+                flag(name), nargs="+", default=["auto"], metavar=("W", "H"), help=f"{meaning} (default: auto)"
+            )
         else:
-            parser.add_argument(flag(name), type=int if kind == "int" else str, default=option.default,
-                                choices={"precision": PRECISIONS, "backend": BACKENDS}.get(name),
-                                metavar=option.metadata["metavar"], help=help_text.replace("%", "%%"))
+            parser.add_argument(
+                flag(name),
+                type=int if kind == "int" else str,
+                default=option.default,
+                choices={"precision": PRECISIONS, "backend": BACKENDS}.get(name),
+                metavar=option.metadata["metavar"],
+                help=help_text.replace("%", "%%"),
+            )
 
 
 def from_arguments(args: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
@@ -293,5 +392,7 @@ def _tile_of_words(words: list[str]) -> int | list[int]:
         return TILE_OFF
     if len(words) in (1, 2) and all(word.isdigit() for word in words):
         return [int(word) for word in words] if len(words) == 2 else int(words[0])
-    raise ValueError(f"{flag('tile')} {' '.join(words)} is not a tile size; "
-                     f"use {flag('tile')} W H, {flag('tile')} auto or {flag('tile')} off")
+    raise ValueError(
+        f"{flag('tile')} {' '.join(words)} is not a tile size; "
+        f"use {flag('tile')} W H, {flag('tile')} auto or {flag('tile')} off"
+    )

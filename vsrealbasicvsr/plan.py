@@ -6,6 +6,7 @@
 - `plan_clip`: the engine's first plan (`engine.Settings.first_plan`, as the engine makes it)
   and the windows of a clip.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -62,8 +63,10 @@ def mid_channels(model: str, checkpoint: str | os.PathLike | None) -> int:
 
     if checkpoint is None:
         if model not in registry.MODELS:
-            raise ValueError(f"Upscale: unknown model {model!r}; use one of {', '.join(registry.MODELS)}, "
-                             "or pass checkpoint=\"path/to/file.pth\"")
+            raise ValueError(
+                f"Upscale: unknown model {model!r}; use one of {', '.join(registry.MODELS)}, "
+                'or pass checkpoint="path/to/file.pth"'
+            )
         return registry.MODELS[model].mid_channels
     path = os.fspath(checkpoint)
     try:
@@ -88,8 +91,17 @@ class ClipPlan:
         return self.first.window
 
 
-def plan_clip(width: int, height: int, sample_type: int, bits_per_sample: int, num_frames: int,
-              cuts: Iterable[int] = (), model: str = "realbasicvsr", checkpoint=None, **options) -> ClipPlan:
+def plan_clip(
+    width: int,
+    height: int,
+    sample_type: int,
+    bits_per_sample: int,
+    num_frames: int,
+    cuts: Iterable[int] = (),
+    model: str = "realbasicvsr",
+    checkpoint=None,
+    **options,
+) -> ClipPlan:
     """The plan of `Upscale` on a clip of this size, format and length with these cuts and the
     engine's arguments (`options`: max_seq_len, device, precision, overlap, tile, tile_overlap,
     max_memory, compile). The budget is what is free now; the engine measures it again once its

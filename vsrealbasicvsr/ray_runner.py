@@ -8,6 +8,7 @@ lives (`DATA_MODES`): "shared", workers read the input and write the segments th
 every node sees; "object-store", the input goes to each node once through Ray's object store and
 segments come back as bytes. The weights always travel through the object store.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,6 +52,7 @@ def import_ray():
 
 
 # -- on the workers -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class NodeCopies:
@@ -132,8 +134,9 @@ def write_segment_task(unit: job.SegmentJob, index: int, copies: NodeCopies, cou
             job.write_segment(unit, index, checkpoint=weights, frame_done=frame_done, partial_tag=f".{os.getpid()}")
             return SegmentWritten(index, node, None)
         with tempfile.TemporaryDirectory(prefix="vsrealbasicvsr-segment-") as work:
-            path = job.write_segment(unit, index, work=Path(work), source=source, checkpoint=weights,
-                                     frame_done=frame_done)
+            path = job.write_segment(
+                unit, index, work=Path(work), source=source, checkpoint=weights, frame_done=frame_done
+            )
             return SegmentWritten(index, node, path.read_bytes())
     except job.UpscaleError as error:
         return SegmentFailed(index, str(error))
@@ -145,9 +148,14 @@ def remove_node_copies(key: str) -> None:
 
 # -- on the driver ---------------------------------------------------------------------------------
 
-def run(spec: job.JobSpec, address: str | None = None, data: str = "shared",
-        progress: Callable[[job.JobProgress], None] | None = None,
-        cancel: threading.Event | None = None) -> job.JobResult:
+
+def run(
+    spec: job.JobSpec,
+    address: str | None = None,
+    data: str = "shared",
+    progress: Callable[[job.JobProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> job.JobResult:
     """Runs the job with its segments as Ray tasks, as `job.run` does in one process: the same
     output bytes, the same progress events (without the window of a "frame"), cancel and resume.
 
@@ -159,8 +167,10 @@ def run(spec: job.JobSpec, address: str | None = None, data: str = "shared",
     if data not in DATA_MODES:
         raise job.UpscaleError(f"unknown --ray-data {data!r}; use one of {', '.join(DATA_MODES)}")
     if data == "object-store" and spec.folder_out:
-        raise job.UpscaleError("--ray-data object-store sends video segments only; give OUTPUT an extension "
-                               "(e.g. .mkv), or write PNG frames into a shared folder (--ray-data shared)")
+        raise job.UpscaleError(
+            "--ray-data object-store sends video segments only; give OUTPUT an extension "
+            "(e.g. .mkv), or write PNG frames into a shared folder (--ray-data shared)"
+        )
     connected_here = not ray.is_initialized()
     if connected_here:
         _connect(ray, address)  # before the job is opened: an unreachable cluster leaves no work folder
@@ -181,17 +191,21 @@ def _connect(ray, address: str | None) -> None:
         try:
             socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
         except OSError as error:
-            raise job.UpscaleError(f"cannot reach the Ray cluster at {address} ({error.strerror or error}); check "
-                                   "the address, or start the cluster's head there with `ray start --head`") from None
+            raise job.UpscaleError(
+                f"cannot reach the Ray cluster at {address} ({error.strerror or error}); check "
+                "the address, or start the cluster's head there with `ray start --head`"
+            ) from None
     try:
         # The workers' own output stays in Ray's logs: what fails comes back with the task.
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
     except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as error:
         ray.shutdown()  # whatever the attempt started
         reason = (str(error).splitlines() or [type(error).__name__])[0]
-        raise job.UpscaleError(f"cannot start or reach the Ray cluster at {where} ({reason}); check the address; "
-                               "a cluster with token authentication needs RAY_AUTH_MODE=token and its token here "
-                               "(docs/SCALING.md)") from None
+        raise job.UpscaleError(
+            f"cannot start or reach the Ray cluster at {where} ({reason}); check the address; "
+            "a cluster with token authentication needs RAY_AUTH_MODE=token and its token here "
+            "(docs/SCALING.md)"
+        ) from None
 
 
 def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -> job.JobResult:
@@ -201,8 +215,9 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
     state = {"frames": finished_frames, "segments": segments.count - len(pending)}
 
     def event(kind: str, **where) -> job.JobProgress:
-        return job.JobProgress(kind, state["frames"], unit.frames, state["segments"], segments.count, unit.window,
-                               **where)
+        return job.JobProgress(
+            kind, state["frames"], unit.frames, state["segments"], segments.count, unit.window, **where
+        )
 
     copies = _node_copies(ray, unit, data)  # before "started": from then on, no task reads the input's path
     report(event("started"))
@@ -210,8 +225,8 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
     # A GPU each where the cluster has them, unless the job was told to run on the CPU.
     gpu = ray.cluster_resources().get("GPU", 0) >= 1 and spec.upscale_options.get("device") != "cpu"
     task = ray.remote(write_segment_task).options(
-        num_gpus=1 if gpu else 0, num_cpus=1, max_retries=RETRIES, retry_exceptions=True,
-        scheduling_strategy="SPREAD")
+        num_gpus=1 if gpu else 0, num_cpus=1, max_retries=RETRIES, retry_exceptions=True, scheduling_strategy="SPREAD"
+    )
     unit_ref = ray.put(unit)
     running = {task.remote(unit_ref, index, copies, counter): index for index in pending}
     failures: dict[int, str] = {}
@@ -242,13 +257,18 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
                 report(event("segment_done", segment=index))
             if running:
                 counts = ray.get(counter.counts.remote())
-                _report_frames(report, event, state, finished_frames,
-                               {index: min(counts.get(index, 0), segments.frames_in(index))
-                                for index in running.values()})
+                _report_frames(
+                    report,
+                    event,
+                    state,
+                    finished_frames,
+                    {index: min(counts.get(index, 0), segments.frames_in(index)) for index in running.values()},
+                )
             if cancel.is_set() and running:
                 _cancel(ray, running)
-                return job.JobResult(spec.output, opened.width, opened.height, unit.frames, True, state["segments"],
-                                     segments.count)
+                return job.JobResult(
+                    spec.output, opened.width, opened.height, unit.frames, True, state["segments"], segments.count
+                )
     except KeyboardInterrupt:
         _cancel(ray, running)
         raise job.JobInterrupted(state["segments"], segments.count, spec.work) from None
@@ -258,8 +278,10 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
     if failures:
         index = min(failures)
         others = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise job.UpscaleError(f"segment {index} failed{others}: {failures[index]}; {state['segments']} of "
-                               f"{segments.count} segments are kept in {spec.work}, continue with --resume")
+        raise job.UpscaleError(
+            f"segment {index} failed{others}: {failures[index]}; {state['segments']} of "
+            f"{segments.count} segments are kept in {spec.work}, continue with --resume"
+        )
     if not spec.quiet and nodes:
         print(f"upscale: {len(pending)} segments computed on {len(nodes)} Ray node(s)", file=sys.stderr)
     report(event("joining"))
@@ -277,8 +299,9 @@ def _report_frames(report, event, state: dict, finished_frames: int, running_cou
 def _node_copies(ray, unit: job.SegmentJob, data: str) -> NodeCopies:
     weights = weights_file(unit.spec.upscale_options)
     stat = unit.source.stat()
-    key = hashlib.sha256(f"{unit.source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{unit.weights_sha256}:"
-                         f"{os.getpid()}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        f"{unit.source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{unit.weights_sha256}:{os.getpid()}".encode()
+    ).hexdigest()[:16]
     source = ray.put(unit.source.read_bytes()) if data == "object-store" else None
     return NodeCopies(key, ray.put(weights.read_bytes()), source, "input" + unit.source.suffix)
 

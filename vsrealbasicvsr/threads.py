@@ -21,6 +21,7 @@ before it imports torch (docs/DESIGN.md). Where torch was loaded before (a scrip
 it, another torch plugin), it is too late and nothing is changed; so it is where another library
 loaded the same libgomp first (a plugin built with OpenMP), which this cannot see.
 """
+
 from __future__ import annotations
 
 import os

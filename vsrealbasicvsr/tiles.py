@@ -1,4 +1,5 @@
 """How a frame is cut into tiles for the engine (`Engine(tile=...)`)."""
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ vspipe (and vspreview) evaluate a script from the script's own folder, but leave
 the paths passed with `-a name=value` as they were typed, relative to the folder the command was
 started in. `launch_path` turns such a path back into the file the user meant.
 """
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@ Adding a backend (TensorRT, say) is one module here, named as its `backend` opti
 `BACKEND`, a `Backend` subclass; and its name in `options.BACKENDS`. `step_modules` gives each
 step as a torch module for backends that convert modules.
 """
+
 from __future__ import annotations
 
 import dataclasses

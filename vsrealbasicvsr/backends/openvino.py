@@ -12,6 +12,7 @@ The compiled steps are shared by the engines of the process; they run on the eng
 thread (`engine.TorchThread`), which is the CPU's for every OpenVINO engine, so one step runs
 at a time and each keeps one infer request.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,9 @@ def _openvino():
     try:
         import openvino
     except ImportError:
-        raise ValueError(f"Upscale: backend=\"openvino\" needs the openvino package, which is not installed; "
-                         f"{INSTALL}") from None
+        raise ValueError(
+            f'Upscale: backend="openvino" needs the openvino package, which is not installed; {INSTALL}'
+        ) from None
     return openvino
 
 
@@ -70,14 +72,19 @@ def openvino_device(device: str) -> str:
         return "CPU"
     if match := re.fullmatch(r"gpu(?::(\d+))?", device):
         return "GPU" if match[1] is None else f"GPU.{match[1]}"
-    raise ValueError(f"Upscale: device {device!r} is not one of OpenVINO's; use device=\"cpu\" (or \"auto\"), "
-                     "\"gpu\" or \"gpu:N\" for an Intel GPU, or backend=\"torch\" for CUDA")
+    raise ValueError(
+        f'Upscale: device {device!r} is not one of OpenVINO\'s; use device="cpu" (or "auto"), '
+        '"gpu" or "gpu:N" for an Intel GPU, or backend="torch" for CUDA'
+    )
 
 
 def _has_device(name: str, available: list[str]) -> bool:
     # OpenVINO lists one GPU as "GPU", several as "GPU.0", "GPU.1", ...
-    return name in available or (name == "GPU" and any(a.startswith("GPU.") for a in available)) \
+    return (
+        name in available
+        or (name == "GPU" and any(a.startswith("GPU.") for a in available))
         or (name == "GPU.0" and "GPU" in available)
+    )
 
 
 class OpenVINOBackend(Backend):
@@ -93,13 +100,16 @@ class OpenVINOBackend(Backend):
         name = openvino_device(device)
         available = _the_core().available_devices
         if not _has_device(name, available):
-            raise ValueError(f"Upscale: OpenVINO finds no device {name} here (it has {', '.join(available)}); "
-                             "use device=\"cpu\", or install the device's OpenVINO driver")
+            raise ValueError(
+                f"Upscale: OpenVINO finds no device {name} here (it has {', '.join(available)}); "
+                'use device="cpu", or install the device\'s OpenVINO driver'
+            )
         return cls(name)
 
     def steps(self, network: torch.nn.Module) -> Steps:
-        return Steps(**{name: _CompiledStep(name, module, self.device)
-                        for name, module in step_modules(network).items()})
+        return Steps(
+            **{name: _CompiledStep(name, module, self.device) for name, module in step_modules(network).items()}
+        )
 
 
 class _CompiledStep:
@@ -132,8 +142,9 @@ class _CompiledStep:
             # model is converted for these shapes only, so the values it keeps are right.
             warnings.simplefilter("ignore")
             example = tuple(torch.from_numpy(array.copy()) for array in arrays)
-            model = openvino.convert_model(self.module, example_input=example,
-                                           input=[list(array.shape) for array in arrays], share_weights=False)
+            model = openvino.convert_model(
+                self.module, example_input=example, input=[list(array.shape) for array in arrays], share_weights=False
+            )
         config = dict(COMPILE_CONFIG)
         cache = _cache_dir()
         if cache is not None:

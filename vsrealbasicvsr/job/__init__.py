@@ -8,9 +8,25 @@ upscale`, as an API for the command line and the front ends after it (docs/DESIG
 - `distributed`: the job for a runner that writes its segments elsewhere (`open_job`,
   `write_segment`, `OpenJob.store`/`join`)
 """
+
 from .distributed import OpenJob, SegmentJob, open_job, write_segment
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
 from .job import JobPlan, JobProgress, JobResult, JobSpec, Segment, new_spec, plan, run
 
-__all__ = ["JobInterrupted", "JobPlan", "JobProgress", "JobResult", "JobSpec", "OpenJob", "Segment", "SegmentJob",
-           "UpscaleError", "WeightsUnavailable", "new_spec", "open_job", "plan", "run", "write_segment"]
+__all__ = [
+    "JobInterrupted",
+    "JobPlan",
+    "JobProgress",
+    "JobResult",
+    "JobSpec",
+    "OpenJob",
+    "Segment",
+    "SegmentJob",
+    "UpscaleError",
+    "WeightsUnavailable",
+    "new_spec",
+    "open_job",
+    "plan",
+    "run",
+    "write_segment",
+]

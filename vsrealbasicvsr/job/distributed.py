@@ -12,6 +12,7 @@ vsrealbasicvsr/ray_runner.py; docs/SCALING.md).
 Windows are aligned from frame 0 and split only at the scene cuts, so a segment (whole windows)
 computed anywhere, with the context frames its windows read, equals the one-process run's.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,9 +65,16 @@ class SegmentJob:
         return -(-self.frames // self.segment_frames)
 
 
-def write_segment(unit: SegmentJob, index: int, *, work: Path | None = None, source: Path | None = None,
-                  checkpoint: Path | None = None, frame_done: Callable[[vs.VideoFrame], None] | None = None,
-                  partial_tag: str = "") -> Path:
+def write_segment(
+    unit: SegmentJob,
+    index: int,
+    *,
+    work: Path | None = None,
+    source: Path | None = None,
+    checkpoint: Path | None = None,
+    frame_done: Callable[[vs.VideoFrame], None] | None = None,
+    partial_tag: str = "",
+) -> Path:
     """Writes segment `index` of the job into `work` (default: the job's work folder, which must
     be this node's too) and returns its final path; a segment already there is kept as it is.
 
@@ -76,9 +84,11 @@ def write_segment(unit: SegmentJob, index: int, *, work: Path | None = None, sou
     UpscaleError for what the user can fix."""
     spec = unit.spec if work is None else replace(unit.spec, work=work)
     if not spec.work.is_dir():
-        raise UpscaleError(f"the work folder {spec.work} is not on this node ({socket.gethostname()}); put the "
-                           "output in a folder every node mounts at the same path, or send the data through the "
-                           "runner (e.g. --ray-data object-store)")
+        raise UpscaleError(
+            f"the work folder {spec.work} is not on this node ({socket.gethostname()}); put the "
+            "output in a folder every node mounts at the same path, or send the data through the "
+            "runner (e.g. --ray-data object-store)"
+        )
     final = Segments.final_path_of(spec, index)
     if final.exists():  # an earlier try wrote it, then its worker was lost before it said so
         return final
@@ -88,15 +98,20 @@ def write_segment(unit: SegmentJob, index: int, *, work: Path | None = None, sou
     _check_weights_are(weights_file(options), unit.weights_sha256)
     source_path = source or unit.source
     if not source_path.exists():
-        raise UpscaleError(f"{source_path} is not on this node ({socket.gethostname()}); put the input in a folder "
-                           "every node mounts at the same path, or send the data through the runner")
+        raise UpscaleError(
+            f"{source_path} is not on this node ({socket.gethostname()}); put the input in a folder "
+            "every node mounts at the same path, or send the data through the runner"
+        )
     clip = open_video(spec, source_path)
     if clip.num_frames != unit.frames:
-        raise UpscaleError(f"{source_path} has {clip.num_frames} frames on this node ({socket.gethostname()}), "
-                           f"{unit.frames} where the job began; the input changed: start the job over")
+        raise UpscaleError(
+            f"{source_path} has {clip.num_frames} frames on this node ({socket.gethostname()}), "
+            f"{unit.frames} where the job began; the input changed: start the job over"
+        )
     try:
-        upscaled, colour = upscaled_clip(clip, rgb_out=spec.folder_out, scene_detect=spec.scene_detect,
-                                         cuts=unit.cuts, **options)
+        upscaled, colour = upscaled_clip(
+            clip, rgb_out=spec.folder_out, scene_detect=spec.scene_detect, cuts=unit.cuts, **options
+        )
         writer = SegmentWriter(spec, upscaled, colour, sample_aspect_ratio(clip), unit.segment_frames, partial_tag)
         writer.write(index, frame_done or (lambda frame: None), threading.Event())
     except vs.Error as error:
@@ -106,20 +121,25 @@ def write_segment(unit: SegmentJob, index: int, *, work: Path | None = None, sou
 
 def _check_weights_are(path: Path, sha256: str) -> None:
     if not path.is_file():
-        raise UpscaleError(f"the weights {path} are not on this node ({socket.gethostname()}); "
-                           "send them through the runner, or install them there")
+        raise UpscaleError(
+            f"the weights {path} are not on this node ({socket.gethostname()}); "
+            "send them through the runner, or install them there"
+        )
     found = weights_fingerprint(path, None)["sha256"]
     if found != sha256:
-        raise UpscaleError(f"the weights {path} on this node ({socket.gethostname()}) are not those the job began "
-                           f"with (sha256 {found[:12]}..., not {sha256[:12]}...); use the same file everywhere")
+        raise UpscaleError(
+            f"the weights {path} on this node ({socket.gethostname()}) are not those the job began "
+            f"with (sha256 {found[:12]}..., not {sha256[:12]}...); use the same file everywhere"
+        )
 
 
 class OpenJob:
     """A job open on the driver of a distributed run: its work folder locked by this process
     until `join` or `close` (also as a context manager)."""
 
-    def __init__(self, spec: JobSpec, lock: int, unit: SegmentJob, segments: Segments, width: int, height: int,
-                 fps: Fraction):
+    def __init__(
+        self, spec: JobSpec, lock: int, unit: SegmentJob, segments: Segments, width: int, height: int, fps: Fraction
+    ):
         self.spec, self.unit, self.segments = spec, unit, segments
         self.width, self.height, self.fps = width, height, fps  # of the output
         self._lock: int | None = lock

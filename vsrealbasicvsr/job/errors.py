@@ -1,4 +1,5 @@
 """The errors of a job."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +13,11 @@ class WeightsUnavailable(UpscaleError):
     """The model's weights are not installed and could not be fetched (`reason`)."""
 
     def __init__(self, model: str, reason: str, fallback: str):
-        super().__init__(f"the weights of {model} are not installed and could not be fetched ({reason}); "
-                         f"run `vsrealbasicvsr download {model}` where its site is reachable, or use "
-                         f"the model {fallback}")
+        super().__init__(
+            f"the weights of {model} are not installed and could not be fetched ({reason}); "
+            f"run `vsrealbasicvsr download {model}` where its site is reachable, or use "
+            f"the model {fallback}"
+        )
         self.model, self.reason, self.fallback = model, reason, fallback
 
 

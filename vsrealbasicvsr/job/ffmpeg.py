@@ -1,4 +1,5 @@
 """Finding and running ffmpeg, and the options the job encodes with."""
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,9 @@ def run_ffmpeg(args: list[str], what: str) -> None:
 
 
 def video_encoders() -> set[str]:
-    listing = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True,
-                             check=False).stdout
+    listing = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=False
+    ).stdout
     return {line.split()[1] for line in listing.splitlines() if line.startswith(" V") and len(line.split()) > 1}
 
 
@@ -62,8 +64,9 @@ def encoder_options(codec: str, crf: int | None) -> list[str]:
 
 def unreadable(path: Path) -> str:
     """Why bestsource could not open `path`, from what ffmpeg sees in it."""
-    probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_path(path)], capture_output=True, check=False,
-                           text=True).stderr
+    probe = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_path(path)], capture_output=True, check=False, text=True
+    ).stderr
     if "Video:" in probe:
         return f"{path} has no video frames that can be decoded; pass a video with at least one frame"
     if "Stream #" in probe:

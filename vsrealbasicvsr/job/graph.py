@@ -1,7 +1,8 @@
 """The clip graph of a job and its colour (shared with examples/upscale_yuv.vpy):
 
-    source -> scene cuts (scxvid) -> RGBS -> core.rbvsr.Upscale -> the source's YUV format
+source -> scene cuts (scxvid) -> RGBS -> core.rbvsr.Upscale -> the source's YUV format
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,18 +16,55 @@ from .errors import UpscaleError
 SCENE_PROPS = ["_SceneChangePrev", "_SceneChangeNext"]
 
 # VapourSynth's colour enums (ITU-T H.273 codes) -> ffmpeg's names.
-MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
-            9: "bt2020nc", 10: "bt2020c", 12: "chroma-derived-nc", 13: "chroma-derived-c", 14: "ictcp"}
-TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
-             9: "log100", 10: "log316", 11: "iec61966-2-4", 13: "iec61966-2-1", 14: "bt2020-10",
-             15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67"}
-PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
-             9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "jedec-p22"}
+MATRICES = {
+    0: "gbr",
+    1: "bt709",
+    4: "fcc",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "ycgco",
+    9: "bt2020nc",
+    10: "bt2020c",
+    12: "chroma-derived-nc",
+    13: "chroma-derived-c",
+    14: "ictcp",
+}
+TRANSFERS = {
+    1: "bt709",
+    4: "gamma22",
+    5: "gamma28",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "linear",
+    9: "log100",
+    10: "log316",
+    11: "iec61966-2-4",
+    13: "iec61966-2-1",
+    14: "bt2020-10",
+    15: "bt2020-12",
+    16: "smpte2084",
+    18: "arib-std-b67",
+}
+PRIMARIES = {
+    1: "bt709",
+    4: "bt470m",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "film",
+    9: "bt2020",
+    10: "smpte428",
+    11: "smpte431",
+    12: "smpte432",
+    22: "jedec-p22",
+}
 # Primaries and transfer that go with a matrix, for sources that tag only the matrix.
 MATRIX_DEFAULTS = {1: (1, 1), 9: (9, 14), 10: (9, 14), 7: (7, 7)}
 
 
 # -- colour and the clip graph (shared with examples/upscale_yuv.vpy) ---------------------------
+
 
 @dataclass(frozen=True)
 class Colour:
@@ -54,9 +92,16 @@ class Colour:
         return cls(matrix, transfer, primaries, int(props.get("_Range", vs.RANGE_LIMITED)))
 
     def ffmpeg_options(self) -> list[str]:
-        return ["-colorspace", MATRICES[self.matrix], "-color_primaries", PRIMARIES[self.primaries],
-                "-color_trc", TRANSFERS[self.transfer],
-                "-color_range", "pc" if self.range == vs.RANGE_FULL else "tv"]
+        return [
+            "-colorspace",
+            MATRICES[self.matrix],
+            "-color_primaries",
+            PRIMARIES[self.primaries],
+            "-color_trc",
+            TRANSFERS[self.transfer],
+            "-color_range",
+            "pc" if self.range == vs.RANGE_FULL else "tv",
+        ]
 
 
 # The output format of RGB sources (image folders, RGB videos) when they are encoded as video.
@@ -67,8 +112,10 @@ def detect_scenes(clip: vs.VideoNode) -> vs.VideoNode:
     """`clip` with `_SceneChangePrev`/`_SceneChangeNext` from scxvid (vapoursynth-scxvid)."""
     core = vs.core
     if not hasattr(core, "scxvid"):
-        raise UpscaleError("scene detection needs the scxvid plugin; pip install vapoursynth-scxvid, "
-                           "or turn scene detection off (--no-scene-detect, scene_detect=False)")
+        raise UpscaleError(
+            "scene detection needs the scxvid plugin; pip install vapoursynth-scxvid, "
+            "or turn scene detection off (--no-scene-detect, scene_detect=False)"
+        )
     analysed = clip
     if clip.format.id != vs.YUV420P8:  # scxvid reads 8-bit 4:2:0 only
         options = {"matrix_s": "709"} if clip.format.color_family == vs.RGB else {}
@@ -106,8 +153,13 @@ def output_format(source: vs.VideoNode, rgb_out: bool = False) -> tuple[int, Col
     return RGB_SOURCE_OUTPUT
 
 
-def upscaled_clip(source: vs.VideoNode, rgb_out: bool = False, scene_detect: bool = True,
-                  cuts: Sequence[int] | None = None, **upscale_options) -> tuple[vs.VideoNode, Colour | None]:
+def upscaled_clip(
+    source: vs.VideoNode,
+    rgb_out: bool = False,
+    scene_detect: bool = True,
+    cuts: Sequence[int] | None = None,
+    **upscale_options,
+) -> tuple[vs.VideoNode, Colour | None]:
     """The upscaled clip of `source` and its colour description, as the command encodes it.
 
     YUV sources are converted to RGBS with their own matrix and range (`Colour.of`), upscaled
@@ -131,8 +183,9 @@ def upscaled_clip(source: vs.VideoNode, rgb_out: bool = False, scene_detect: boo
     if rgb_out:
         return core.resize.Bicubic(upscaled, format=vs.RGB24), None
     encoded = core.resize.Bicubic(upscaled, format=out_format, matrix=colour.matrix, range=colour.range)
-    encoded = core.std.SetFrameProps(encoded, _Matrix=colour.matrix, _Transfer=colour.transfer,
-                                     _Primaries=colour.primaries, _Range=colour.range)
+    encoded = core.std.SetFrameProps(
+        encoded, _Matrix=colour.matrix, _Transfer=colour.transfer, _Primaries=colour.primaries, _Range=colour.range
+    )
     return encoded, colour
 
 
@@ -164,5 +217,6 @@ def scene_cuts(source: vs.VideoNode) -> list[int]:
     """The frames after frame 0 that start a new scene (scxvid's `_SceneChangePrev`, as the
     filter reads it): decodes the whole clip."""
     analysed = detect_scenes(source)
-    return [n for n, frame in enumerate(analysed.frames(close=True))
-            if n > 0 and frame.props.get("_SceneChangePrev") == 1]
+    return [
+        n for n, frame in enumerate(analysed.frames(close=True)) if n > 0 and frame.props.get("_SceneChangePrev") == 1
+    ]

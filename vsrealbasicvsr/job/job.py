@@ -10,6 +10,7 @@
 docs/DESIGN.md ("The job API") says what a front end calls, what its callback gets, and what is
 safe from another thread.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,23 +71,43 @@ class JobSpec:
 
     def fingerprint(self, frames: int, segment_frames: int) -> dict:
         stat = self.input.stat()
-        return {"input": str(self.input.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                "frames": frames, "segment_frames": segment_frames, "codec": self.codec, "crf": self.crf,
-                "start": self.start, "end": self.end,
-                "fps": None if self.fps is None else f"{self.fps.numerator}/{self.fps.denominator}",
-                "scene_detect": self.scene_detect,
-                "folder_out": self.folder_out,
-                "options": _recorded_options(self.upscale_options)}
+        return {
+            "input": str(self.input.resolve()),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "frames": frames,
+            "segment_frames": segment_frames,
+            "codec": self.codec,
+            "crf": self.crf,
+            "start": self.start,
+            "end": self.end,
+            "fps": None if self.fps is None else f"{self.fps.numerator}/{self.fps.denominator}",
+            "scene_detect": self.scene_detect,
+            "folder_out": self.folder_out,
+            "options": _recorded_options(self.upscale_options),
+        }
 
 
 def is_folder_output(path: Path) -> bool:
     return path.is_dir() or path.suffix == "" or str(path).endswith(os.sep)
 
 
-def new_spec(input: Path, output: Path, upscale_options: dict, *, codec: str = DEFAULT_CODEC,
-             crf: int | None = None, start: int = 0, end: int | None = None, fps: Fraction | None = None,
-             scene_detect: bool = True, quiet: bool = False, overwrite: bool = False,
-             overwrite_folder: bool = False, resume: bool = False) -> JobSpec:
+def new_spec(
+    input: Path,
+    output: Path,
+    upscale_options: dict,
+    *,
+    codec: str = DEFAULT_CODEC,
+    crf: int | None = None,
+    start: int = 0,
+    end: int | None = None,
+    fps: Fraction | None = None,
+    scene_detect: bool = True,
+    quiet: bool = False,
+    overwrite: bool = False,
+    overwrite_folder: bool = False,
+    resume: bool = False,
+) -> JobSpec:
     """The job of upscaling `input` into `output` (a video, or a folder of PNG frames when it has no
     extension) with `vsrealbasicvsr.upscale(**upscale_options)`, checked: UpscaleError when it
     cannot be done as asked. `overwrite_folder` is `overwrite` for an output folder that holds
@@ -101,18 +122,34 @@ def new_spec(input: Path, output: Path, upscale_options: dict, *, codec: str = D
     overwrite = overwrite or overwrite_folder
     _check_output(input, output, work, folder_out, overwrite, overwrite_folder)
     if not folder_out and codec not in video_encoders():
-        raise UpscaleError(f"unknown video codec {codec!r} for this ffmpeg ({ffmpeg_exe()}); "
-                           "use one that `ffmpeg -encoders` lists, e.g. libx264, libx265, libsvtav1, ffv1")
+        raise UpscaleError(
+            f"unknown video codec {codec!r} for this ffmpeg ({ffmpeg_exe()}); "
+            "use one that `ffmpeg -encoders` lists, e.g. libx264, libx265, libsvtav1, ffv1"
+        )
     if crf is not None and (folder_out or codec not in CRF_CODECS):
         target = "PNG frames" if folder_out else codec
         raise UpscaleError(f"--crf applies to {', '.join(CRF_CODECS)}, not to {target}; leave it out")
-    return JobSpec(input=input, output=output, folder_out=folder_out, work=work, codec=codec, crf=crf,
-                   start=start, end=end, fps=fps, scene_detect=scene_detect, upscale_options=dict(upscale_options),
-                   quiet=quiet, overwrite=overwrite, resume=resume)
+    return JobSpec(
+        input=input,
+        output=output,
+        folder_out=folder_out,
+        work=work,
+        codec=codec,
+        crf=crf,
+        start=start,
+        end=end,
+        fps=fps,
+        scene_detect=scene_detect,
+        upscale_options=dict(upscale_options),
+        quiet=quiet,
+        overwrite=overwrite,
+        resume=resume,
+    )
 
 
-def _check_output(source: Path, output: Path, work: Path, folder_out: bool, overwrite: bool,
-                  overwrite_folder: bool) -> None:
+def _check_output(
+    source: Path, output: Path, work: Path, folder_out: bool, overwrite: bool, overwrite_folder: bool
+) -> None:
     """Refuses an output that is the input, or that holds what the job must not replace: a file
     unless --overwrite; in a folder, the frame files (FRAME_NAME) unless --overwrite, other files
     unless --overwrite-folder (the join then replaces only frame files)."""
@@ -129,13 +166,17 @@ def _check_output(source: Path, output: Path, work: Path, folder_out: bool, over
             raise UpscaleError(f"{output} exists; pass --overwrite to replace it")
         return
     if not output.is_dir():
-        raise UpscaleError(f"{output} is a file, but an OUTPUT without an extension is a folder of PNG frames; "
-                           "give a video OUTPUT its extension (e.g. .mp4), or choose another folder")
+        raise UpscaleError(
+            f"{output} is a file, but an OUTPUT without an extension is a folder of PNG frames; "
+            "give a video OUTPUT its extension (e.g. .mp4), or choose another folder"
+        )
     names = sorted(path.name for path in output.iterdir())
     others = [name for name in names if not FRAME_NAME.fullmatch(name)]
     if others and not overwrite_folder:
-        raise UpscaleError(f"{output} holds files this command does not write (e.g. {others[0]}); choose a new "
-                           "or empty folder, or pass --overwrite-folder to write the frames beside them")
+        raise UpscaleError(
+            f"{output} holds files this command does not write (e.g. {others[0]}); choose a new "
+            "or empty folder, or pass --overwrite-folder to write the frames beside them"
+        )
     if names and not overwrite:
         raise UpscaleError(f"{output} exists; pass --overwrite to replace its frames")
 
@@ -170,7 +211,11 @@ def weights_file(upscale_options: dict) -> Path:
     from .. import registry
 
     checkpoint = upscale_options.get("checkpoint")
-    return Path(checkpoint) if checkpoint is not None else registry.installed_path(upscale_options.get("model", default("model")))
+    return (
+        Path(checkpoint)
+        if checkpoint is not None
+        else registry.installed_path(upscale_options.get("model", default("model")))
+    )
 
 
 def weights_fingerprint(path: Path, recorded: dict | None) -> dict:
@@ -206,24 +251,37 @@ def _check_same_job(recorded: dict, fingerprint: dict, work: Path) -> None:
     recorded_options = recorded.get("options")
     if isinstance(recorded_options, dict):
         names = {option.name for option in fields()}
-        recorded = {**recorded, "options": {name: value for name, value in recorded_options.items()
-                                            if name not in names or value != str(default(name))}}
+        recorded = {
+            **recorded,
+            "options": {
+                name: value
+                for name, value in recorded_options.items()
+                if name not in names or value != str(default(name))
+            },
+        }
     if {**recorded, "weights": None} != {**fingerprint, "weights": None}:
-        raise UpscaleError(f"the work folder {work} belongs to another job (other input or options); "
-                           "run the same command as before with --resume, or --overwrite to start over")
+        raise UpscaleError(
+            f"the work folder {work} belongs to another job (other input or options); "
+            "run the same command as before with --resume, or --overwrite to start over"
+        )
     before, now = recorded.get("weights") or {}, fingerprint["weights"]
     if (before.get("size"), before.get("sha256")) != (now["size"], now["sha256"]):
         was = str(before.get("sha256"))[:12]
-        raise UpscaleError(f"the weights {now['path']} changed since the job in {work} began (sha256 {was}... then, "
-                           f"{now['sha256'][:12]}... now); pass --overwrite to start over with these weights, "
-                           "or put the original weights back and --resume")
+        raise UpscaleError(
+            f"the weights {now['path']} changed since the job in {work} began (sha256 {was}... then, "
+            f"{now['sha256'][:12]}... now); pass --overwrite to start over with these weights, "
+            "or put the original weights back and --resume"
+        )
 
 
 def window_of_run(job: JobSpec, source: vs.VideoNode) -> int:
     """Frames per window of the run: max_seq_len, or when that is automatic (0) the plan's, which
     the run then asks for explicitly, so that its segments are whole windows."""
-    return (job.upscale_options.get("max_seq_len", default("max_seq_len")) or _recorded_window(job)
-            or _plan(job, source, cuts=[]).window)
+    return (
+        job.upscale_options.get("max_seq_len", default("max_seq_len"))
+        or _recorded_window(job)
+        or _plan(job, source, cuts=[]).window
+    )
 
 
 def _recorded_window(job: JobSpec) -> int | None:
@@ -246,6 +304,7 @@ def _plan(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int 
 
 
 # -- the plan ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -283,9 +342,10 @@ class JobPlan:
 
 def segments_of(spec: JobSpec, frames: int, segment_frames: int) -> list[Segment]:
     """The segments of a job of `frames` frames, and which of them its work folder holds."""
-    return [Segment(index, first, min(first + segment_frames, frames),
-                    SegmentWriter.final_path_of(spec, index).exists())
-            for index, first in enumerate(range(0, frames, segment_frames))]
+    return [
+        Segment(index, first, min(first + segment_frames, frames), SegmentWriter.final_path_of(spec, index).exists())
+        for index, first in enumerate(range(0, frames, segment_frames))
+    ]
 
 
 def plan(spec: JobSpec) -> JobPlan:
@@ -297,11 +357,21 @@ def plan(spec: JobSpec) -> JobPlan:
         source = open_source(spec, Path(temporary))
         cuts = scene_cuts(source) if spec.scene_detect else None
         clip_plan = _plan(spec, source, cuts or [], window_of_run(spec, source))
-        return JobPlan(spec, source.width, source.height, source.format.name, source.fps, source.num_frames, cuts,
-                       clip_plan, segments_of(spec, source.num_frames, segment_length(clip_plan.window)))
+        return JobPlan(
+            spec,
+            source.width,
+            source.height,
+            source.format.name,
+            source.fps,
+            source.num_frames,
+            cuts,
+            clip_plan,
+            segments_of(spec, source.num_frames, segment_length(clip_plan.window)),
+        )
 
 
 # -- the run -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class JobProgress:
@@ -335,8 +405,9 @@ class JobResult:
     segment_count: int
 
 
-def run(spec: JobSpec, progress: Callable[[JobProgress], None] | None = None,
-        cancel: threading.Event | None = None) -> JobResult:
+def run(
+    spec: JobSpec, progress: Callable[[JobProgress], None] | None = None, cancel: threading.Event | None = None
+) -> JobResult:
     """Runs the job; UpscaleError for what the user can fix.
 
     `progress` is called with each JobProgress, from this thread and from the thread that writes
@@ -368,8 +439,12 @@ def _prepare(spec: JobSpec, new_work: bool):
     source_path, source, window = open_work(spec, new_work)
     sar = sample_aspect_ratio(source)
     try:
-        clip, colour = upscaled_clip(source, rgb_out=spec.folder_out, scene_detect=spec.scene_detect,
-                                     **(spec.upscale_options | {"max_seq_len": window}))
+        clip, colour = upscaled_clip(
+            source,
+            rgb_out=spec.folder_out,
+            scene_detect=spec.scene_detect,
+            **(spec.upscale_options | {"max_seq_len": window}),
+        )
     except vs.Error as error:
         raise UpscaleError(filter_message(error)) from None
     record_job(spec, clip.num_frames, window)
@@ -381,8 +456,10 @@ def open_work(spec: JobSpec, new_work: bool) -> tuple[Path, vs.VideoNode, int]:
     the job decodes (`source_file`), its clip and the window of the run."""
     if not new_work and not spec.resume:
         if not spec.overwrite:
-            raise UpscaleError(f"an unfinished job of {spec.output} is in {spec.work}; add --resume to continue "
-                               "it, or --overwrite to start over")
+            raise UpscaleError(
+                f"an unfinished job of {spec.output} is in {spec.work}; add --resume to continue "
+                "it, or --overwrite to start over"
+            )
         for entry in spec.work.iterdir():
             if entry.name != LOCK_NAME:
                 remove(entry)
@@ -406,8 +483,15 @@ def record_job(spec: JobSpec, frames: int, window: int) -> dict:
     return fingerprint
 
 
-def _write(spec: JobSpec, clip: vs.VideoNode, colour, sar, window: int, report: Callable[[JobProgress], None],
-           cancel: threading.Event) -> JobResult:
+def _write(
+    spec: JobSpec,
+    clip: vs.VideoNode,
+    colour,
+    sar,
+    window: int,
+    report: Callable[[JobProgress], None],
+    cancel: threading.Event,
+) -> JobResult:
     """The segments not yet in the work folder, written by a worker thread, then joined."""
     writer = SegmentWriter(spec, clip, colour, sar, segment_length(window))
     finished = set(writer.finished())
@@ -451,8 +535,9 @@ def _write(spec: JobSpec, clip: vs.VideoNode, colour, sar, window: int, report: 
     if writer.error is not None:
         writer.abort()
         if isinstance(writer.error, vs.Error):
-            raise UpscaleError(f"{filter_message(writer.error)}; finished segments are kept in {spec.work}, "
-                               "continue with --resume") from None
+            raise UpscaleError(
+                f"{filter_message(writer.error)}; finished segments are kept in {spec.work}, continue with --resume"
+            ) from None
         raise writer.error
     report(event("joining"))
     join(spec, writer, clip.num_frames, clip.fps)

@@ -1,4 +1,5 @@
 """The job's lock: one job per output (see `lock_work`)."""
+
 from __future__ import annotations
 
 import fcntl
@@ -29,15 +30,19 @@ def lock_work(work: Path, output: Path) -> int:
         except FileNotFoundError:  # the folder went between the two calls
             continue
         except OSError as error:  # e.g. a file where the folder should be, or a link as the lock file
-            raise UpscaleError(f"cannot lock the job in {work} ({error.strerror}); if no job of {output} runs, "
-                               f"remove {work}, or choose another output") from None
+            raise UpscaleError(
+                f"cannot lock the job in {work} ({error.strerror}); if no job of {output} runs, "
+                f"remove {work}, or choose another output"
+            ) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _lock_holder(descriptor)
             os.close(descriptor)
-            raise UpscaleError(f"another upscale job ({holder}) is writing {output}; wait for it to end, "
-                               "or stop it and continue its job with --resume") from None
+            raise UpscaleError(
+                f"another upscale job ({holder}) is writing {output}; wait for it to end, "
+                "or stop it and continue its job with --resume"
+            ) from None
         opened = os.fstat(descriptor)
         try:
             named = os.stat(lock_path, follow_symlinks=False)
@@ -55,7 +60,7 @@ def lock_work(work: Path, output: Path) -> int:
 
 
 def _lock_holder(descriptor: int) -> str:
-    """"pid N, started T": the job that holds the lock, as it wrote itself into the lock file."""
+    """ "pid N, started T": the job that holds the lock, as it wrote itself into the lock file."""
     for _ in range(20):  # the holder writes it just after it took the lock
         try:
             holder = json.loads(os.pread(descriptor, 4096, 0))

@@ -1,4 +1,5 @@
 """The job's progress on stderr, one consumer of the job's progress callback (`job.run`)."""
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,13 @@ class Progress:
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=done, unit="frame", dynamic_ncols=True,
-                            bar_format="{percentage:3.0f}%|{bar}| {n:.1f}/{total} frames [{elapsed}{postfix}]")
+            self.bar = tqdm(
+                total=total,
+                initial=done,
+                unit="frame",
+                dynamic_ncols=True,
+                bar_format="{percentage:3.0f}%|{bar}| {n:.1f}/{total} frames [{elapsed}{postfix}]",
+            )
         period = min(self.interval, BAR_REDRAW_S) if self.bar is not None else self.interval
         self._ticker = threading.Thread(target=self._tick, args=(period,), name="rbvsr-progress", daemon=True)
         self._ticker.start()
@@ -87,8 +93,11 @@ class Progress:
                 self.bar.set_postfix_str(self.rate(frames))  # and redraws
             elif not self.quiet:
                 count = f"{frames:.1f}".removesuffix(".0")
-                print(f"upscale: {count}/{self.total} frames ({100 * frames // self.total:.0f}%), "
-                      f"{self.rate(frames)}", file=sys.stderr, flush=True)
+                print(
+                    f"upscale: {count}/{self.total} frames ({100 * frames // self.total:.0f}%), {self.rate(frames)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def update(self, frames: int = 1, segment_done: bool = False) -> None:
         """`frames` more were handed over; at a segment's end, a line (without a terminal)."""

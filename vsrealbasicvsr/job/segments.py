@@ -5,6 +5,7 @@ A segment file gets its final name (`segment_NNNNN`) only when ffmpeg has finish
 holds all its frames (counted), so what is in the work folder under that name is whole: a resumed
 job starts from the first missing one.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,10 @@ class Segments:
         found, expected = frames_in_file(partial), self.frames_in(index)
         if found != expected:
             remove(partial)
-            raise UpscaleError(f"segment {index} came out with {found} of its {expected} frames; run the job again "
-                               "with --resume to compute it again")
+            raise UpscaleError(
+                f"segment {index} came out with {found} of its {expected} frames; run the job again "
+                "with --resume to compute it again"
+            )
         final = self.final_path(index)
         os.replace(partial, final)
         return final
@@ -83,8 +86,15 @@ class SegmentWriter(Segments):
     `partial_tag` makes the names of unfinished segments unique to this writer (the process of
     a distributed runner's worker), so that two attempts at one segment never write one file."""
 
-    def __init__(self, job: JobSpec, clip: vs.VideoNode, colour: Colour | None, sar: Fraction | None,
-                 segment_frames: int, partial_tag: str = ""):
+    def __init__(
+        self,
+        job: JobSpec,
+        clip: vs.VideoNode,
+        colour: Colour | None,
+        sar: Fraction | None,
+        segment_frames: int,
+        partial_tag: str = "",
+    ):
         super().__init__(job, clip.num_frames, segment_frames, colour)
         self.clip = clip
         self.sar = sar  # the source's sample aspect ratio, None for square pixels
@@ -99,8 +109,18 @@ class SegmentWriter(Segments):
 
     def _command(self, partial: Path, first: int) -> list[str]:
         clip = self.clip
-        source = ["-f", "rawvideo", "-pix_fmt", self.pixel_format, "-s", f"{clip.width}x{clip.height}",
-                  "-framerate", f"{clip.fps.numerator}/{clip.fps.denominator}", "-i", "pipe:0"]
+        source = [
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            self.pixel_format,
+            "-s",
+            f"{clip.width}x{clip.height}",
+            "-framerate",
+            f"{clip.fps.numerator}/{clip.fps.denominator}",
+            "-i",
+            "pipe:0",
+        ]
         if self.job.folder_out:
             partial.mkdir()
             # image2 reads `%` in the whole name as a pattern: the folder's own are escaped.
@@ -108,8 +128,15 @@ class SegmentWriter(Segments):
             target = ["-c:v", "png", "-start_number", str(first), "-f", "image2", pattern]
         else:
             aspect = ["-vf", f"setsar={self.sar.numerator}/{self.sar.denominator}"] if self.sar else []
-            target = [*aspect, *encoder_options(self.job.codec, self.job.crf), *self.colour.ffmpeg_options(),
-                      *BITEXACT, "-f", "nut", ffmpeg_path(partial)]
+            target = [
+                *aspect,
+                *encoder_options(self.job.codec, self.job.crf),
+                *self.colour.ffmpeg_options(),
+                *BITEXACT,
+                "-f",
+                "nut",
+                ffmpeg_path(partial),
+            ]
         return ffmpeg_command(*source, *target)
 
     def write(self, index: int, frame_done: Callable[[vs.VideoFrame], None], cancel: threading.Event) -> bool:
@@ -123,8 +150,9 @@ class SegmentWriter(Segments):
                 return False
             self.partial = self.job.work / f"partial_{index:05d}{self.partial_tag}"
             remove(self.partial)
-            self.process = subprocess.Popen(self._command(self.partial, first), stdin=subprocess.PIPE,
-                                            stderr=subprocess.PIPE)
+            self.process = subprocess.Popen(
+                self._command(self.partial, first), stdin=subprocess.PIPE, stderr=subprocess.PIPE
+            )
         try:
             for frame in self.clip[first:last].frames():
                 if cancel.is_set():
@@ -170,8 +198,9 @@ def frames_in_file(path: Path) -> int:
     """The frames in an encoded segment: PNG files in a folder, or video packets in a file."""
     if path.is_dir():
         return sum(1 for entry in path.iterdir() if FRAME_NAME.fullmatch(entry.name))
-    copy_to_nowhere = ffmpeg_command("-progress", "pipe:1", "-i", ffmpeg_path(path), "-map", "0:v:0", "-c", "copy",
-                                      "-f", "null", "-")
+    copy_to_nowhere = ffmpeg_command(
+        "-progress", "pipe:1", "-i", ffmpeg_path(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"
+    )
     result = subprocess.run(copy_to_nowhere, capture_output=True, text=True, check=False)
     counts = [line.removeprefix("frame=") for line in result.stdout.splitlines() if line.startswith("frame=")]
     return int(counts[-1]) if result.returncode == 0 and counts and counts[-1].isdigit() else 0
@@ -200,9 +229,12 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
     listing = job.work / "segments.txt"
     # Explicit durations: the concat demuxer otherwise guesses them from each segment's
     # timestamps, which B-frame delays make one frame too long.
-    listing.write_text("".join(f"file {shlex.quote(writer.final_path(index).name)}\n"
-                               f"duration {float(writer.frames_in(index) / fps):.9f}\n"
-                               for index in range(writer.count)))
+    listing.write_text(
+        "".join(
+            f"file {shlex.quote(writer.final_path(index).name)}\nduration {float(writer.frames_in(index) / fps):.9f}\n"
+            for index in range(writer.count)
+        )
+    )
     joined = job.work / ("joined" + job.output.suffix)
     extras = []
     if not job.input.is_dir():  # audio and subtitles of a video input, cut like the frames
@@ -212,9 +244,25 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
 
     def mux(audio_codec: str) -> list[str]:
         maps = ["-map", "0:v"] + (["-map", "1:a?", "-map", "1:s?"] if extras else [])
-        return ffmpeg_command("-f", "concat", "-safe", "0", "-i", ffmpeg_path(listing), *extras, *maps, "-c:v", "copy",
-                       "-c:a", audio_codec, "-c:s", subtitle_codec, *writer.colour.ffmpeg_options(),
-                       *BITEXACT, ffmpeg_path(joined))
+        return ffmpeg_command(
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            ffmpeg_path(listing),
+            *extras,
+            *maps,
+            "-c:v",
+            "copy",
+            "-c:a",
+            audio_codec,
+            "-c:s",
+            subtitle_codec,
+            *writer.colour.ffmpeg_options(),
+            *BITEXACT,
+            ffmpeg_path(joined),
+        )
 
     try:
         run_ffmpeg(mux("copy"), f"write {job.output}")
@@ -222,8 +270,10 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
         # Some audio codecs do not fit some containers (e.g. PCM in MP4): re-encode to AAC then.
         run_ffmpeg(mux("aac"), f"write {job.output}")
         if not job.quiet:
-            print(f"upscale: the input's audio cannot be copied into {job.output.suffix}; re-encoded it as AAC",
-                  file=sys.stderr)
+            print(
+                f"upscale: the input's audio cannot be copied into {job.output.suffix}; re-encoded it as AAC",
+                file=sys.stderr,
+            )
     os.replace(joined, job.output)
 
 

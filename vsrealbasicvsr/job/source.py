@@ -4,6 +4,7 @@ A folder of frames is read by ffmpeg (concat demuxer, names sorted) into a lossl
 the work folder that bestsource then reads: one decoder for videos and frames alike (`core.imwri`
 does not come with the wheels this package uses).
 """
+
 from __future__ import annotations
 
 import os
@@ -68,8 +69,10 @@ def _check_frame_sizes(folder: Path, frames: list[Path]) -> None:
     for frame in frames[1:]:
         size = image_size(frame)
         if first is not None and size is not None and size != first:
-            raise UpscaleError(f"{folder} holds frames of different sizes: {frame.name} is {size[0]}x{size[1]}, "
-                               f"{frames[0].name} is {first[0]}x{first[1]}; bring all frames to one size first")
+            raise UpscaleError(
+                f"{folder} holds frames of different sizes: {frame.name} is {size[0]}x{size[1]}, "
+                f"{frames[0].name} is {first[0]}x{first[1]}; bring all frames to one size first"
+            )
 
 
 def open_source(job: JobSpec, scratch: Path) -> vs.VideoNode:
@@ -95,8 +98,26 @@ def source_file(job: JobSpec, scratch: Path) -> Path:
         listing.write_text("".join(f"file {shlex.quote(str(frame.resolve()))}\n" for frame in frames))
         path = scratch / "frames.mkv"
         fps = job.fps or Fraction(25)
-        run_ffmpeg(ffmpeg_command("-f", "concat", "-safe", "0", "-r", str(fps), "-i", ffmpeg_path(listing), "-c:v", "ffv1",
-                            "-pix_fmt", "gbrp", "-r", str(fps), ffmpeg_path(path)), f"read the frames in {job.input}")
+        run_ffmpeg(
+            ffmpeg_command(
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-r",
+                str(fps),
+                "-i",
+                ffmpeg_path(listing),
+                "-c:v",
+                "ffv1",
+                "-pix_fmt",
+                "gbrp",
+                "-r",
+                str(fps),
+                ffmpeg_path(path),
+            ),
+            f"read the frames in {job.input}",
+        )
     return path
 
 
@@ -113,6 +134,8 @@ def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
         raise UpscaleError(f"{job.input} has no video frames; pass a video with at least one frame")
     end = clip.num_frames if job.end is None else job.end
     if not 0 <= job.start < end <= clip.num_frames:
-        raise UpscaleError(f"--start {job.start} / --end {job.end} do not fit the {clip.num_frames} frames "
-                           f"of {job.input}; use 0 <= start < end <= {clip.num_frames}")
-    return clip[job.start:end]
+        raise UpscaleError(
+            f"--start {job.start} / --end {job.end} do not fit the {clip.num_frames} frames "
+            f"of {job.input}; use 0 <= start < end <= {clip.num_frames}"
+        )
+    return clip[job.start : end]

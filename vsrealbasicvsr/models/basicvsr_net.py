@@ -1,6 +1,7 @@
 """BasicVSR (Chan et al., "BasicVSR: The Search for Essential Components in Video
 Super-Resolution and Beyond", CVPR 2021): SPyNet alignment, bidirectional recurrent propagation,
 x4 pixel-shuffle reconstruction."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -32,8 +33,7 @@ def pad_to_min_size(lqs, min_size=MIN_SIZE):
 def check_sequence(lqs):
     """Raise ValueError unless lqs is a floating-point (n, t, 3, h, w) tensor with frames."""
     if lqs.dim() != 5 or lqs.shape[2] != 3:
-        raise ValueError(
-            f"expected an (n, t, 3, h, w) RGB sequence, got a tensor of shape {tuple(lqs.shape)}")
+        raise ValueError(f"expected an (n, t, 3, h, w) RGB sequence, got a tensor of shape {tuple(lqs.shape)}")
     if min(lqs.shape) == 0:
         raise ValueError(f"expected a non-empty sequence, got a tensor of shape {tuple(lqs.shape)}")
     if not lqs.is_floating_point():
@@ -86,8 +86,12 @@ class BasicVSRNet(nn.Module):
 
     def steps(self):
         """The network's own modules as the `Steps` that `stream` runs."""
-        return Steps(flow=self.spynet, backward_trunk=self.backward_resblocks,
-                     forward_trunk=self.forward_resblocks, reconstruct=self.reconstruct)
+        return Steps(
+            flow=self.spynet,
+            backward_trunk=self.backward_resblocks,
+            forward_trunk=self.forward_resblocks,
+            reconstruct=self.reconstruct,
+        )
 
     def compute_flows(self, lqs, batch_frames=None, steps=None):
         """Flows between neighbours, (n, t-1, 2, h, w) each.
@@ -122,7 +126,7 @@ class BasicVSRNet(nn.Module):
         for start in range(0, t - 1, step):
             end = min(t - 1, start + step)
             earlier = lqs[:, start:end].reshape(-1, c, h, w).to(spynet_dtype)
-            later = lqs[:, start + 1:end + 1].reshape(-1, c, h, w).to(spynet_dtype)
+            later = lqs[:, start + 1 : end + 1].reshape(-1, c, h, w).to(spynet_dtype)
             ref, supp = (later, earlier) if reverse else (earlier, later)
             chunks.append(flow(ref, supp).view(n, end - start, 2, h, w).to(lqs.dtype))
         if not chunks:  # a single frame has no neighbours

@@ -1,4 +1,5 @@
 """Building blocks shared by the networks: residual blocks and pixel-shuffle upsampling."""
+
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -57,8 +58,8 @@ class PixelShufflePack(nn.Module):
         super().__init__()
         self.scale_factor = scale_factor
         self.upsample_conv = nn.Conv2d(
-            in_channels, out_channels * scale_factor * scale_factor, upsample_kernel,
-            padding=(upsample_kernel - 1) // 2)
+            in_channels, out_channels * scale_factor * scale_factor, upsample_kernel, padding=(upsample_kernel - 1) // 2
+        )
 
     def forward(self, x):
         """(n, in_channels, h, w) -> (n, out_channels, scale*h, scale*w)."""

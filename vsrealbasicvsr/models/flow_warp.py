@@ -1,4 +1,5 @@
 """Backward warping of an image or feature map by an optical flow."""
+
 import torch
 import torch.nn.functional as F
 
@@ -22,11 +23,12 @@ def flow_warp(x, flow, interpolation="bilinear", padding_mode="zeros", align_cor
     """
     if x.shape[-2:] != flow.shape[1:3]:
         raise ValueError(
-            f"flow_warp: spatial sizes differ: x is {tuple(x.shape[-2:])}, flow is "
-            f"{tuple(flow.shape[1:3])}")
+            f"flow_warp: spatial sizes differ: x is {tuple(x.shape[-2:])}, flow is {tuple(flow.shape[1:3])}"
+        )
     _, _, h, w = x.shape
     grid_y, grid_x = torch.meshgrid(
-        torch.arange(0, h, device=x.device), torch.arange(0, w, device=x.device), indexing="ij")
+        torch.arange(0, h, device=x.device), torch.arange(0, w, device=x.device), indexing="ij"
+    )
     grid = torch.stack((grid_x, grid_y), 2).to(torch.float32)  # (h, w, 2)
     grid_flow = grid + flow.to(torch.float32)
     # scale the pixel positions to [-1, 1]
@@ -34,6 +36,6 @@ def flow_warp(x, flow, interpolation="bilinear", padding_mode="zeros", align_cor
     grid_flow_y = 2.0 * grid_flow[:, :, :, 1] / max(h - 1, 1) - 1.0
     grid_flow = torch.stack((grid_flow_x, grid_flow_y), dim=3)
     output = F.grid_sample(
-        x.to(torch.float32), grid_flow, mode=interpolation, padding_mode=padding_mode,
-        align_corners=align_corners)
+        x.to(torch.float32), grid_flow, mode=interpolation, padding_mode=padding_mode, align_corners=align_corners
+    )
     return output.to(x.dtype)

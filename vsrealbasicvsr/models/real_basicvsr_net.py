@@ -1,5 +1,6 @@
 """RealBasicVSR (Chan et al., "Investigating Tradeoffs in Real-World Video Super-Resolution",
 CVPR 2022): an image-cleaning module in front of BasicVSR."""
+
 import dataclasses
 
 import torch
@@ -32,8 +33,14 @@ class RealBasicVSRNet(nn.Module):
     loop's stopping test) and the output is cropped to exactly 4x the input size.
     """
 
-    def __init__(self, mid_channels=64, num_propagation_blocks=20, num_cleaning_blocks=20,
-                 dynamic_refine_thres=255, is_sequential_cleaning=False):
+    def __init__(
+        self,
+        mid_channels=64,
+        num_propagation_blocks=20,
+        num_cleaning_blocks=20,
+        dynamic_refine_thres=255,
+        is_sequential_cleaning=False,
+    ):
         super().__init__()
         self.dynamic_refine_thres = dynamic_refine_thres / 255.0
         self.is_sequential_cleaning = is_sequential_cleaning
@@ -70,7 +77,7 @@ class RealBasicVSRNet(nn.Module):
         for _ in range(MAX_CLEANING_PASSES):
             cleaned, residue_sum = [], 0
             for start in range(0, t, step):  # time -> batch, step frames at a time
-                chunk = lqs[:, start:start + step]
+                chunk = lqs[:, start : start + step]
                 residues = clean(chunk.reshape(-1, c, h, w)).view(chunk.shape)
                 cleaned.append(chunk + residues)
                 residue_sum = residue_sum + torch.abs(residues).sum(dtype=torch.float64)

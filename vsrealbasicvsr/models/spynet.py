@@ -1,5 +1,6 @@
 """SPyNet optical flow (Ranjan and Black, "Optical Flow Estimation using a Spatial Pyramid
 Network", CVPR 2017), in the variant BasicVSR uses: six pyramid levels, no batch normalisation."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -28,7 +29,8 @@ class SPyNetBasicModule(nn.Module):
     def __init__(self):
         super().__init__()
         self.basic_module = nn.Sequential(
-            _Conv(8, 32), _Conv(32, 64), _Conv(64, 32), _Conv(32, 16), _Conv(16, 2, relu=False))
+            _Conv(8, 32), _Conv(32, 64), _Conv(64, 32), _Conv(32, 16), _Conv(16, 2, relu=False)
+        )
 
     def forward(self, tensor_input):
         """(b, 8, h, w): reference (3), warped support (3), upsampled flow (2) -> (b, 2, h, w)."""
@@ -64,8 +66,7 @@ class SPyNet(nn.Module):
             if level == 0:
                 flow_up = flow
             else:  # twice the size, so twice the displacement
-                flow_up = F.interpolate(
-                    flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
+                flow_up = F.interpolate(flow, scale_factor=2, mode="bilinear", align_corners=True) * 2.0
             warped_supp = flow_warp(supp[level], flow_up.permute(0, 2, 3, 1), padding_mode="border")
             flow = flow_up + self.basic_module[level](torch.cat([ref[level], warped_supp, flow_up], 1))
         return flow
@@ -84,8 +85,7 @@ class SPyNet(nn.Module):
         h_up, w_up = -(-h // 32) * 32, -(-w // 32) * 32
         ref = F.interpolate(ref, size=(h_up, w_up), mode="bilinear", align_corners=False)
         supp = F.interpolate(supp, size=(h_up, w_up), mode="bilinear", align_corners=False)
-        flow = F.interpolate(
-            self.compute_flow(ref, supp), size=(h, w), mode="bilinear", align_corners=False)
+        flow = F.interpolate(self.compute_flow(ref, supp), size=(h, w), mode="bilinear", align_corners=False)
         # back to the original pixel scale of each axis
         flow[:, 0, :, :] *= float(w) / float(w_up)
         flow[:, 1, :, :] *= float(h) / float(h_up)

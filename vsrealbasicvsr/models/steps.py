@@ -5,6 +5,7 @@ SPyNet's and cleaning's batching) and calls a `Steps` for everything else. `netw
 gives the network's own torch modules; a backend (`vsrealbasicvsr.backends`) gives callables
 that compute the same on another runtime, so there is one network definition and one loop.
 """
+
 from collections.abc import Callable
 from dataclasses import dataclass
 

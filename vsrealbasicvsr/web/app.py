@@ -5,6 +5,7 @@ queued -> running (live progress, a picture of the newest frames) -> done (play,
 failed (with the reason) or cancelled. Routes answer JSON, errors as {"error": "<what is wrong;
 what to do>"} with a 4xx/5xx status. Every request passes `Guard` first.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -68,16 +69,26 @@ class Guard:
         problem, status, from_query = None, 403, False
         if self.token is None:
             if urlsplit(f"//{host}").hostname not in LOOPBACK_NAMES:
-                problem = (f"this server answers only as 127.0.0.1 or localhost, not {host!r}; open "
-                           "http://127.0.0.1:PORT/, or start it with --host and a --token")
+                problem = (
+                    f"this server answers only as 127.0.0.1 or localhost, not {host!r}; open "
+                    "http://127.0.0.1:PORT/, or start it with --host and a --token"
+                )
         else:
             cookie = SimpleCookie(headers.get("cookie", ""))
-            given = [*query.get("token", []), headers.get("x-token", ""),
-                     cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else ""]
+            given = [
+                *query.get("token", []),
+                headers.get("x-token", ""),
+                cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else "",
+            ]
             from_query = any(self._right(value) for value in query.get("token", []))
             if not any(self._right(value) for value in given):
-                problem, status = ("this server needs its token; open the address that `vsrealbasicvsr serve` "
-                                   "printed (it ends in ?token=...)"), 401
+                problem, status = (
+                    (
+                        "this server needs its token; open the address that `vsrealbasicvsr serve` "
+                        "printed (it ends in ?token=...)"
+                    ),
+                    401,
+                )
         origin = headers.get("origin")
         if problem is None and scope["method"] not in ("GET", "HEAD") and origin and urlsplit(origin).netloc != host:
             problem = f"a page of {origin} may not change jobs here; use this server's own page"
@@ -142,11 +153,31 @@ class Server:
         live = running.live() if running is not None else {}
         frames, total = live.get("frames", float(row["frames_done"])), row["info"]["frames"]
         plan = row["plan"] or {}
-        shown = {key: row[key] for key in ("id", "name", "state", "error", "created", "info", "request",
-                                           "segments_done", "segment_count", "uploaded")}
-        shown.update(frames_done=frames, total_frames=total, percent=100 * frames / total, fps=live.get("fps"),
-                     eta_s=live.get("eta_s"), joining=live.get("joining", False), window=window_at(plan, frames),
-                     planned=bool(plan))
+        shown = {
+            key: row[key]
+            for key in (
+                "id",
+                "name",
+                "state",
+                "error",
+                "created",
+                "info",
+                "request",
+                "segments_done",
+                "segment_count",
+                "uploaded",
+            )
+        }
+        shown.update(
+            frames_done=frames,
+            total_frames=total,
+            percent=100 * frames / total,
+            fps=live.get("fps"),
+            eta_s=live.get("eta_s"),
+            joining=live.get("joining", False),
+            window=window_at(plan, frames),
+            planned=bool(plan),
+        )
         output = web_jobs.output_path(self.jobs, row) if row["request"] else None
         if row["state"] == "done" and output is not None and output.is_file():
             shown["output"] = {"bytes": output.stat().st_size, "name": web_jobs.download_name(row)}
@@ -161,12 +192,16 @@ class Server:
 
     def probe(self, path: Path, folder: Path) -> dict:
         """The input's size, frames and fps, read as the job reads it; UpscaleError if it cannot be."""
-        spec = job.new_spec(path, folder / "probe.mkv", {"device": "cpu"}, codec="ffv1", scene_detect=False,
-                            quiet=True)
+        spec = job.new_spec(path, folder / "probe.mkv", {"device": "cpu"}, codec="ffv1", scene_detect=False, quiet=True)
         planned = job.plan(spec)
-        return {"width": planned.width, "height": planned.height, "frames": planned.frames,
-                "fps": [planned.fps.numerator, planned.fps.denominator], "format": planned.format_name,
-                "bytes": path.stat().st_size}
+        return {
+            "width": planned.width,
+            "height": planned.height,
+            "frames": planned.frames,
+            "fps": [planned.fps.numerator, planned.fps.denominator],
+            "format": planned.format_name,
+            "bytes": path.stat().st_size,
+        }
 
     def input_files(self) -> list[str]:
         """The files under --input-dir (not hidden, at most MAX_DEPTH folders down), relative names."""
@@ -175,8 +210,11 @@ class Server:
         found = []
         for path in sorted(self.input_dir.rglob("*")):
             relative = path.relative_to(self.input_dir)
-            if (len(relative.parts) <= MAX_DEPTH and not any(part.startswith(".") for part in relative.parts)
-                    and path.is_file()):
+            if (
+                len(relative.parts) <= MAX_DEPTH
+                and not any(part.startswith(".") for part in relative.parts)
+                and path.is_file()
+            ):
                 found.append(relative.as_posix())
                 if len(found) == MAX_LISTED:
                     break
@@ -209,16 +247,27 @@ class Server:
         speed = self.store.speed(device, model)
         pixels = 16 * planned.width * planned.height * planned.frames
         return {
-            "device": device, "precision": str(settings.dtype).removeprefix("torch."), "model": model,
+            "device": device,
+            "precision": str(settings.dtype).removeprefix("torch."),
+            "model": model,
             "weights": ("installed" if registry.resolve(model) else "not installed: downloaded when the job starts"),
-            "output": {"width": 4 * planned.width, "height": 4 * planned.height, "frames": planned.frames,
-                       "codec": request["codec"], "container": web_jobs.CODECS[request["codec"]]},
-            "scene_cuts": planned.cuts, "window": planned.window, "overlap": settings.overlap,
+            "output": {
+                "width": 4 * planned.width,
+                "height": 4 * planned.height,
+                "frames": planned.frames,
+                "codec": request["codec"],
+                "container": web_jobs.CODECS[request["codec"]],
+            },
+            "scene_cuts": planned.cuts,
+            "window": planned.window,
+            "overlap": settings.overlap,
             "windows": [[window.first, window.end] for window in clip_plan.windows],
             "window_count": len(clip_plan.windows),
             "tile": list(first.tile) if first.tile else None,
-            "memory_bytes": first.estimated_bytes(), "budget_bytes": first.budget,
-            "segment_frames": planned.segment_frames, "segments": len(planned.segments),
+            "memory_bytes": first.estimated_bytes(),
+            "budget_bytes": first.budget,
+            "segment_frames": planned.segment_frames,
+            "segments": len(planned.segments),
             "segments_done": sum(segment.done for segment in planned.segments),
             "estimated_s": pixels / speed if speed else None,
         }
@@ -238,8 +287,9 @@ def job_message(message: str, path: Path, name: str) -> str:
     return message.replace(str(path), name)
 
 
-def create_app(jobs: Path, input_dir: Path | None = None, max_upload: int = parse_size("16G"),
-               token: str | None = None) -> Starlette:
+def create_app(
+    jobs: Path, input_dir: Path | None = None, max_upload: int = parse_size("16G"), token: str | None = None
+) -> Starlette:
     """The app; `token` None: loopback only, no token."""
     server = Server(jobs, input_dir, max_upload)
 
@@ -249,6 +299,7 @@ def create_app(jobs: Path, input_dir: Path | None = None, max_upload: int = pars
                 return await route(request)
             except Problem as problem:
                 return error(problem.message, problem.status)
+
         return endpoint
 
     async def body_json(request: Request) -> object:
@@ -261,8 +312,13 @@ def create_app(jobs: Path, input_dir: Path | None = None, max_upload: int = pars
         return FileResponse(STATIC / "index.html")
 
     async def config(request: Request):
-        return JSONResponse({"input_dir": server.input_dir is not None, "max_upload": server.max_upload,
-                             "options": web_jobs.option_choices()})
+        return JSONResponse(
+            {
+                "input_dir": server.input_dir is not None,
+                "max_upload": server.max_upload,
+                "options": web_jobs.option_choices(),
+            }
+        )
 
     async def list_inputs(request: Request):
         return JSONResponse({"files": await run_in_threadpool(server.input_files)})
@@ -291,12 +347,18 @@ def create_app(jobs: Path, input_dir: Path | None = None, max_upload: int = pars
         limit = server.max_upload
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
-                raise Problem(f"{name} is {int(declared) / 2**20:.0f} MiB, more than this server takes "
-                              f"({limit / 2**20:.0f} MiB, --max-upload); choose a shorter video, or restart the "
-                              "server with a larger --max-upload", 413)
+                raise Problem(
+                    f"{name} is {int(declared) / 2**20:.0f} MiB, more than this server takes "
+                    f"({limit / 2**20:.0f} MiB, --max-upload); choose a shorter video, or restart the "
+                    "server with a larger --max-upload",
+                    413,
+                )
             if int(declared) > shutil.disk_usage(server.jobs).free:
-                raise Problem(f"{name} does not fit on the server's disk (the --jobs folder); free space there, "
-                              "or delete finished jobs", 507)
+                raise Problem(
+                    f"{name} does not fit on the server's disk (the --jobs folder); free space there, "
+                    "or delete finished jobs",
+                    507,
+                )
         suffix = Path(name).suffix.lower()
         job_id = new_job_id()
         folder = server.jobs / job_id
@@ -308,9 +370,12 @@ def create_app(jobs: Path, input_dir: Path | None = None, max_upload: int = pars
                 async for chunk in request.stream():
                     received += len(chunk)
                     if received > limit:
-                        raise Problem(f"{name} is more than this server takes ({limit / 2**20:.0f} MiB, "
-                                      "--max-upload); choose a shorter video, or restart the server with a "
-                                      "larger --max-upload", 413)
+                        raise Problem(
+                            f"{name} is more than this server takes ({limit / 2**20:.0f} MiB, "
+                            "--max-upload); choose a shorter video, or restart the server with a "
+                            "larger --max-upload",
+                            413,
+                        )
                     write_chunk(file, chunk)
         except Problem:
             shutil.rmtree(folder, ignore_errors=True)
@@ -321,10 +386,14 @@ def create_app(jobs: Path, input_dir: Path | None = None, max_upload: int = pars
         except OSError as os_error:
             shutil.rmtree(folder, ignore_errors=True)
             if os_error.errno == errno.ENOSPC:
-                raise Problem(f"the server's disk (the --jobs folder) filled up while {name} was uploaded; "
-                              "nothing of it was kept; free space there, or delete finished jobs", 507) from None
-            raise Problem(f"the server could not store {name} ({os_error.strerror}); check its --jobs folder",
-                          500) from None
+                raise Problem(
+                    f"the server's disk (the --jobs folder) filled up while {name} was uploaded; "
+                    "nothing of it was kept; free space there, or delete finished jobs",
+                    507,
+                ) from None
+            raise Problem(
+                f"the server could not store {name} ({os_error.strerror}); check its --jobs folder", 500
+            ) from None
         if received == 0:
             shutil.rmtree(folder, ignore_errors=True)
             raise Problem(f"{name} is empty; choose a video file")
@@ -468,8 +537,7 @@ def serve(jobs: Path, host: str, port: int, input_dir: Path | None, max_upload: 
     app = create_app(jobs, input_dir, max_upload, token)
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
-    print(f"vsrealbasicvsr serve: open {address} (jobs in {jobs.resolve()}; Ctrl-C stops)", file=sys.stderr,
-          flush=True)
+    print(f"vsrealbasicvsr serve: open {address} (jobs in {jobs.resolve()}; Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[listener])
     except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down and hands the signal on
@@ -477,6 +545,10 @@ def serve(jobs: Path, host: str, port: int, input_dir: Path | None, max_upload: 
     if app.app.state.server.runner.busy():
         # A running job's window may take minutes to end: do not wait for it. Its finished
         # segments are kept, and the next start resumes it.
-        print("vsrealbasicvsr serve: stopped; the running job continues from its finished segments when the "
-              "server starts again", file=sys.stderr, flush=True)
+        print(
+            "vsrealbasicvsr serve: stopped; the running job continues from its finished segments when the "
+            "server starts again",
+            file=sys.stderr,
+            flush=True,
+        )
         os._exit(0)

@@ -5,6 +5,7 @@ from `vsrealbasicvsr.options`) and two encoders: x264 into MP4, which a browser 
 lossless FFV1 into Matroska. Files are server-made names inside the job's folder; nothing the
 user sends becomes a path.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,17 +30,28 @@ def option_choices() -> dict:
     shown = {}
     for name in PAGE_OPTIONS:
         option = by_name[name]
-        shown[name] = {"default": option.default, "help": option.metadata["help"],
-                       "default_text": options.describe_default(option)}
-    shown["model"]["choices"] = {name: {"description": info.description,
-                                        "installed": registry.resolve(name) is not None}
-                                 for name, info in registry.MODELS.items()}
+        shown[name] = {
+            "default": option.default,
+            "help": option.metadata["help"],
+            "default_text": options.describe_default(option),
+        }
+    shown["model"]["choices"] = {
+        name: {"description": info.description, "installed": registry.resolve(name) is not None}
+        for name, info in registry.MODELS.items()
+    }
     shown["precision"]["choices"] = list(options.PRECISIONS)
     shown["tile"]["special"] = {"auto": options.TILE_AUTO, "off": options.TILE_OFF}
-    shown["codec"] = {"default": DEFAULT_CODEC, "choices": list(CODECS),
-                      "help": "x264 into MP4 (plays in the page), or lossless FFV1 into Matroska."}
-    shown["crf"] = {"default": DEFAULT_CRF, "applies_to": [codec for codec in CODECS if codec in CRF_CODECS],
-                    "range": list(CRF_RANGE), "help": "Quality of x264: lower is better and larger."}
+    shown["codec"] = {
+        "default": DEFAULT_CODEC,
+        "choices": list(CODECS),
+        "help": "x264 into MP4 (plays in the page), or lossless FFV1 into Matroska.",
+    }
+    shown["crf"] = {
+        "default": DEFAULT_CRF,
+        "applies_to": [codec for codec in CODECS if codec in CRF_CODECS],
+        "range": list(CRF_RANGE),
+        "help": "Quality of x264: lower is better and larger.",
+    }
     return shown
 
 
@@ -47,7 +59,7 @@ def parse_request(body: object) -> dict:
     """The request {"options": {...}, "codec": ..., "crf": ...} from the page's JSON, checked;
     RequestError says what is wrong."""
     if not isinstance(body, dict):
-        raise RequestError("send the options as a JSON object, e.g. {\"max_seq_len\": 30}")
+        raise RequestError('send the options as a JSON object, e.g. {"max_seq_len": 30}')
     unknown = sorted(set(body) - {*PAGE_OPTIONS, "codec", "crf"})
     if unknown:
         raise RequestError(f"unknown option {', '.join(unknown)}; use {', '.join([*PAGE_OPTIONS, 'codec', 'crf'])}")
@@ -82,8 +94,15 @@ def spec_of(jobs: Path, job: dict, request: dict | None = None) -> JobSpec:
     `resume`: the work folder is the job's own, so what it holds is this job's finished segments
     (a job whose options changed has its work folder removed first)."""
     request = request or job["request"]
-    return new_spec(Path(job["input"]), output_path(jobs, {**job, "request": request}), request["options"],
-                    codec=request["codec"], crf=request["crf"], quiet=True, resume=True)
+    return new_spec(
+        Path(job["input"]),
+        output_path(jobs, {**job, "request": request}),
+        request["options"],
+        codec=request["codec"],
+        crf=request["crf"],
+        quiet=True,
+        resume=True,
+    )
 
 
 def download_name(job: dict) -> str:

@@ -4,6 +4,7 @@ by bicubic, at full output resolution (a centre crop of large frames), made with
 output once the job is done). Made on request, kept in `<job>/preview.png` until a newer
 segment is done.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@ the order they were started; each runs `job.run` on a thread of its own, with a 
 and a cancel event. A job that was running when the server stopped is queued again, first, and
 resumes from the finished segments in its work folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,14 +46,22 @@ class RunningJob:
         """The job's callback, on the job's threads: counts, and the store at each segment."""
         if event.kind == "started":
             self.progress = Progress(event.total_frames, event.frames_done, quiet=True, window=event.window_frames)
-            self.store.update(self.id, frames_done=event.frames_done, segments_done=event.segments_done,
-                              segment_count=event.segment_count)
+            self.store.update(
+                self.id,
+                frames_done=event.frames_done,
+                segments_done=event.segments_done,
+                segment_count=event.segment_count,
+            )
         elif event.kind == "frame":
             self.progress.update(1)
         elif event.kind == "segment_done":
             self.segments_this_run += 1
-            self.store.update(self.id, frames_done=event.frames_done, segments_done=event.segments_done,
-                              run_seconds=self.run_seconds())
+            self.store.update(
+                self.id,
+                frames_done=event.frames_done,
+                segments_done=event.segments_done,
+                run_seconds=self.run_seconds(),
+            )
         elif event.kind == "joining":
             self.joining = True
         self.frames_done, self.segments_done = event.frames_done, event.segments_done
@@ -100,8 +109,7 @@ class Runner:
                 running = RunningJob(row, self.store, self.hold)
                 self._running[row["id"]] = running
                 self.store.update(row["id"], state="running", started=time.time())
-                threading.Thread(target=self._work, args=(running,), name=f"rbvsr-web-{row['id']}",
-                                 daemon=True).start()
+                threading.Thread(target=self._work, args=(running,), name=f"rbvsr-web-{row['id']}", daemon=True).start()
 
     def cancel(self, job_id: str) -> bool:
         """Cancels a queued job at once, a running one at its next frame; False for neither."""
@@ -139,8 +147,9 @@ class Runner:
                 shutil.rmtree(output.parent / (output.name + ".rbvsr-work"), ignore_errors=True)
                 state = "done"
             else:
-                result = job.run(web_jobs.spec_of(self.folder, row), progress=running.on_progress,
-                                 cancel=running.cancel)
+                result = job.run(
+                    web_jobs.spec_of(self.folder, row), progress=running.on_progress, cancel=running.cancel
+                )
                 state = "cancelled" if result.cancelled else "done"
         except job.UpscaleError as upscale_error:
             error = str(upscale_error).replace(row["input"], row["name"])  # the user's name for the input
@@ -152,8 +161,9 @@ class Runner:
             if state == "done":
                 count = self.store.get(running.id)["segment_count"]
                 values = {"frames_done": row["info"]["frames"], "segments_done": count, "segment_count": count}
-            self.store.update(running.id, state=state, error=error, finished=time.time(),
-                              run_seconds=running.run_seconds(), **values)
+            self.store.update(
+                running.id, state=state, error=error, finished=time.time(), run_seconds=running.run_seconds(), **values
+            )
             with self._lock:
                 del self._running[running.id]
             self.dispatch()

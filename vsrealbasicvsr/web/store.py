@@ -5,6 +5,7 @@ work folder beside the output). States: new (uploaded or picked, not started), q
 done, failed (`error` says why), cancelled. Frames done are written at each finished segment;
 between them the runner holds the live count.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,9 +69,10 @@ class JobStore:
 
     def add(self, job_id: str, name: str, input: Path, uploaded: bool, info: dict) -> dict:
         with self._lock:
-            self._db.execute("INSERT INTO jobs (id, created, name, input, uploaded, info, state) "
-                             "VALUES (?, ?, ?, ?, ?, ?, 'new')",
-                             (job_id, time.time(), name, str(input), int(uploaded), json.dumps(info)))
+            self._db.execute(
+                "INSERT INTO jobs (id, created, name, input, uploaded, info, state) VALUES (?, ?, ?, ?, ?, ?, 'new')",
+                (job_id, time.time(), name, str(input), int(uploaded), json.dumps(info)),
+            )
         return self.get(job_id)
 
     def get(self, job_id: str) -> dict | None:
@@ -94,11 +96,15 @@ class JobStore:
         for name in values:
             if name not in _COLUMNS:
                 raise KeyError(f"no column {name}")
-        stored = {name: json.dumps(value) if name in JSON_COLUMNS and value is not None else value
-                  for name, value in values.items()}
+        stored = {
+            name: json.dumps(value) if name in JSON_COLUMNS and value is not None else value
+            for name, value in values.items()
+        }
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in stored)} WHERE id = ?",
-                             (*stored.values(), job_id))
+            self._db.execute(
+                f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in stored)} WHERE id = ?",
+                (*stored.values(), job_id),
+            )
 
     def delete(self, job_id: str) -> None:
         with self._lock:
@@ -107,8 +113,11 @@ class JobStore:
     def speed(self, device: str, model: str) -> float | None:
         """Output pixels per second of the jobs done on `device` with `model`, or None."""
         with self._lock:
-            rows = self._db.execute("SELECT info, request, run_seconds FROM jobs WHERE state = 'done' AND device = ? "
-                                    "AND run_seconds > 0 ORDER BY finished DESC LIMIT 10", (device,)).fetchall()
+            rows = self._db.execute(
+                "SELECT info, request, run_seconds FROM jobs WHERE state = 'done' AND device = ? "
+                "AND run_seconds > 0 ORDER BY finished DESC LIMIT 10",
+                (device,),
+            ).fetchall()
         pixels = seconds = 0.0
         for row in rows:
             info, request = json.loads(row["info"]), json.loads(row["request"])
@@ -118,8 +127,24 @@ class JobStore:
         return pixels / seconds if seconds else None
 
 
-_COLUMNS = {"name", "input", "uploaded", "info", "request", "plan", "device", "state", "error", "queued", "started",
-            "finished", "run_seconds", "frames_done", "segments_done", "segment_count"}
+_COLUMNS = {
+    "name",
+    "input",
+    "uploaded",
+    "info",
+    "request",
+    "plan",
+    "device",
+    "state",
+    "error",
+    "queued",
+    "started",
+    "finished",
+    "run_seconds",
+    "frames_done",
+    "segments_done",
+    "segment_count",
+}
 
 
 def _as_dict(row: sqlite3.Row | None) -> dict | None:
