@@ -304,7 +304,7 @@ def test_a_full_disk_is_a_message_and_the_server_keeps_serving(client, clip, tmp
     [
         ({"max_seq_len": -1}, "max_seq_len must be >= 0"),
         ({"tile": 8}, "smaller than the minimum"),
-        ({"device": "gpu"}, "unknown device 'gpu'"),
+        ({"device": "quantum"}, "unknown device 'quantum'"),
         ({"overlap": 2}, "unknown option overlap"),
         ({"codec": "prores"}, "unknown codec 'prores'"),
         ({"codec": "ffv1", "crf": 18}, "crf applies to libx264"),
