@@ -75,8 +75,60 @@ def test_openvino_matches_the_reference_and_compiles_each_step_once_per_shape(we
     again = run_engine(frames, backend="openvino")
     assert openvino_backend.stats()["compilations"] == compiled["compilations"]
     assert np.array_equal(again, on_openvino)
-    # OpenVINO's own cache, for later processes, lies in the weights folder.
-    assert any((weights_home / openvino_backend.CACHE_FOLDER).iterdir())
+
+    # A later process (here: the process's compiled steps forgotten) converts nothing: it reads
+    # the converted steps the weights folder keeps and OpenVINO's compiled blobs for them.
+    cache = weights_home / openvino_backend.CACHE_FOLDER
+    assert sorted(path.name.split("-")[0] for path in cache.glob("*.xml")) == [
+        "backward_trunk",
+        "clean",
+        "flow",
+        "forward_trunk",
+        "reconstruct",
+    ]
+    monkeypatch.setattr(openvino_backend, "_requests", {})
+    later = run_engine(frames, backend="openvino")
+    after = openvino_backend.stats()
+    assert after["conversions"] == compiled["conversions"]
+    assert after["compilations"] - compiled["compilations"] == 5
+    assert after["loaded_from_cache"] - compiled["loaded_from_cache"] == 5
+    assert np.array_equal(later, on_openvino)
+
+
+def test_a_damaged_converted_step_in_the_cache_is_converted_again(weights_home, monkeypatch):
+    frames = np.load(GOLDEN_DIR / "realbasicvsr_tiny.npz")["input"][0][:2]
+    monkeypatch.setattr(openvino_backend, "_requests", {})
+    expected = run_engine(frames, backend="openvino")
+    cache = weights_home / openvino_backend.CACHE_FOLDER
+    (damaged,) = cache.glob("clean-*.xml")
+    damaged.write_text("<net")  # cut short
+    for blob in cache.glob("*.blob"):  # so that OpenVINO has to read the model file
+        blob.unlink()
+    monkeypatch.setattr(openvino_backend, "_requests", {})
+    before = openvino_backend.stats()
+    assert np.array_equal(run_engine(frames, backend="openvino"), expected)
+    assert openvino_backend.stats()["conversions"] - before["conversions"] == 1  # the damaged step only
+    assert damaged.read_text().startswith("<?xml")
+
+
+def test_converting_a_step_reports_nothing_to_intel(weights_home, monkeypatch):
+    """`openvino.convert_model` starts OpenVINO's telemetry (usage statistics sent to Intel
+    unless the user opted out); the backend converts through the PyTorch frontend instead."""
+    import openvino_telemetry
+
+    calls = []
+
+    def record(name):
+        return lambda *args, **kwargs: calls.append(name)
+
+    for method in ("init", "send_event", "start_session", "end_session", "send_error"):
+        monkeypatch.setattr(openvino_telemetry.Telemetry, method, record(method))
+    monkeypatch.setattr(openvino_backend, "_requests", {})
+    frames = np.load(GOLDEN_DIR / "realbasicvsr_tiny.npz")["input"][0][:2]
+    before = openvino_backend.stats()["conversions"]
+    run_engine(frames, backend="openvino")
+    assert openvino_backend.stats()["conversions"] - before == 5
+    assert calls == []
 
 
 def test_real_weights_through_the_filter_with_windows_overlap_and_tiles(weights_home):
@@ -176,3 +228,51 @@ def test_the_torch_backend_runs_the_networks_own_modules():
             backends.step_modules(network)["reconstruct"](lq, features, features),
             network.basicvsr.reconstruct(lq, features, features),
         )
+
+
+# What OpenVINO 2026.4's CPU plugin raised when a model needed more memory than this machine has.
+OPENVINO_OUT_OF_MEMORY = (
+    "Exception from src/inference/src/cpp/core.cpp:117:\nException from src/inference/src/dev/plugin.cpp:54:\n"
+    "Check 'ptr' failed at src/plugins/intel_cpu/src/cpu_memory.cpp:257:\n"
+    "Failed to allocate 107200000000 bytes of memory\n"
+)
+
+
+def openvino_engine(frames: np.ndarray, window: int) -> Engine:
+    return Engine(
+        frames.shape[-1],
+        frames.shape[-2],
+        FLOAT,
+        32,
+        checkpoint=str(GOLDEN_DIR / "realbasicvsr_tiny.pth"),
+        max_seq_len=window,
+        overlap=0,
+        tile=-1,
+        backend="openvino",
+    )
+
+
+def test_openvinos_out_of_memory_errors_make_the_engine_retry_smaller(monkeypatch):
+    import vsrealbasicvsr.engine as engine_module
+
+    frames = np.load(GOLDEN_DIR / "realbasicvsr_tiny.npz")["input"][0][:4]
+    expected = np.stack([array for _, array, *_ in openvino_engine(frames, 2).run(float_views(frames), 0, 0, 0)])
+    step = openvino_backend._CompiledStep.__call__
+    failures = [RuntimeError(OPENVINO_OUT_OF_MEMORY)]
+
+    def fails_once(self, *inputs):
+        if failures:
+            raise failures.pop()
+        return step(self, *inputs)
+
+    monkeypatch.setattr(openvino_backend._CompiledStep, "__call__", fails_once)
+    engine_module.reset_stats()
+    engine = openvino_engine(frames, 4)
+    retried = np.stack([array for _, array, *_ in engine.run(float_views(frames), 0, 0, 0)])
+    assert engine_module.stats()["oom_retries"] == 1 and engine.plan.window == 2
+    assert np.array_equal(retried, expected)
+
+    # Any other error of OpenVINO's is not taken for memory: it reaches the user as it is.
+    failures.append(RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp: unsupported layout"))
+    with pytest.raises(RuntimeError, match="unsupported layout"):
+        list(openvino_engine(frames, 4).run(float_views(frames), 0, 0, 0))

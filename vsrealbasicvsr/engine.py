@@ -631,8 +631,8 @@ class Engine:
                     done = local + 1
             except _NonFiniteOutput:
                 overflowed = True
-            except (torch.OutOfMemoryError, RuntimeError) as error:
-                if not _is_out_of_memory(error):
+            except (torch.OutOfMemoryError, RuntimeError, MemoryError) as error:
+                if not self.backend.is_out_of_memory(error):
                     raise
                 failure = f"{type(error).__name__}: {error}"
             if failure is not None:
@@ -744,11 +744,6 @@ class Engine:
 
 class _NonFiniteOutput(ArithmeticError):
     """An fp16/bf16 window's output holds NaN or infinity."""
-
-
-def _is_out_of_memory(error: Exception) -> bool:
-    # CUDA raises torch.OutOfMemoryError; the CPU allocator a plain RuntimeError
-    return isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)
 
 
 def _spynet(network):

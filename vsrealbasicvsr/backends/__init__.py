@@ -19,8 +19,8 @@ import importlib
 from typing import ClassVar
 
 # Not `import torch`: the submodule backends.torch takes that name in this package once imported.
+from torch import OutOfMemoryError, nn
 from torch import device as TorchDevice
-from torch import nn
 
 from ..models import Steps
 
@@ -45,6 +45,13 @@ class Backend:
         """`network`'s steps as this backend runs them (the network is loaded and placed on
         `torch_device`, in the engine's precision)."""
         raise NotImplementedError
+
+    def is_out_of_memory(self, error: Exception) -> bool:
+        """Whether `error`, raised while a window ran, says that memory ran out, so that the
+        engine retries with smaller tiles or windows. Here: torch's errors, which every backend
+        can raise (the recurrence's tensors are torch's); a backend adds its own."""
+        # CUDA raises torch.OutOfMemoryError, the CPU allocator a RuntimeError naming it.
+        return isinstance(error, (OutOfMemoryError, MemoryError)) or "can't allocate memory" in str(error)
 
 
 def of(name: str, device: str) -> Backend:
