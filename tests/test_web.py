@@ -111,6 +111,7 @@ def finished(clip_with_audio, tiny_weights_home, tmp_path_factory):
 def test_upload_plan_start_progress_download(finished, clip, clip_with_audio_x4, tmp_path):
     plan = finished["plan"]
     assert plan["device"] == "cpu" and plan["window_count"] == 3 and plan["segments"] == 2
+    assert plan["backend"] == "torch"  # the default
     assert plan["output"] == {"width": 256, "height": 192, "frames": 6, "codec": "ffv1", "container": ".mkv"}
 
     events = finished["events"]
@@ -309,6 +310,7 @@ def test_a_full_disk_is_a_message_and_the_server_keeps_serving(client, clip, tmp
         ({"codec": "prores"}, "unknown codec 'prores'"),
         ({"codec": "ffv1", "crf": 18}, "crf applies to libx264"),
         ({"model": "nope"}, "unknown model 'nope'"),
+        ({"backend": "tensorrt"}, "unknown backend 'tensorrt'"),
     ],
 )
 def test_bad_options_are_messages(client, clip, options, message):
@@ -318,6 +320,14 @@ def test_bad_options_are_messages(client, clip, options, message):
     response = client.post(f"/api/jobs/{job_id}/plan", json=options)
     assert response.status_code == 400 and message in response.json()["error"], response.text
     assert client.post(f"/api/jobs/{job_id}/start").status_code == 409  # not planned
+
+
+def test_the_page_offers_every_backend_and_the_plan_names_the_chosen_one(client, clip):
+    backend = client.get("/api/config").json()["options"]["backend"]
+    assert backend["choices"] == ["torch", "openvino"] and backend["default"] == "torch"
+    job_id = planned_job(client, clip, {**OPTIONS, "backend": "openvino"})
+    plan = client.get(f"/api/jobs/{job_id}").json()["plan"]
+    assert (plan["backend"], plan["device"], plan["precision"]) == ("openvino", "cpu", "float32")
 
 
 def test_a_token_is_needed_on_every_request(tmp_path):

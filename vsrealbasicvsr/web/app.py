@@ -249,6 +249,7 @@ class Server:
         return {
             "device": device,
             "precision": str(settings.dtype).removeprefix("torch."),
+            "backend": settings.backend.name,
             "model": model,
             "weights": ("installed" if registry.resolve(model) else "not installed: downloaded when the job starts"),
             "output": {

@@ -14,7 +14,7 @@ from .. import options, registry
 from ..job import JobSpec, new_spec
 from ..job.ffmpeg import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF
 
-PAGE_OPTIONS = ("model", "max_seq_len", "device", "precision", "tile")
+PAGE_OPTIONS = ("model", "max_seq_len", "device", "precision", "tile", "backend")
 # Encoders the page offers, with their output container.
 CODECS = {DEFAULT_CODEC: ".mp4", "ffv1": ".mkv"}
 CRF_RANGE = (0, 51)
@@ -40,6 +40,7 @@ def option_choices() -> dict:
         for name, info in registry.MODELS.items()
     }
     shown["precision"]["choices"] = list(options.PRECISIONS)
+    shown["backend"]["choices"] = list(options.BACKENDS)
     shown["tile"]["special"] = {"auto": options.TILE_AUTO, "off": options.TILE_OFF}
     shown["codec"] = {
         "default": DEFAULT_CODEC,

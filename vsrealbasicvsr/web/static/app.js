@@ -135,6 +135,8 @@ function fillOptionForm() {
   }
   form.precision.add(new Option(`default (${options.precision.default_text})`, ""));
   for (const name of options.precision.choices) form.precision.add(new Option(name, name));
+  for (const name of options.backend.choices) form.backend.add(new Option(name, name));
+  form.backend.title = options.backend.help;
   for (const name of options.codec.choices) form.codec.add(new Option(name, name));
   setForm({options: {}, codec: options.codec.default, crf: null});
   $("#option-help").textContent = `max_seq_len: ${options.max_seq_len.help} tile: ${options.tile.help}`;
@@ -146,6 +148,7 @@ function setForm(request) {
   form.max_seq_len.value = chosen.max_seq_len ?? options.max_seq_len.default;
   form.device.value = chosen.device ?? options.device.default;
   form.precision.value = chosen.precision ?? "";
+  form.backend.value = chosen.backend ?? options.backend.default;
   const tile = chosen.tile ?? options.tile.default;
   form.tile_mode.value = tile === options.tile.special.off ? "off" : tile === options.tile.special.auto ? "auto" : "size";
   if (Array.isArray(tile)) [form.tile_w.value, form.tile_h.value] = tile;
@@ -167,7 +170,7 @@ function requestOfForm() {
     : special[form.tile_mode.value];
   return {
     model: form.model.value, max_seq_len: Number(form.max_seq_len.value), device: form.device.value.trim(),
-    precision: form.precision.value || null, tile, codec: form.codec.value,
+    precision: form.precision.value || null, backend: form.backend.value, tile, codec: form.codec.value,
     crf: form.crf.value === "" ? null : Number(form.crf.value),
   };
 }
@@ -196,7 +199,7 @@ function renderPlan(job) {
     ["input", `${info.width}x${info.height} ${info.format}, ${info.frames} frames at ${fpsOf(info).toFixed(3)} fps (${duration(info.frames / fpsOf(info))})`],
     ["output", `${plan.output.width}x${plan.output.height}, ${plan.output.frames} frames, ${plan.output.codec} (${plan.output.container})`],
     ["model", `${plan.model} (weights ${plan.weights})`],
-    ["device", `${plan.device}, ${plan.precision}`],
+    ["device", `${plan.device}, ${plan.precision}, ${plan.backend}`],
     ["scene cuts", plan.scene_cuts === null ? "not detected" : plan.scene_cuts.length ? `${plan.scene_cuts.length} (at frame ${plan.scene_cuts.slice(0, 8).join(", ")}${plan.scene_cuts.length > 8 ? " ..." : ""})` : "none"],
     ["windows", `${plan.window_count} of ${plan.window} frames (+${plan.overlap} context frames each side)`],
     ["tiles", plan.tile ? `${plan.tile[0]}x${plan.tile[1]}` : "none"],
