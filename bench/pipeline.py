@@ -60,11 +60,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from vsrealbasicvsr.options import BACKENDS
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODES = ("pipe", "vspipe", "upscale", "bare", "plain")
 BACKEND_MODES = ("pipe", "vspipe", "upscale")  # the others run torch's network alone
-BACKENDS = ("torch", "openvino")
 # Environment variables of the measured process, per variant name. "torch-default": OpenMP as
 # torch has it without this package (threads spin a while between kernels): libgomp ignores an
 # empty value (with a warning), and the engine keeps a value that is set.
@@ -201,7 +202,7 @@ class Runner:
         out = shlex.quote(str(folder / "out.mp4"))
         python, weights = shlex.quote(sys.executable), shlex.quote(str(checkpoint))
         upscale = shlex.quote(str(BIN / "vsrealbasicvsr"))
-        self.commands = {}
+        self.commands = {}  # backend -> mode -> command; bare and plain under torch only
         for backend in BACKENDS:
             path = folder / f"script-{backend}.vpy"
             path.write_text(SCRIPT.format(clip=str(clip), checkpoint=str(checkpoint), backend=backend))
@@ -213,9 +214,12 @@ class Runner:
                     f"{upscale} upscale {shlex.quote(str(clip))} {out} --overwrite --checkpoint {weights} "
                     f"--device cpu --backend {backend} --quiet"
                 ),
-                "bare": f"{python} -c {shlex.quote(NETWORK)} bare {script} {weights}",
-                "plain": f"{python} -c {shlex.quote(NETWORK)} plain {script} {weights}",
             }
+        script = shlex.quote(str(folder / "script-torch.vpy"))
+        self.commands["torch"] |= {
+            "bare": f"{python} -c {shlex.quote(NETWORK)} bare {script} {weights}",
+            "plain": f"{python} -c {shlex.quote(NETWORK)} plain {script} {weights}",
+        }
 
     def run(self, mode: str, variant: str, backend: str = "torch") -> dict:
         env = dict(os.environ, **VARIANTS[variant], VSREALBASICVSR_HOME=str(self.home))
@@ -253,7 +257,7 @@ class Runner:
         return {
             "mode": mode,
             "variant": variant,
-            "backend": backend if mode in BACKEND_MODES else "torch",
+            "backend": backend,
             "wall": wall,
             "work": work,
             "cpu": cpu,

@@ -176,7 +176,7 @@ class _CompiledStep:
         path = cache / f"{self.name}-{_model_key(self.digest, [array.shape for array in arrays])}.xml"
         if path.exists() and path.with_suffix(".bin").exists():
             try:
-                return self._compiled(path, config)
+                return self._compiled(str(path), config)
             except RuntimeError as error:
                 if _says_out_of_memory(error):
                     raise
@@ -184,10 +184,10 @@ class _CompiledStep:
         model = self._convert(arrays)
         # From the file, also in the process that wrote it: OpenVINO keys its compiled blob by
         # the file, so that a later process loads the blob without reading the model.
-        return self._compiled(path if _save(model, path) else model, config)
+        return self._compiled(str(path) if _save(model, path) else model, config)
 
     def _compiled(self, model, config: dict):
-        compiled = _the_core().compile_model(str(model) if isinstance(model, Path) else model, self.device, config)
+        compiled = _the_core().compile_model(model, self.device, config)
         _stats["compilations"] += 1
         if "CACHE_DIR" in config and compiled.get_property("LOADED_FROM_CACHE"):
             _stats["loaded_from_cache"] += 1
