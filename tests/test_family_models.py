@@ -2,6 +2,7 @@
 deformable convolutions' offset layout, and what the engine relies on beyond MMEditing."""
 
 import ast
+import re
 
 import numpy as np
 import pytest
@@ -161,3 +162,58 @@ def test_mirror_extended_sequences_skip_the_forward_flows(tiny_networks, name):
         hook.remove()
         del network.is_mirror_extended
     assert (shortcut - explicit).abs().max() <= 1e-5
+
+
+# BasicSR's names of IconVSR's modules (basicsr/archs/basicvsr_arch.py, edvr_arch.py): plain
+# convolutions where MMEditing has ConvModules, and a few other names.
+BASICSR_NAMES = [
+    ("backward_resblocks.", "backward_trunk."),
+    ("forward_resblocks.", "forward_trunk."),
+    ("upsample1.upsample_conv.", "upconv1."),
+    ("upsample2.upsample_conv.", "upconv2."),
+    ("edvr.pcd_alignment.", "edvr.pcd_align."),
+    ("edvr.feat_l2_conv1.conv.", "edvr.conv_l2_1."),
+    ("edvr.feat_l2_conv2.conv.", "edvr.conv_l2_2."),
+    ("edvr.feat_l3_conv1.conv.", "edvr.conv_l3_1."),
+    ("edvr.feat_l3_conv2.conv.", "edvr.conv_l3_2."),
+]
+
+
+def basicsr_name(key):
+    for ours, theirs in BASICSR_NAMES:
+        if key.startswith(ours):
+            key = theirs + key[len(ours) :]
+    spynet = re.match(r"(spynet\.basic_module\.\d+\.basic_module\.)(\d+)\.conv\.(\w+)$", key)
+    if spynet:  # BasicSR's SPyNet: a plain Sequential, ReLUs at the odd indices
+        return f"{spynet[1]}{2 * int(spynet[2])}.{spynet[3]}"
+    if key.startswith("edvr.") and ".conv." in key and "dcn" not in key:
+        return key.replace(".conv.", ".")
+    return key
+
+
+def test_the_loader_knows_each_architecture_from_its_keys_and_shapes(tmp_path):
+    from vsrealbasicvsr.checkpoints import load_model, load_state_dict
+
+    icon = load_model(GOLDEN_DIR / "iconvsr_small.pth", keyframe_stride=3)
+    assert isinstance(icon, IconVSRNet) and not icon.training
+    assert (icon.mid_channels, len(icon.backward_resblocks.main[2]), icon.padding, icon.keyframe_stride) == (
+        64,
+        2,
+        2,
+        3,
+    )
+    plus = load_model(GOLDEN_DIR / "basicvsrpp_small.pth")
+    assert isinstance(plus, BasicVSRPlusPlusNet)
+    assert (plus.mid_channels, len(plus.backbone["backward_1"].main[2]), plus.scale) == (16, 2, 4)
+
+    torch.manual_seed(0)
+    x1 = BasicVSRPlusPlusNet(mid_channels=16, num_blocks=3, is_low_res_input=False)
+    torch.save(x1.state_dict(), tmp_path / "x1.pth")
+    loaded = load_model(tmp_path / "x1.pth")
+    assert (loaded.is_low_res_input, loaded.scale, len(loaded.backbone["forward_2"].main[2])) == (False, 1, 3)
+
+    # IconVSR in BasicSR's layout: the same tensors under MMEditing's names
+    state = load_state_dict(GOLDEN_DIR / "iconvsr_small.pth")
+    torch.save({"params": {basicsr_name(key): value for key, value in state.items()}}, tmp_path / "basicsr.pth")
+    assert sorted(load_state_dict(tmp_path / "basicsr.pth")) == sorted(state)
+    assert isinstance(load_model(tmp_path / "basicsr.pth"), IconVSRNet)

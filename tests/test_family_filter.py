@@ -1,0 +1,137 @@
+"""IconVSR and BasicVSR++ through core.rbvsr.Upscale: the golden outputs, windows that do not
+depend on request order, the model's scale, and checkpoint errors that name the argument."""
+
+import random
+import threading
+
+import numpy as np
+import pytest
+import torch
+import vapoursynth as vs
+from conftest import GOLDEN_DIR
+
+from vsrealbasicvsr.models import BasicVSRPlusPlusNet, IconVSRNet
+
+core = vs.core
+# Max abs difference to the golden output clamped to [0, 1]. The engine runs the CPU's
+# convolutions channels-last (faster, docs/BENCHMARKS.md), which rounds differently; BasicVSR++
+# carries rounding furthest (tests/data/README.md): measured 3.4e-5 at its worst pixel here.
+TOLERANCE = {"iconvsr_small": 1e-5, "basicvsrpp_small": 5e-5}
+
+
+def clip_of(frames):
+    """An RGBS clip of (t, 3, h, w) float32 frames."""
+    t, _, h, w = frames.shape
+    blank = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=t)
+
+    def fill(n, f):
+        out = f.copy()
+        for p in range(3):
+            np.asarray(out[p])[:] = frames[n, p]
+        return out
+
+    return core.std.ModifyFrame(blank, blank, fill)
+
+
+def frame_array(frame):
+    return np.stack([np.asarray(frame[p]) for p in range(frame.format.num_planes)]).copy()
+
+
+@pytest.mark.parametrize("name", list(TOLERANCE))
+def test_one_window_without_overlap_is_the_golden_output_clamped(name):
+    golden = np.load(GOLDEN_DIR / f"{name}.npz")
+    frames = golden["input"][0]
+    clip = core.rbvsr.Upscale(
+        clip_of(frames),
+        checkpoint=str(GOLDEN_DIR / f"{name}.pth"),
+        max_seq_len=len(frames),
+        overlap=0,
+        tile=-1,
+        device="cpu",
+        precision="fp32",
+    )
+    expected = np.clip(golden["output"][0], 0, 1)
+    assert (clip.width, clip.height) == (expected.shape[-1], expected.shape[-2])
+    difference = np.abs(np.stack([frame_array(clip.get_frame(n)) for n in range(len(frames))]) - expected)
+    print(f"{name} through Upscale: max abs difference {difference.max():.3g}, mean {difference.mean():.3g}")
+    assert difference.max() <= TOLERANCE[name]
+    assert difference.mean() <= 1e-6
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("family")
+    networks = {
+        "iconvsr": IconVSRNet(mid_channels=4, num_blocks=1),
+        "basicvsrpp": BasicVSRPlusPlusNet(mid_channels=8, num_blocks=1),
+        "basicvsrpp-x1": BasicVSRPlusPlusNet(mid_channels=8, num_blocks=1, is_low_res_input=False),
+    }
+    paths = {}
+    for name, network in networks.items():
+        paths[name] = folder / f"{name}.pth"
+        torch.save(network.state_dict(), paths[name])
+    return paths
+
+
+def pull(clip, order, threads):
+    core.num_threads = threads
+    results, order = {}, list(order)
+
+    def worker(part):
+        for n in part:
+            results[n] = frame_array(clip.get_frame(n))
+
+    workers = [threading.Thread(target=worker, args=(order[i::threads],)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(300)
+    return results
+
+
+@pytest.mark.parametrize("name", ["iconvsr", "basicvsrpp"])
+def test_small_windows_with_default_overlap_do_not_depend_on_request_order(tiny_checkpoints, name):
+    rng = np.random.default_rng(0)
+    frames = rng.random((8, 3, 24, 24), dtype=np.float32)
+    threads = core.num_threads
+
+    def fresh():
+        return core.rbvsr.Upscale(clip_of(frames), checkpoint=str(tiny_checkpoints[name]), max_seq_len=3, device="cpu")
+
+    try:
+        reference = pull(fresh(), range(8), threads=1)
+        shuffled = list(range(8))
+        random.Random(1).shuffle(shuffled)
+        got = pull(fresh(), shuffled, threads=4)
+    finally:
+        core.num_threads = threads
+    assert sorted(got) == list(range(8))
+    for n in range(8):
+        assert np.array_equal(got[n], reference[n]), f"frame {n} differs"
+
+
+def test_a_restoration_model_keeps_the_frame_size(tiny_checkpoints):
+    frames = np.random.default_rng(0).random((2, 3, 20, 28), dtype=np.float32)
+    clip = core.rbvsr.Upscale(clip_of(frames), checkpoint=str(tiny_checkpoints["basicvsrpp-x1"]), device="cpu")
+    assert (clip.width, clip.height) == (28, 20)
+    assert frame_array(clip.get_frame(1)).shape == (3, 20, 28)
+
+
+def test_keyframe_stride_is_for_iconvsr_only(tiny_checkpoints):
+    frames = np.zeros((2, 3, 16, 16), np.float32)
+    with pytest.raises(vs.Error, match="Upscale: keyframe_stride is for IconVSR models, and BasicVSRPlusPlusNet"):
+        core.rbvsr.Upscale(clip_of(frames), checkpoint=str(tiny_checkpoints["basicvsrpp"]), keyframe_stride=2)
+    with pytest.raises(vs.Error, match="Upscale: keyframe_stride must be >= 1"):
+        core.rbvsr.Upscale(clip_of(frames), checkpoint=str(tiny_checkpoints["iconvsr"]), keyframe_stride=0)
+
+
+def test_a_text_file_as_checkpoint_is_one_line_naming_the_argument_and_the_file(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("the weights are at https://example.org/weights.pth\n")
+    frames = np.zeros((2, 3, 16, 16), np.float32)
+    with pytest.raises(vs.Error) as error:
+        core.rbvsr.Upscale(clip_of(frames), checkpoint=str(notes), device="cpu")
+    assert str(error.value) == (
+        f"Upscale: checkpoint={notes} is a text file, not a torch checkpoint; pass the .pth file of the weights"
+    )
