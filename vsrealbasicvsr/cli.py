@@ -19,12 +19,18 @@ from .job import ffmpeg
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """Each model, installed or missing, and its path."""
+    """Each model, installed or missing, its scale, its path and what it is for; then the
+    official releases not run yet, and why."""
     print(f"weights folder: {registry.weights_dir()}")
+    width = max(len(name) for name in registry.MODELS)
     for name, info in registry.MODELS.items():
         path = registry.installed_path(name)
         state = "installed" if path.is_file() else "missing  "
-        print(f"{name:22} {state} {path}  ({info.description})")
+        print(f"{name:{width}} {state} x{info.scale} {path}  ({info.purpose}: {info.description})")
+    print()
+    print("not supported yet:")
+    for entry in registry.UNSUPPORTED:
+        print(f"  {entry.name}: {entry.why} ({entry.files})")
     return 0
 
 

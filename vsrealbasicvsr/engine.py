@@ -462,7 +462,7 @@ class Engine:
         self._fp32_host_network = None  # kept by _prepare_network for fp16/bf16 engines
         self._fp32_network = None  # built from it when a window's output overflows
         self.network = self.torch_thread.call(self._prepare_network, opts)
-        self.mid_channels = _mid_channels(self.network)
+        self.mid_channels = self.network.mid_channels
         self.scale = self.network.scale  # output pixels per input pixel each way (4, or 1)
         self.backend = settings.backend
         self._steps = _StepCounter(self.network.STEP_WORK)
@@ -752,8 +752,3 @@ class _NonFiniteOutput(ArithmeticError):
 
 def _spynet(network):
     return network.basicvsr.spynet if hasattr(network, "basicvsr") else network.spynet
-
-
-def _mid_channels(network) -> int:
-    basicvsr = network.basicvsr if hasattr(network, "basicvsr") else network
-    return basicvsr.mid_channels

@@ -45,6 +45,7 @@ class RealBasicVSRNet(nn.Module):
         is_sequential_cleaning=False,
     ):
         super().__init__()
+        self.mid_channels = mid_channels
         self.dynamic_refine_thres = dynamic_refine_thres / 255.0
         self.is_sequential_cleaning = is_sequential_cleaning
 
