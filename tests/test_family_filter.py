@@ -135,3 +135,21 @@ def test_a_text_file_as_checkpoint_is_one_line_naming_the_argument_and_the_file(
     assert str(error.value) == (
         f"Upscale: checkpoint={notes} is a text file, not a torch checkpoint; pass the .pth file of the weights"
     )
+
+
+@pytest.mark.parametrize("name,scale", [("basicvsrpp-x1", 1), ("iconvsr", 4)])
+def test_the_command_plans_and_writes_each_network_at_its_scale(tiny_checkpoints, tmp_path, name, scale):
+    import av
+    from conftest import make_clip_with_cut
+    from test_cli_upscale import run_cli
+
+    clip = make_clip_with_cut(tmp_path / "in.mp4")  # 12 frames of 64x48, a scene cut at frame 6
+    output = tmp_path / "out.mkv"
+    common = ["--checkpoint", tiny_checkpoints[name], "--max-seq-len", "6", "--overlap", "1", "--codec", "ffv1"]
+    planned = run_cli(clip, output, *common, "--dry-run").stdout
+    assert f"{scale * 64}x{scale * 48}, 12 frames" in planned and f" x{scale}" in planned
+    run_cli(clip, output, *common)
+    with av.open(str(output)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (scale * 64, scale * 48)
+        assert sum(1 for _ in container.decode(stream)) == 12

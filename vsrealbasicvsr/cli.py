@@ -201,15 +201,16 @@ def _plan_text(planned: job.JobPlan) -> str:
         scenes = "not detected (--no-scene-detect)"
     tile = f"{first.tile[0]}x{first.tile[1]}" if first.tile else "none"
     settings = clip_plan.settings
+    scale = clip_plan.network.scale  # x4, or x1 for restoration models
     return "\n".join(
         [
             (
                 f"input      {spec.input}: {planned.width}x{planned.height} {planned.format_name}, {frames} frames "
                 f"at {planned.fps.numerator}/{planned.fps.denominator} fps"
             ),
-            f"output     {spec.output}: {4 * planned.width}x{4 * planned.height}, {frames} frames, "
+            f"output     {spec.output}: {scale * planned.width}x{scale * planned.height}, {frames} frames, "
             + ("PNG frames" if spec.folder_out else f"{spec.codec} via {ffmpeg.ffmpeg_exe()}"),
-            f"model      {weights}",
+            f"model      {weights}: {clip_plan.network.architecture.removesuffix('Net')} x{scale}",
             f"device     {settings.device} ({str(settings.dtype).removeprefix('torch.')})",
             f"scenes     {scenes}",
             (
