@@ -466,7 +466,7 @@ def create_app(
         row = server.job(request)
         if not row["request"]:
             return JSONResponse({"preview": None})
-        label = f"{row['request']['options'].get('model', registry.DEFAULT_MODEL)} x4"
+        label = f"{row['request']['options'].get('model', registry.DEFAULT_MODEL)} x{web_jobs.model_scale(row)}"
         shown = await run_in_threadpool(web_preview.preview, server.jobs, row, label)
         return JSONResponse({"preview": shown})
 
