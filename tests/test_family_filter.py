@@ -153,3 +153,50 @@ def test_the_command_plans_and_writes_each_network_at_its_scale(tiny_checkpoints
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (scale * 64, scale * 48)
         assert sum(1 for _ in container.decode(stream)) == 12
+
+
+def test_windows_are_sized_with_what_each_network_keeps(tiny_checkpoints):
+    from vsrealbasicvsr import memory
+    from vsrealbasicvsr.engine import Engine
+
+    def growth(architecture, scale=4):  # bytes a window grows by per frame, 320x180, mid 64, fp32
+        return memory.window_bytes(31, 180, 320, 64, 4, 1, architecture, scale) - memory.window_bytes(
+            30, 180, 320, 64, 4, 1, architecture, scale
+        )
+
+    # BasicVSR++ keeps the frame's features and three branches' (4 x 64 channels) per frame,
+    # BasicVSR its backward features (64); x1 BasicVSR++ keeps them at a sixteenth of the pixels
+    assert 3 < growth("BasicVSRPlusPlusNet") / growth("BasicVSRNet") < 4
+    assert growth("BasicVSRPlusPlusNet", 1) < growth("BasicVSRNet") / 3
+    assert growth("BasicVSRNet") < growth("IconVSRNet") < 1.3 * growth("BasicVSRNet")
+
+    engines = {
+        name: Engine(
+            64, 48, 1, 32, checkpoint=str(tiny_checkpoints[name]), device="cpu", max_seq_len=0, max_memory=90_000_000
+        )
+        for name in ("basicvsrpp", "basicvsrpp-x1")
+    }
+    assert (engines["basicvsrpp"].window_memory.architecture, engines["basicvsrpp"].scale) == ("BasicVSRPlusPlusNet", 4)
+    assert engines["basicvsrpp-x1"].window_memory.scale == 1
+    # the same budget holds a longer automatic window of the x1 network, whose features are smaller
+    assert engines["basicvsrpp-x1"].max_seq_len > engines["basicvsrpp"].max_seq_len
+
+
+@pytest.mark.parametrize("name", ["basicvsrpp", "basicvsrpp-x1", "iconvsr"])
+def test_an_injected_out_of_memory_recovers_with_the_smaller_windows_frames(tiny_checkpoints, monkeypatch, name):
+    from vsrealbasicvsr import engine as engine_module
+    from vsrealbasicvsr.engine import Engine
+
+    frames = np.random.default_rng(5).random((4, 3, 24, 40), dtype=np.float32)
+    views = [(*(memoryview(np.ascontiguousarray(f[p])) for p in range(3)), 40 * 4) for f in frames]
+    arguments = dict(checkpoint=str(tiny_checkpoints[name]), device="cpu", overlap=1, tile=-1)
+    monkeypatch.setenv(engine_module.INJECT_OOM_ENV, "1")
+    engine_module.reset_stats()
+    engine = Engine(40, 24, 1, 32, max_seq_len=4, **arguments)
+    results = list(engine.run(views, 0, 0, 0))
+    assert engine.plan.window == 2 and engine_module.stats()["oom_retries"] == 1
+    monkeypatch.delenv(engine_module.INJECT_OOM_ENV)
+    fresh = Engine(40, 24, 1, 32, max_seq_len=2, **arguments)
+    expected = list(fresh.run(views[0:3], 0, 0, 1)) + list(fresh.run(views[1:4], 1, 1, 0))
+    assert [r[0] for r in results] == [0, 1, 2, 3]
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(results, expected, strict=True))

@@ -388,7 +388,9 @@ class Settings:
             opts.max_memory,
         )
 
-    def window_memory(self, mid_channels: int) -> memory.WindowMemory:
+    def window_memory(
+        self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4
+    ) -> memory.WindowMemory:
         # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
         # instead of the whole window (MMEditing's way, whose cleaning dominates the peak of long
         # windows). On CUDA, batches as large as fit under one frame's reconstruction keep the
@@ -405,12 +407,14 @@ class Settings:
             self.tile_overlap,
             # tiled windows' outputs wait on the host, which is the CPU engine's budget too
             self.sample.dtype.itemsize if on_cpu else 0,
+            architecture,
+            scale,
         )
 
-    def first_plan(self, mid_channels: int) -> FirstPlan:
-        """Window and tile for a network of `mid_channels` channels: `max_memory`, or what the
-        device has free now."""
-        window_memory = self.window_memory(mid_channels)
+    def first_plan(self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4) -> FirstPlan:
+        """Window and tile for a network of `mid_channels` channels (of `architecture`, the
+        class's name, at `scale`): `max_memory`, or what the device has free now."""
+        window_memory = self.window_memory(mid_channels, architecture, scale)
         budget = self.max_memory if self.max_memory is not None else memory.available_bytes(self.device)
         can_tile = self.tile != (TILE_OFF, TILE_OFF)
         fixed_tile = None if self.tile in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)) else self.tile
@@ -468,7 +472,7 @@ class Engine:
         self._steps = _StepCounter(self.network.STEP_WORK)
         self.steps = self._steps.counted(self.torch_thread.call(self.backend.steps, self.network))
         # After loading: the budget is what is free once the weights are in place.
-        sizes = settings.first_plan(self.mid_channels)
+        sizes = settings.first_plan(self.mid_channels, type(self.network).__name__, self.scale)
         self.window_memory, self.budget = sizes.window_memory, sizes.budget
         self.batch_frames = self.window_memory.batch_frames
         self.plan = Plan(sizes.window, sizes.tile, sizes.can_tile)

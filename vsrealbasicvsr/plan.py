@@ -122,5 +122,5 @@ def plan_clip(
     the planned window to the filter explicitly."""
     settings = engine_module.Settings.of(width, height, sample_type, bits_per_sample, **options)
     network = network_shape(model, checkpoint)
-    first = settings.first_plan(network.mid_channels)
+    first = settings.first_plan(network.mid_channels, network.architecture, network.scale)
     return ClipPlan(settings, first, windows(num_frames, first.window, settings.overlap, cuts), network)
