@@ -200,3 +200,13 @@ def test_an_injected_out_of_memory_recovers_with_the_smaller_windows_frames(tiny
     expected = list(fresh.run(views[0:3], 0, 0, 1)) + list(fresh.run(views[1:4], 1, 1, 0))
     assert [r[0] for r in results] == [0, 1, 2, 3]
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(results, expected, strict=True))
+
+
+def test_bf16_on_the_cpu_is_a_clear_error_for_deformable_networks(tiny_checkpoints):
+    frames = np.zeros((2, 3, 16, 16), np.float32)
+    with pytest.raises(vs.Error) as error:
+        core.rbvsr.Upscale(clip_of(frames), checkpoint=str(tiny_checkpoints["iconvsr"]), device="cpu", precision="bf16")
+    assert str(error.value) == (
+        'Upscale: precision="bf16" on the CPU is not available for IconVSRNet: its deformable convolution '
+        '(torchvision) has no bf16 CPU kernel; use precision="fp32"'
+    )

@@ -286,6 +286,19 @@ def _load_network(model: str, checkpoint, keyframe_stride: int | None = None):
     return network
 
 
+def _check_deformable_precision(network: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """IconVSR and BasicVSR++ align with torchvision's deformable convolution, whose CPU kernel
+    has no bf16 (torchvision 0.29: "deformable_im2col" not implemented for 'BFloat16')."""
+    from .models.deform_align import ModulatedDeformConv2d
+
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        if any(isinstance(module, ModulatedDeformConv2d) for module in network.modules()):
+            raise ValueError(
+                f'Upscale: precision="bf16" on the CPU is not available for {type(network).__name__}: its '
+                'deformable convolution (torchvision) has no bf16 CPU kernel; use precision="fp32"'
+            )
+
+
 def _check_compile(device: torch.device) -> None:
     """compile=True only on CUDA: on the CPU inductor needs a C++ toolchain at run time and the
     first window would stall for minutes inside a frame request (not tried further on CPUs), so
@@ -485,6 +498,7 @@ class Engine:
     def _prepare_network(self, opts: UpscaleOptions) -> torch.nn.Module:
         """The network loaded, on the device, in the engine's precision and layout."""
         network = _load_network(opts.model, opts.checkpoint, opts.keyframe_stride)
+        _check_deformable_precision(network, self.device, self.dtype)
         if self.dtype != torch.float32:
             # The checkpoint's fp32 weights, for windows whose fp16/bf16 output is not finite
             # (recomputed in fp32): the cast weights cannot give them back, and the file may have
