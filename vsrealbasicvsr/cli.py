@@ -36,8 +36,10 @@ def cmd_download(args: argparse.Namespace) -> int:
     if args.url and len(names) > 1:
         return _fail("download", "--url names one file; download one model at a time with it")
     for name in names:
-        if name not in registry.MODELS:
-            return _fail("download", f"unknown model {name!r}; use one of {', '.join(registry.MODELS)}")
+        try:
+            registry.get(name)
+        except ValueError as error:
+            return _fail("download", str(error))
         if registry.resolve(name) and not args.force:
             print(f"{name}: already installed at {registry.resolve(name)}")
             continue
@@ -54,9 +56,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from .checkpoints import CheckpointError, load_model
     from .download import DownloadError, create_new_file
 
-    info = registry.MODELS.get(args.model)
-    if info is None:
-        return _fail("import", f"unknown model {args.model!r}; use one of {', '.join(registry.MODELS)}")
+    try:
+        info = registry.get(args.model)
+    except ValueError as error:
+        return _fail("import", str(error))
     try:
         network = load_model(args.file)
     except CheckpointError as error:

@@ -191,8 +191,10 @@ def check_weights(spec: JobSpec, fetch: bool = True) -> None:
         return
     from .. import registry
 
-    if model not in registry.MODELS:
-        raise UpscaleError(f"unknown model {model!r}; use one of {', '.join(registry.MODELS)}")
+    try:
+        registry.get(model)
+    except ValueError as error:
+        raise UpscaleError(str(error)) from None
     if registry.resolve(model) is not None or not fetch:
         return
     from .. import download
