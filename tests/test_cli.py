@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from helpers import one_line_error
 from test_download import closed_port, unusable_folder
 
 from vsrealbasicvsr import registry
+from vsrealbasicvsr.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -170,3 +172,35 @@ def test_download_from_an_unreachable_site_is_one_line_without_resume(tmp_path):
     one_line_error(result, command="download")
     assert "127.0.0.1 is unreachable from here" in result.stderr and "resume" not in result.stderr
     assert "vsrealbasicvsr import FILE --as realbasicvsr" in result.stderr
+
+
+def test_a_closed_pipe_ends_models_quietly():
+    """`vsrealbasicvsr models | head -1`: the reader is gone before the listing is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "vsrealbasicvsr", "models"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 128 + signal.SIGPIPE and result.stderr == ""
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_a_port_that_is_none_is_a_one_line_error(port, capsys):
+    assert main(["serve", "--port", port]) == 1
+    error = capsys.readouterr().err
+    assert f"--port {port} is not a port; use one from 1 to 65535" in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("fps", ["1/0", "abc"])
+def test_a_frame_rate_that_is_no_number_is_a_one_line_error(fps, tmp_path, capsys):
+    assert main(["upscale", str(tmp_path / "frames"), str(tmp_path / "x4.mkv"), "--fps", fps]) == 1
+    error = capsys.readouterr().err
+    assert f"--fps {fps} is not a frame rate" in error and error.count("\n") == 1
