@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import engine as engine_module
+from . import registry
 
 
 class Window(NamedTuple):
@@ -68,15 +69,13 @@ def network_shape(model: str, checkpoint: str | os.PathLike | None) -> NetworkSh
     """The network `Upscale` would load, without loading it: the registry's entry for a model
     name, else read from the checkpoint's tensor names and shapes (mapped, not read).
     ValueError "Upscale: ..." as the engine's for an unknown model or a foreign file."""
-    from . import checkpoints, registry
+    from . import checkpoints
 
     if checkpoint is None:
-        if model not in registry.MODELS:
-            raise ValueError(
-                f"Upscale: unknown model {model!r}; use one of {', '.join(registry.MODELS)}, "
-                'or pass checkpoint="path/to/file.pth"'
-            )
-        info = registry.MODELS[model]
+        try:
+            info = registry.get(model)
+        except ValueError as error:
+            raise ValueError(f'Upscale: {error}, or pass checkpoint="path/to/file.pth"') from None
         return NetworkShape(info.architecture, info.mid_channels, info.scale)
     path = os.fspath(checkpoint)
     try:
@@ -111,7 +110,7 @@ def plan_clip(
     bits_per_sample: int,
     num_frames: int,
     cuts: Iterable[int] = (),
-    model: str = "realbasicvsr",
+    model: str = registry.DEFAULT_MODEL,
     checkpoint=None,
     **options,
 ) -> ClipPlan:
