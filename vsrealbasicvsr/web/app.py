@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import threading
@@ -677,6 +678,12 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     print(f"vsrealbasicvsr serve: open {address} (jobs in {jobs.resolve()}; Ctrl-C stops)", file=sys.stderr, flush=True)
+    def stop_as_ctrl_c(signum, frame):
+        raise KeyboardInterrupt
+
+    # SIGTERM (a service manager's stop) ends the server as Ctrl-C does: uvicorn handles it
+    # first, then hands the signal on to this handler.
+    signal.signal(signal.SIGTERM, stop_as_ctrl_c)
     try:
         QuietlyStopping(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[listener])
     except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down and hands the signal on
