@@ -678,6 +678,7 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     print(f"vsrealbasicvsr serve: open {address} (jobs in {jobs.resolve()}; Ctrl-C stops)", file=sys.stderr, flush=True)
+
     def stop_as_ctrl_c(signum, frame):
         raise KeyboardInterrupt
 
