@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import WEB_OPTIONS
+from helpers import free_port
 from test_web_browser import CHROMIUM
-from test_web_restart import call, call_json, free_port, start_server
+from test_web_restart import call, call_json, start_server
 
 from vsrealbasicvsr import registry
 

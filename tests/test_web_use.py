@@ -17,10 +17,11 @@ import time
 
 import pytest
 from conftest import WEB_OPTIONS
+from helpers import free_port
 from PIL import Image
 from starlette.testclient import TestClient
 from test_web import LOCAL, events_of, planned_job, upload, wait_for
-from test_web_restart import call, call_json, free_port, start_server
+from test_web_restart import call, call_json, start_server
 
 from vsrealbasicvsr import cli, registry
 from vsrealbasicvsr.web import app as web_app
