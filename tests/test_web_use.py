@@ -8,6 +8,7 @@ the realbasicvsr model's.
 """
 
 import http.server
+import io
 import json
 import os
 import signal
@@ -15,11 +16,14 @@ import subprocess
 import threading
 import time
 
+import av
+import numpy as np
 import pytest
 from conftest import WEB_OPTIONS
 from helpers import free_port
 from PIL import Image
 from starlette.testclient import TestClient
+from test_ray import local_ray  # noqa: F401 - a fixture
 from test_web import LOCAL, events_of, planned_job, upload, wait_for
 from test_web_restart import call, call_json, start_server
 
@@ -252,3 +256,29 @@ def test_sigterm_with_a_page_watching_stops_quietly(tmp_path, tiny_weights_home,
             server.wait()
     errors = server.stderr.read()
     assert "ERROR" not in errors and "Traceback" not in errors, errors
+
+
+# -- serve --ray ----------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_serve_with_ray_runs_the_jobs_segments_on_the_cluster(clip_with_audio, clip_with_audio_x4, tmp_path):
+    from vsrealbasicvsr import engine
+
+    engine.reset_stats()
+    with TestClient(web_app.create_app(tmp_path / "jobs", ray=""), base_url=LOCAL) as client:
+        job_id = planned_job(client, clip_with_audio)
+        assert client.get(f"/api/jobs/{job_id}").json()["plan"]["ray"] is True
+        client.post(f"/api/jobs/{job_id}/start")
+        events = events_of(client, job_id)
+        assert events[-1]["state"] == "done", events[-1]
+        assert [event["frames_done"] for event in events] == sorted(event["frames_done"] for event in events)
+        output = client.get(f"/api/jobs/{job_id}/output").content
+    assert engine.stats()["windows"] == 0  # computed by Ray's workers, none in this process
+    with av.open(io.BytesIO(output)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    with av.open(str(clip_with_audio_x4)) as container:
+        expected = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == len(expected) == 6
+    # the command's result in one process (another torch thread count: equal to a level or two)
+    assert max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(frames, expected, strict=True)) <= 2

@@ -392,7 +392,10 @@ function render(job) {
   const weightsMissing = job.plan && job.plan.weights === "missing";
   $("#start-button").disabled = !(editable && job.planned && !weightsMissing);
   $("#start-button").textContent = job.segments_done && editable ? "Continue" : "Start";
-  $("#start-over-button").hidden = !(editable && (job.segments_done > 0 || job.state === "failed") && job.planned);
+  // Start over: when finished work is kept, or when what is kept cannot be continued (the job
+  // API's message names the work folder and --overwrite, which the page gives this way).
+  const keptInTheWay = job.state === "failed" && /work folder|--overwrite/.test(job.error || "");
+  $("#start-over-button").hidden = !(editable && job.planned && (job.segments_done > 0 || keptInTheWay));
   if (job.plan) renderPlan(job);
   const active = ["queued", "running"].includes(job.state);
   $("#progress-panel").hidden = job.state === "new";
