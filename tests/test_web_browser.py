@@ -1,8 +1,8 @@
 """The page of `vsrealbasicvsr serve` in a real browser: Debian's chromium (which `make test`
 installs), driven by Playwright. Upload a small real clip, plan, start, watch the progress to
 100 %, play and download the result. The page mid-job is saved as a screenshot: into the
-test's folder, or, with VSREALBASICVSR_WEB_SCREENSHOT=docs/web.png, as the picture the README
-shows (a test run does not change a tracked file unasked).
+test's folder, or where VSREALBASICVSR_WEB_SCREENSHOT says (a test run does not change a
+tracked file unasked; the README's pictures, with real weights, come from tools/web-screenshots).
 
 The server holds the job after its first segment (the runner's test hook) so that the picture
 shows a job in progress; the clip is the street of examples/sample.mp4, 6 frames at 64x48, with

@@ -381,6 +381,7 @@ function follow() {
 
 function render(job) {
   $("#job").hidden = false;
+  $("#job").classList.toggle("started", job.state !== "new");
   $("#job-title").textContent = job.name;
   const info = job.info;
   $("#job-info").textContent = `${info.width}x${info.height}, ${info.frames} frames at ${fpsOf(info).toFixed(3)} fps ` +
