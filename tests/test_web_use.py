@@ -282,3 +282,23 @@ def test_serve_with_ray_runs_the_jobs_segments_on_the_cluster(clip_with_audio, c
     assert len(frames) == len(expected) == 6
     # the command's result in one process (another torch thread count: equal to a level or two)
     assert max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(frames, expected, strict=True)) <= 2
+
+
+# -- 9. the live time left follows the speed -------------------------------------------------------
+
+
+def test_the_live_speed_is_the_last_minutes_and_follows_a_drift():
+    row = {"id": "0" * 16, "device": "cpu", "frames_done": 0, "segments_done": 0, "run_seconds": 0}
+    running = web_runner.RunningJob(row, store=None, hold=None)
+    running.window_frames = 5
+    assert running.trailing_fps(0.0, 0.0) is None
+    # 0.2 fps for 10 minutes, then 0.1 fps: the speed since the start would still say ~0.18
+    now, frames = 0.0, 0.0
+    while now < 600:
+        now, frames = now + 10, frames + 2
+        running.trailing_fps(frames, now)
+    while now < 720:
+        now, frames = now + 10, frames + 1
+        fps = running.trailing_fps(frames, now)
+    assert fps == pytest.approx(0.1, abs=0.01)
+    assert frames / now > 0.18
