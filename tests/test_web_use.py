@@ -171,7 +171,8 @@ def test_start_over_discards_kept_segments(clip_with_audio, tmp_path, monkeypatc
         client.post(f"/api/jobs/{job_id}/start")
         wait_for(client, job_id, lambda job: job["segments_done"] == 1)
         client.post(f"/api/jobs/{job_id}/cancel")
-        assert events_of(client, job_id)[-1]["segments_done"] == 1
+        stopped = events_of(client, job_id)[-1]
+        assert stopped["segments_done"] == 1 and stopped["kept_frames"] == 4  # where Continue resumes
         work = jobs / job_id / "output.mkv.rbvsr-work"
         assert any(work.glob("segment_*"))
 

@@ -221,6 +221,8 @@ class Server:
             joining=live.get("joining", False),
             window=window_at(plan, frames),
             planned=bool(plan),
+            # Frames of the finished segments (kept when a job stops): where Continue resumes.
+            kept_frames=min(total, row["segments_done"] * plan.get("segment_frames", 0)),
         )
         output = web_jobs.output_path(self.jobs, row) if row["request"] else None
         if row["state"] == "done" and output is not None and output.is_file():

@@ -433,9 +433,9 @@ function progressText(job) {
     return `${frames} · ${speed}${window}`;
   }
   if (job.state === "cancelled") {
-    return job.segments_done
-      ? `cancelled at ${frames}; the ${job.segments_done} finished segment(s) are kept: Continue resumes after them`
-      : `cancelled at ${frames}; nothing finished was kept: Continue starts from the beginning`;
+    return job.kept_frames
+      ? `cancelled at ${frames}; the first ${job.kept_frames} upscaled frames are kept: Continue resumes at frame ${job.kept_frames}`
+      : `cancelled at ${frames}; no finished part was kept: Continue starts from the beginning`;
   }
   return `${job.state}: ${frames}`;
 }
