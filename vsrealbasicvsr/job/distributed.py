@@ -33,6 +33,7 @@ from .job import (
     JobSpec,
     _plan,
     check_weights,
+    note_dropped_metadata,
     open_work,
     record_job,
     weights_file,
@@ -188,6 +189,7 @@ def open_job(spec: JobSpec) -> OpenJob:
     try:
         source_path, source, window = open_work(spec, new_work)
         _, colour = output_format(source, spec.folder_out)
+        note_dropped_metadata(spec, colour)
         cuts = tuple(scene_cuts(source)) if spec.scene_detect else None
         _plan(spec, source, list(cuts or []), window)  # the options, checked as the filter checks them
         weights = record_job(spec, source.num_frames, window)["weights"]

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -30,7 +31,7 @@ import vapoursynth as vs
 from ..options import default, fields, without_defaults
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
 from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, ffmpeg_exe, video_encoders
-from .graph import filter_message, sample_aspect_ratio, scene_cuts, upscaled_clip
+from .graph import Colour, filter_message, sample_aspect_ratio, scene_cuts, upscaled_clip
 from .lock import LOCK_NAME, lock_work
 from .segments import (
     FRAME_NAME,
@@ -447,8 +448,16 @@ def _prepare(spec: JobSpec, new_work: bool):
         )
     except vs.Error as error:
         raise UpscaleError(filter_message(error)) from None
+    note_dropped_metadata(spec, colour)
     record_job(spec, clip.num_frames, window)
     return clip, colour, sar, window
+
+
+def note_dropped_metadata(spec: JobSpec, colour: Colour) -> None:
+    """Says on stderr (unless quiet) when the input's HDR metadata cannot reach the output."""
+    dropped = colour.hdr_dropped(None if spec.folder_out else spec.codec)
+    if dropped and not spec.quiet:
+        print(f"upscale: {dropped}", file=sys.stderr)
 
 
 def open_work(spec: JobSpec, new_work: bool) -> tuple[Path, vs.VideoNode, int]:

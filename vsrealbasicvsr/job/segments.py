@@ -47,9 +47,9 @@ SEGMENT_WINDOWS = 2
 class Segments:
     """The segments of a job of `frames` frames in its work folder: names, lengths, which are done."""
 
-    def __init__(self, job: JobSpec, frames: int, segment_frames: int, colour: Colour | None):
+    def __init__(self, job: JobSpec, frames: int, segment_frames: int, colour: Colour):
         self.job, self.frames, self.segment_frames = job, frames, segment_frames
-        self.colour = colour  # of the encoded video; None for PNG frames
+        self.colour = colour  # of the encoded video or PNG frames
         self.count = -(-frames // segment_frames)
 
     @staticmethod
@@ -90,7 +90,7 @@ class SegmentWriter(Segments):
         self,
         job: JobSpec,
         clip: vs.VideoNode,
-        colour: Colour | None,
+        colour: Colour,
         sar: Fraction | None,
         segment_frames: int,
         partial_tag: str = "",
@@ -118,6 +118,9 @@ class SegmentWriter(Segments):
             f"{clip.width}x{clip.height}",
             "-framerate",
             f"{clip.fps.numerator}/{clip.fps.denominator}",
+            # Input options: the frames carry them, and the encoder takes its stream's colour
+            # description (H.264/H.265 VUI, PNG cICP) from the frames, not from output options.
+            *self.colour.ffmpeg_options(),
             "-i",
             "pipe:0",
         ]
@@ -131,7 +134,7 @@ class SegmentWriter(Segments):
             target = [
                 *aspect,
                 *encoder_options(self.job.codec, self.job.crf),
-                *self.colour.ffmpeg_options(),
+                *self.colour.hdr_options(self.job.codec),
                 *BITEXACT,
                 "-f",
                 "nut",
@@ -259,6 +262,7 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
             audio_codec,
             "-c:s",
             subtitle_codec,
+            # The container's colour tags: the only ones a stream without them (FFV1) gets.
             *writer.colour.ffmpeg_options(),
             *BITEXACT,
             ffmpeg_path(joined),
