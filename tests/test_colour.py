@@ -14,6 +14,7 @@ import subprocess
 import imageio_ffmpeg
 import numpy as np
 import pytest
+from conftest import stream_colour, stream_headers
 
 from vsrealbasicvsr import job
 
@@ -66,32 +67,6 @@ def make_clip(path, name):
     return path
 
 
-def stream_headers(path) -> dict[str, int]:
-    """The first value of each syntax element ffmpeg's trace_headers prints for the first video
-    stream of `path` (a file, or a PNG frame)."""
-    trace = subprocess.run(
-        [FFMPEG, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy"]
-        + ["-bsf:v", "trace_headers", "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stderr
-    fields = {}
-    for line in trace.splitlines():
-        words = line.split()
-        if "trace_headers" in line and len(words) >= 4 and words[-2] == "=" and words[-1].lstrip("-").isdigit():
-            fields.setdefault(words[-4], int(words[-1]))
-    return fields
-
-
-def vui(path) -> tuple[int, int, int, int]:
-    fields = stream_headers(path)
-    keys = ["colour_primaries", "transfer_characteristics", "matrix_coefficients", "video_full_range_flag"]
-    missing = [key for key in keys if key not in fields]
-    assert not missing, f"{path}'s stream has no {missing}"
-    return tuple(fields[key] for key in keys)
-
-
 def png_cicp(path) -> tuple[int, int, int, int] | None:
     """The cICP chunk of a PNG (primaries, transfer, matrix, full range), None without one."""
     data = path.read_bytes()
@@ -125,7 +100,7 @@ def upscale(clip, output, checkpoint, codec="libx264"):
 def test_the_inputs_are_tagged_in_their_streams(clips):
     # What the rest checks against: the inputs' own streams say what they are.
     for name, path in clips.items():
-        assert vui(path) == CLIPS[name][0], name
+        assert stream_colour(path) == CLIPS[name][0], name
     assert MASTERING_FIELDS.items() <= stream_headers(clips["hdr10"]).items()
 
 
@@ -135,7 +110,7 @@ def test_the_inputs_are_tagged_in_their_streams(clips):
 )
 def test_the_output_stream_carries_the_inputs_colour(name, codec, clips, tiny_checkpoint, tmp_path):
     output = upscale(clips[name], tmp_path / f"{name}_x4.mp4", tiny_checkpoint, codec)
-    assert vui(output) == CLIPS[name][0]
+    assert stream_colour(output) == CLIPS[name][0]
 
 
 @pytest.mark.parametrize("codec", ["libx264", "libx265"])
