@@ -353,3 +353,24 @@ def test_auto_falls_back_to_the_wheel_when_the_url_fails(server, home, tmp_path,
     links = fake_wheel(tmp_path / "links", PAYLOAD)
     path = download(MODEL, quiet=True, index_args=("--no-index", "--find-links", str(links)))
     assert path.read_bytes() == PAYLOAD
+
+
+def test_a_link_at_the_weights_name_is_not_installed_and_is_replaced(server, home, tmp_path):
+    victim = tmp_path.parent / f"{tmp_path.name}-victim"
+    victim.write_bytes(b"not weights")
+    final = registry.installed_path(MODEL)
+    final.symlink_to(victim)
+    assert registry.resolve(MODEL) is None
+    assert download(MODEL, url=f"{server}/good", quiet=True) == final
+    assert not final.is_symlink() and final.read_bytes() == PAYLOAD
+    assert victim.read_bytes() == b"not weights"
+
+
+def test_a_folder_at_the_weights_name_is_a_one_line_error(home):
+    final = registry.installed_path(MODEL)
+    final.mkdir()
+    (final / "mine.txt").write_text("mine")
+    assert registry.resolve(MODEL) is None
+    with pytest.raises(download_module.WeightsFolderError, match="is a folder, where .* weights file goes"):
+        download(MODEL, url="http://127.0.0.1:9/good", quiet=True)
+    assert (final / "mine.txt").read_text() == "mine"

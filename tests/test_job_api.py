@@ -8,6 +8,7 @@ make 2 segments ([0, 8), [8, 12)). FFV1 keeps the frames as the pipeline made th
 
 import threading
 
+import helpers
 import pytest
 from conftest import make_clip_with_cut
 
@@ -15,10 +16,7 @@ from vsrealbasicvsr import job
 
 
 def spec_of(clip, output, checkpoint=None, **flags) -> job.JobSpec:
-    options = {"model": "realbasicvsr", "max_seq_len": 4, "device": "cpu", "tile": -1}
-    if checkpoint is not None:
-        options["checkpoint"] = str(checkpoint)
-    return job.new_spec(clip, output, options, codec="ffv1", quiet=True, **flags)
+    return helpers.spec_of(clip, output, checkpoint, max_seq_len=4, **flags)
 
 
 @pytest.fixture(scope="module")

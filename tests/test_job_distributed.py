@@ -11,6 +11,7 @@ import subprocess
 import imageio_ffmpeg
 import pytest
 from conftest import make_clip_with_cut
+from helpers import spec_of
 
 from vsrealbasicvsr import job
 
@@ -18,11 +19,6 @@ from vsrealbasicvsr import job
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     return make_clip_with_cut(tmp_path_factory.mktemp("clip") / "cut.mp4")
-
-
-def spec_of(clip, output, checkpoint) -> job.JobSpec:
-    options = {"model": "realbasicvsr", "max_seq_len": 2, "device": "cpu", "tile": -1, "checkpoint": str(checkpoint)}
-    return job.new_spec(clip, output, options, codec="ffv1", quiet=True)
 
 
 def segment_bytes(path, frames: int) -> bytes:

@@ -19,7 +19,6 @@ frames").
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,9 @@ from pathlib import Path
 import av
 import pytest
 from conftest import REPO, make_clip_with_cut
+from helpers import free_port, spec_of, wait_for_port
 
-from vsrealbasicvsr import cli, job, ray_runner
+from vsrealbasicvsr import cli, ray_runner
 
 ray = pytest.importorskip("ray", reason='needs Ray: pip install "vsrealbasicvsr[ray]" (make install does)')
 
@@ -40,10 +40,6 @@ CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
 RAY = str(Path(sys.executable).parent / "ray")
 OPTIONS = {"model": "realbasicvsr", "max_seq_len": 2, "device": "cpu", "tile": -1}
 FLAGS = ["--max-seq-len", "2", "--codec", "ffv1", "--device", "cpu", "--tile", "off"]  # OPTIONS, to the command
-
-
-def spec_of(clip, output, checkpoint, **flags) -> job.JobSpec:
-    return job.new_spec(clip, output, OPTIONS | {"checkpoint": str(checkpoint)}, codec="ffv1", quiet=True, **flags)
 
 
 def session_processes(session: int) -> list[int]:
@@ -105,22 +101,6 @@ def run_cli_in_own_session(*args, env_extra=None):
         os.kill(pid, signal.SIGKILL)
     assert not left, f"the command left processes running: {[command_line(pid) for pid in left]}"
     return process.returncode, stdout, stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"the Ray head did not open port {port} within {seconds} s")
 
 
 def stop(processes: list[subprocess.Popen]) -> list[str]:

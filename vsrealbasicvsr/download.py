@@ -418,6 +418,10 @@ def download(
     """
     info = registry.get(name)
     destination = registry.installed_path(name)
+    if destination.is_dir() and not destination.is_symlink():  # a link there is replaced, never followed
+        raise WeightsFolderError(
+            f"{destination} is a folder, where {name}'s weights file goes; move it away, then download again"
+        )
     errors, resumable, pypi_tried = [], False, False
     if source in ("auto", "url"):
         mirror = os.environ.get(MIRROR_ENV)

@@ -9,6 +9,7 @@ editable and a normal install find the same files.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,9 +121,14 @@ def installed_path(name: str) -> Path:
 
 
 def resolve(name: str) -> Path | None:
-    """The installed weights of `name`, or None when they are not installed."""
+    """The installed weights of `name`, or None when they are not installed. Only a plain file
+    counts: a link or a folder under the weights' name is not weights we installed (a download
+    replaces a link; a folder it refuses)."""
     path = installed_path(name)
-    return path if path.is_file() else None
+    try:
+        return path if stat.S_ISREG(os.lstat(path).st_mode) else None
+    except OSError:
+        return None
 
 
 def not_installed_message(name: str) -> str:

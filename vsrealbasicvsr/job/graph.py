@@ -191,9 +191,11 @@ def detect_scenes(clip: vs.VideoNode) -> vs.VideoNode:
             "or turn scene detection off (--no-scene-detect, scene_detect=False)"
         )
     analysed = clip
-    if clip.format.id != vs.YUV420P8:  # scxvid reads 8-bit 4:2:0 only
+    if clip.format.id != vs.YUV420P8 or clip.width % 2 or clip.height % 2:
+        # scxvid reads 8-bit 4:2:0 only, which has even sizes: an odd one is analysed a pixel larger
         options = {"matrix_s": "709"} if clip.format.color_family == vs.RGB else {}
-        analysed = core.resize.Bilinear(clip, format=vs.YUV420P8, **options)
+        size = {"width": clip.width + clip.width % 2, "height": clip.height + clip.height % 2}
+        analysed = core.resize.Bilinear(clip, format=vs.YUV420P8, **size, **options)
     return core.std.CopyFrameProps(clip, core.scxvid.Scxvid(analysed), props=SCENE_PROPS)
 
 
