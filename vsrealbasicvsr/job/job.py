@@ -83,6 +83,8 @@ class JobSpec:
             "mtime_ns": stat.st_mtime_ns,
             "frames": frames,
             "segment_frames": segment_frames,
+            # Work folders of versions that cut segments of other numbers of windows are not resumed.
+            "segment_windows": SEGMENT_WINDOWS,
             "codec": self.codec,
             "crf": self.crf,
             "start": self.start,
@@ -330,8 +332,11 @@ def window_of_run(job: JobSpec, source: vs.VideoNode) -> int:
 def _recorded_window(job: JobSpec) -> int | None:
     """The window an unfinished job's segments were cut with (its job.json), or None: a resumed
     job keeps it, so its segments still fit."""
-    recorded = (_read_job_file(job.work / JOB_FILE) or {}).get("segment_frames")
-    return recorded // SEGMENT_WINDOWS if isinstance(recorded, int) and recorded >= SEGMENT_WINDOWS else None
+    recorded = _read_job_file(job.work / JOB_FILE) or {}
+    frames = recorded.get("segment_frames")
+    if recorded.get("segment_windows") != SEGMENT_WINDOWS or not isinstance(frames, int) or frames < SEGMENT_WINDOWS:
+        return None
+    return frames // SEGMENT_WINDOWS
 
 
 def _plan(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):

@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 # The names of the frames a folder output gets (ffmpeg's image2 pattern), and what they match.
 FRAME_PATTERN = "%08d.png"
 FRAME_NAME = re.compile(r"\d{8}\.png")
-# Windows per segment: what an interruption can lose at most, and one ffmpeg start per segment.
-SEGMENT_WINDOWS = 2
+# Windows per segment: one, so that an interruption loses at most the window in flight (the
+# filter hands over a window's frames only once the whole window is computed, so nothing less
+# than a window can be kept). Each segment costs an ffmpeg start and a keyframe at its start.
+SEGMENT_WINDOWS = 1
 # The job's record in its work folder: its fingerprint, and "segments": {index: {size, sha256}}.
 JOB_FILE = "job.json"
 
@@ -398,5 +400,5 @@ def _appeared(job: JobSpec) -> UpscaleError:
 
 def segment_length(window: int) -> int:
     """Frames per segment: whole windows of the run (windows are aligned from frame 0 and
-    split only inside, so a segment starts where a window does)."""
+    split only inside, at scene cuts, so a segment starts where a window does)."""
     return SEGMENT_WINDOWS * window
