@@ -59,7 +59,7 @@ def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home)
             page.click("#start-button")
 
             expect(page.locator("#preview")).to_be_visible(timeout=JOB_TIMEOUT_MS)  # the first segment is done
-            expect(page.locator("#progress-text")).to_contain_text("4 of 6 frames (66 %)")
+            expect(page.locator("#progress-text")).to_contain_text("2 of 6 frames (33 %)")  # a window of 2 is kept
             expect(page.locator("#jobs")).to_contain_text("running")
             page.wait_for_function("document.querySelector('#preview-img').naturalWidth > 0")
             page.screenshot(path=str(screenshot), full_page=True)

@@ -39,7 +39,6 @@ def site(tmp_path_factory, clip_with_audio):
         **os.environ,
         "VSREALBASICVSR_HOME": str(home),
         "VSREALBASICVSR_MIRROR": f"http://127.0.0.1:{free_port()}/weights",
-        "PIP_INDEX_URL": f"http://127.0.0.1:{free_port()}/simple",
     }
     server = start_server(arguments, env)
     base = f"http://127.0.0.1:{port}"

