@@ -477,7 +477,12 @@ async function main() {
   $("#start-button").addEventListener("click", () => startJob(false));
   $("#start-over-button").addEventListener("click", () => startJob(true));
   $("#cancel-button").addEventListener("click", async () => {
-    try { await api("POST", `/api/jobs/${current.id}/cancel`); $("#cancel-button").textContent = "Cancelling..."; }
+    try {
+      await api("POST", `/api/jobs/${current.id}/cancel`);
+      // A window being computed cannot be cut short (the job API stops at its end, and keeps the
+      // windows finished before it).
+      $("#cancel-button").textContent = current.state === "running" ? "Cancelling once the window in progress ends..." : "Cancelling...";
+    }
     catch (error) { showAt($("#job-error"), error.message); }
   });
   if (config.input_dir) {
