@@ -27,14 +27,19 @@ SCREENSHOT_ENV = "VSREALBASICVSR_WEB_SCREENSHOT"
 JOB_TIMEOUT_MS = 300_000
 
 
-def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home):
-    from playwright.sync_api import expect, sync_playwright
-
+def need_chromium() -> None:
+    """Skips a browser test where Debian's chromium is missing, except under CI, where it fails."""
     if not CHROMIUM.is_file():
         missing = f"{CHROMIUM} (Debian's chromium) is missing; `make test` installs it where it runs as root with apt"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{missing}: under CI the browser test must run")
         pytest.skip(f"{missing}: the browser test is skipped on this machine")
+
+
+def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home):
+    from playwright.sync_api import expect, sync_playwright
+
+    need_chromium()
     clip = make_clip_with_audio(tmp_path / "street.mp4")
     screenshot = REPO / Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "web.png")
     hold = tmp_path / "hold"

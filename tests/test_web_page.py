@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import WEB_OPTIONS
 from helpers import free_port
-from test_web_browser import CHROMIUM
+from test_web_browser import CHROMIUM, need_chromium
 from test_web_restart import call, call_json, start_server
 
 from vsrealbasicvsr import registry
@@ -57,8 +57,7 @@ def site(tmp_path_factory, clip_with_audio):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: Debian's chromium; run the tests through `make test`, which installs it")
+    need_chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
         yield browser
