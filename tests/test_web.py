@@ -3,7 +3,7 @@ progress events -> done -> download, cancel and the queue, delete, bad input, th
 paths that try to leave the server's folders.
 
 The clip is 6 frames of examples/sample.mp4 at 64x48 with its audio; windows of 2 frames make
-segments of 4 frames, so a job has 2 segments. The weights are the tiny checkpoint, installed as
+segments of one window each, so a job has 3 segments. The weights are the tiny checkpoint, installed as
 the realbasicvsr model's (`tiny_weights_home`). FFV1 keeps the frames as the pipeline made them.
 """
 
@@ -76,8 +76,12 @@ def frames_of(path: Path) -> list[np.ndarray]:
 
 
 def job_files(jobs: Path) -> list[str]:
-    """What the jobs folder holds besides the database."""
-    return sorted(path.name for path in jobs.iterdir() if not path.name.startswith("jobs.sqlite3"))
+    """What the jobs folder holds besides the database and the server's lock."""
+    return sorted(
+        path.name
+        for path in jobs.iterdir()
+        if not path.name.startswith("jobs.sqlite3") and path.name != web_app.SERVER_LOCK
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +116,7 @@ def finished(clip_with_audio, tiny_weights_home, tmp_path_factory):
 
 def test_upload_plan_start_progress_download(finished, clip, clip_with_audio_x4, tmp_path):
     plan = finished["plan"]
-    assert plan["device"] == "cpu" and plan["window_count"] == 3 and plan["segments"] == 2
+    assert plan["device"] == "cpu" and plan["window_count"] == 3 and plan["segments"] == 3
     assert plan["backend"] == "torch"  # the default
     assert plan["output"] == {"width": 256, "height": 192, "frames": 6, "codec": "ffv1", "container": ".mkv"}
 
@@ -191,13 +195,17 @@ def test_cancel_keeps_segments_that_continue_and_the_queue_runs_in_order(clip, t
         assert client.post(f"/api/jobs/{first}/start").status_code == 200
         assert events_of(client, first)[-1]["state"] == "done"
         assert client.get(f"/api/jobs/{first}/output").content == finished["output"]
-        # With a job done on the CPU, a plan there comes with a time estimate.
-        assert client.get(f"/api/jobs/{planned_job(client, clip)}").json()["plan"]["estimated_s"] > 0
+        # With a job done on the CPU, a plan there comes with a time estimate, from jobs of its
+        # frame size, and longer for shorter windows (more context frames to compute).
+        estimate = client.get(f"/api/jobs/{planned_job(client, clip)}").json()["plan"]["estimate"]
+        assert estimate["seconds"] > 0 and estimate["sure"] and "of 64x48 with realbasicvsr on cpu" in estimate["basis"]
+        one_window = client.get(f"/api/jobs/{planned_job(client, clip, {**OPTIONS, 'max_seq_len': 6})}").json()
+        assert one_window["plan"]["estimate"]["seconds"] < estimate["seconds"]
 
         assert client.delete(f"/api/jobs/{first}").status_code == 204
         assert client.get(f"/api/jobs/{first}").status_code == 404
         assert first not in job_files(jobs) and second in job_files(jobs)
-        assert [job["id"] for job in client.get("/api/jobs").json()["jobs"]][1:] == [third, second]  # newest first
+        assert [job["id"] for job in client.get("/api/jobs").json()["jobs"]][2:] == [third, second]  # newest first
 
 
 def test_a_running_job_is_not_deleted(clip, tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 its finished segments, and the output equals an uninterrupted run's; off loopback it makes up a
 token and prints it with the address.
 
-The clip, options and weights are test_web.py's (conftest: 6 frames, windows of 2, 2 segments,
+The clip, options and weights are test_web.py's (conftest: 6 frames, windows of 2, 3 segments,
 FFV1).
 """
 

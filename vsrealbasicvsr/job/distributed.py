@@ -35,6 +35,7 @@ from .job import (
     _plan,
     check_encodable,
     check_weights,
+    note_dropped_metadata,
     open_work,
     record_job,
     say_input_notes,
@@ -237,6 +238,7 @@ def open_job(spec: JobSpec) -> OpenJob:
         width, height = scale * source.width, scale * source.height
         check_encodable(spec, out_format, width, height)
         say_input_notes(spec, source.fps)
+        note_dropped_metadata(spec, colour)
         cuts = tuple(scene_cuts(source)) if spec.scene_detect else None
         _plan(spec, source, list(cuts or []), window)  # and with the cuts
         job_record = record_job(spec, source.num_frames, window)
