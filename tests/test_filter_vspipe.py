@@ -146,14 +146,18 @@ def test_preview_output_2_is_bicubic_beside_upscale(small_video, tmp_path, tiny_
     width, height = 160, 96  # each half: the crop x4
 
     def raw_frames(output, frame_width):
-        path = tmp_path / f"out{output}.yuv"  # YUV 4:2:0, 8 bits: planes one after the other
-        run([str(VSPIPE), "-o", str(output), *[a for kv in args for a in ("-a", kv)], REPO / "examples/preview.vpy", path], tmp_path)
-        data = np.fromfile(path, np.uint8)
+        """Output `output` as (Y, U, V) arrays per frame: vspipe writes 4:2:0 planes in a row."""
+        path = tmp_path / f"out{output}.yuv"
+        script = REPO / "examples" / "preview.vpy"
+        run([str(VSPIPE), "-o", str(output), *[a for kv in args for a in ("-a", kv)], script, path], tmp_path)
         luma, chroma = frame_width * height, frame_width * height // 4
-        assert data.size == 6 * (luma + 2 * chroma)
-        frames = data.reshape(6, -1)
+        frames = np.fromfile(path, np.uint8).reshape(6, luma + 2 * chroma)
         return [
-            (frame[:luma].reshape(height, -1), frame[luma : luma + chroma].reshape(height // 2, -1), frame[luma + chroma :].reshape(height // 2, -1))
+            (
+                frame[:luma].reshape(height, frame_width),
+                frame[luma : luma + chroma].reshape(height // 2, frame_width // 2),
+                frame[luma + chroma :].reshape(height // 2, frame_width // 2),
+            )
             for frame in frames
         ]
 
@@ -161,7 +165,7 @@ def test_preview_output_2_is_bicubic_beside_upscale(small_video, tmp_path, tiny_
     for left, right, both in zip(bicubic, upscaled, side_by_side, strict=True):
         for plane_left, plane_right, plane_both in zip(left, right, both, strict=True):
             np.testing.assert_array_equal(plane_both, np.hstack([plane_left, plane_right]))
-    assert not all(np.array_equal(left[0], right[0]) for left, right in zip(bicubic, upscaled))
+    assert not all(np.array_equal(left[0], right[0]) for left, right in zip(bicubic, upscaled, strict=True))
 
 
 LONG_PASS = """
