@@ -14,7 +14,9 @@ The checks, each through `vsrealbasicvsr.engine.Engine` (the budget through `cor
 - batching: the engine batches cleaning and SPyNet on CUDA; batched against one frame at a time;
 - a 640x360 clip on a 6 GiB budget through the filter, the process capped at it;
 - out-of-memory recovery with the real allocator: the process capped below what the first plan
-  takes, the engine must retry smaller and hand out every frame.
+  takes, the engine must retry smaller and hand out every frame;
+- the family: IconVSR and BasicVSR++ (full size, random weights) at the first speed size, fp32
+  and fp16 speed and fp16 against fp32 (deformable convolution in half precision on CUDA).
 
 Outputs are compared by PSNR; the target, 48.1 dB, is an RMS difference below one 8-bit code
 value (20 log10 255), i.e. below what an 8-bit output can show on average.
@@ -41,7 +43,7 @@ import torch
 from windows_and_tiles import FLOAT, bikes_frames, psnr, views, weights_path
 
 from vsrealbasicvsr import engine as engine_module
-from vsrealbasicvsr.models import RealBasicVSRNet
+from vsrealbasicvsr.models import BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet
 
 SAME_DB = 20 * math.log10(255)  # PSNR of an RMS difference of one 8-bit code value
 FP16_SPEED_UP = 2.0
@@ -49,6 +51,11 @@ BUDGET_GIB = 6
 SPEED_SIZES = ((480, 270), (640, 360))
 BIKES_LOW = (160, 68)  # bikes.mp4 (640x272) area-downscaled by 4
 DRY_RUN_NETWORK = {"mid_channels": 8, "num_propagation_blocks": 1, "num_cleaning_blocks": 1}
+# IconVSR and BasicVSR++: full size (the official releases' sizes), or tiny in the dry run
+FAMILY = {
+    "IconVSR": (IconVSRNet, {}, {"mid_channels": 8, "num_blocks": 1}),
+    "BasicVSR++": (BasicVSRPlusPlusNet, {}, {"mid_channels": 16, "num_blocks": 1}),
+}
 
 
 @dataclass
@@ -343,6 +350,31 @@ def check_oom_recovery(setup: Setup) -> list[Row]:
     ]
 
 
+def check_family(setup: Setup) -> list[Row]:
+    """IconVSR and BasicVSR++ at the first speed size: fp32 and fp16 speed, and fp16 against fp32
+    (random weights: the PSNR is for information; real weights are not in the repository)."""
+    rows = []
+    frames = random_frames(setup.frames, setup.speed_sizes[0])
+    folder = Path(setup.random_checkpoint).parent
+    for name, (network_class, full, tiny) in FAMILY.items():
+        torch.manual_seed(0)
+        checkpoint = folder / f"{network_class.__name__}.pth"
+        torch.save(network_class(**(tiny if setup.dry_run else full)).state_dict(), checkpoint)
+        fp32, fp32_fps = run_engine(engine_for(frames, setup.device, str(checkpoint), precision="fp32"), frames)
+        rows.append(Row(f"{name} speed fp32", f"{fp32_fps:.2f} fps", "", "pass" if np.isfinite(fp32).all() else "fail"))
+        if not setup.cuda:
+            rows.append(skipped(f"{name} fp16 speed and PSNR against fp32"))
+            continue
+        fp16, fp16_fps = run_engine(engine_for(frames, setup.device, str(checkpoint), precision="fp16"), frames)
+        rows.append(
+            Row(
+                f"{name} fp16 speed and PSNR against fp32",
+                f"{fp16_fps:.2f} fps ({fp16_fps / fp32_fps:.2f}x), min {min_psnr(fp16, fp32):.1f} dB",
+            )
+        )
+    return rows
+
+
 CHECKS = (
     check_speed,
     check_precision_and_devices,
@@ -351,6 +383,7 @@ CHECKS = (
     check_batching,
     check_budget,
     check_oom_recovery,
+    check_family,
 )
 
 

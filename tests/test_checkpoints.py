@@ -106,10 +106,10 @@ def bad_files(tmp_path, tiny_checkpoint):
         "missing": (tmp_path / "nope.pth", "no such file"),
         "empty": (empty, "is empty; download it again"),
         "truncated": (truncated, "is truncated or damaged ("),
-        "text": (text, "is truncated or not a torch checkpoint; download it again"),
+        "text": (text, "is a text file, not a torch checkpoint; pass the .pth file of the weights"),
         "code": (code, "the file wants to run code when loaded (it names print) and is refused"),
         "code_module": (code_module, "the file wants to run code when loaded (it names posix.system) and is refused"),
-        "other": (other, "not a RealBasicVSR or BasicVSR checkpoint"),
+        "other": (other, "not a checkpoint of the BasicVSR family (RealBasicVSR, BasicVSR, IconVSR, BasicVSR++"),
         "keys": (missing_keys, "missing keys ['basicvsr.conv_hr.weight'], unexpected keys ['extra.weight']"),
         "shapes": (shapes, "shape mismatch for basicvsr.conv_last.weight"),
         "list": (a_list, "not a checkpoint"),
@@ -182,7 +182,8 @@ def test_an_empty_checkpoint_is_one_line_in_the_filter(tmp_path):
     with pytest.raises(vs.Error) as error:
         vs.core.rbvsr.Upscale(clip, checkpoint=str(empty), device="cpu")
     assert str(error.value) == (
-        f"Upscale: {empty} is empty; download it again (`vsrealbasicvsr download MODEL`) or pass another checkpoint"
+        f"Upscale: checkpoint={empty} is empty; download it again (`vsrealbasicvsr download MODEL`) "
+        "or pass another checkpoint"
     )
 
 

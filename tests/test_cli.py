@@ -44,10 +44,16 @@ def test_models_lists_each_model_installed_or_missing(tmp_path, tiny_checkpoint)
     (tmp_path / registry.MODELS["realbasicvsr"].filename).write_bytes(tiny_checkpoint.read_bytes())
     result = run_cli(tmp_path, "models")
     assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    listed, unsupported = result.stdout.split("\n\n")
+    lines = {line.split()[0]: line for line in listed.splitlines()[1:]}
     assert set(lines) == set(registry.MODELS)
-    assert " installed " in lines["realbasicvsr"] and str(tmp_path) in lines["realbasicvsr"]
+    assert " installed x4 " in lines["realbasicvsr"] and str(tmp_path) in lines["realbasicvsr"]
     assert " missing " in lines["basicvsr-reds4"]
+    assert (
+        " x1 " in lines["basicvsrpp-ntire-decompress-track1"]
+        and "compressed video" in lines["basicvsrpp-ntire-decompress-track1"]
+    )
+    assert unsupported.startswith("not supported yet:") and "basicvsrpp-denoise" in unsupported
 
 
 @pytest.mark.parametrize("xdg", [True, False])

@@ -223,14 +223,25 @@ def test_bad_arguments_are_one_line_errors(videos, tmp_path, capsys, extra, mess
 
 
 def test_not_4x_and_existing_output_are_refused(videos, tmp_path, capsys):
-    source, _, _, _ = videos
+    source, upscaled, _, _ = videos
     output = tmp_path / "c.png"
-    assert main(["compare", str(source), str(source), str(output)]) == 1
-    assert "is 32x24, not 4x the 32x24 of" in capsys.readouterr().err
+    assert main(["compare", str(upscaled), str(source), str(output)]) == 1
+    assert "is 32x24, not 4x (nor, from a restoration model, 1x) the 128x96 of" in capsys.readouterr().err
     output.write_bytes(b"mine")
     assert main(["compare", str(source), str(source), str(output)]) == 1
     assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
     assert output.read_bytes() == b"mine"
+
+
+def test_an_output_at_the_inputs_size_is_beside_the_input_itself(videos, tmp_path, capsys):
+    """A restoration model (BasicVSR++ x1) keeps the size: the left half is the input, unscaled."""
+    source, _, small, _ = videos
+    output = tmp_path / "x1.png"
+    assert main(["compare", str(source), str(source), str(output), "--frame", "1", "--crop", "16x12+4+4"]) == 0
+    picture = decode_png(output)
+    left, right = halves(picture, 16)
+    assert np.array_equal(left, right)
+    assert np.abs(left.astype(int) - small[1, 4:16, 4:20].astype(int)).max() <= 2  # as read back from the video
 
 
 def test_a_link_at_the_temporary_name_is_never_written_through(videos, tmp_path, capsys):

@@ -69,14 +69,20 @@ def weights_home(tmp_path_factory) -> Path:
     """A weights folder with tiny weights of the right architecture under every model's name."""
     import torch
 
-    from vsrealbasicvsr import registry
-    from vsrealbasicvsr.models import BasicVSRNet, RealBasicVSRNet
+    from vsrealbasicvsr import models, registry
 
     home = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
-    networks = {"RealBasicVSRNet": RealBasicVSRNet(**TINY_CONFIG), "BasicVSRNet": BasicVSRNet(4, 1)}
+    # each architecture small, with the sizes the weights fix (IconVSR's EDVR frames, the scale)
+    tiny = {
+        "RealBasicVSRNet": TINY_CONFIG,
+        "BasicVSRNet": {"mid_channels": 4, "num_blocks": 1},
+        "IconVSRNet": {"mid_channels": 4, "num_blocks": 1},
+        "BasicVSRPlusPlusNet": {"mid_channels": 16, "num_blocks": 1},
+    }
     for info in registry.MODELS.values():
-        torch.save(networks[info.architecture].state_dict(), home / info.filename)
+        sizes = dict(info.config) | tiny[info.architecture]
+        torch.save(getattr(models, info.architecture)(**sizes).state_dict(), home / info.filename)
     return home
 
 

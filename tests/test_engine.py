@@ -310,7 +310,7 @@ def test_missing_weights_and_foreign_checkpoints_say_what_to_do(tmp_path, monkey
     assert "vsrealbasicvsr download basicvsr-reds4" in str(error.value) and "where its site" not in str(error.value)
     foreign = tmp_path / "resnet.pth"
     torch.save({"conv1.weight": torch.zeros(4, 3, 3, 3)}, foreign)
-    with pytest.raises(ValueError, match="^Upscale: .*resnet.pth: not a RealBasicVSR or BasicVSR checkpoint"):
+    with pytest.raises(ValueError, match="^Upscale: checkpoint=.*resnet.pth: not a checkpoint of the BasicVSR family"):
         Engine(40, 24, FLOAT, 32, checkpoint=foreign)
 
 

@@ -21,11 +21,14 @@ def test_the_dry_run_runs_the_cpu_parts_and_names_every_skipped_check():
     assert statuses["real weights fp32 on the CPU"] == "pass"
     assert statuses["batched vs one frame at a time, fp32"] == "pass"
     assert statuses["6 GiB budget: the plan for 640x360 (no run)"] == "pass"
+    assert statuses["IconVSR speed fp32"] == statuses["BasicVSR++ speed fp32"] == "pass"
     for check in (
         "fp16 vs fp32 PSNR, real weights",
         "CUDA vs CPU output, fp32",
         "compile=True vs eager",
         "6 GiB budget: a run capped at it",
+        "IconVSR fp16 speed and PSNR against fp32",
+        "BasicVSR++ fp16 speed and PSNR against fp32",
     ):
         assert statuses[check] == "skipped: needs CUDA"
     assert statuses["offload=True"].startswith("skipped: needs CUDA")

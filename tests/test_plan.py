@@ -25,12 +25,14 @@ class WindowsOnlyEngine:
     """Stands in for `engine.Engine` in the filter: black frames, with the window properties the
     real engine reports (the window's first frame, frames computed with context)."""
 
+    scale = 4  # output pixels per input pixel, as the filter reads it from the engine
+
     def __init__(self, width, height, sample_type, bits_per_sample, max_seq_len=30, overlap=8, scene_split=True, **_):
         self.width, self.height = width, height
         self.max_seq_len, self.overlap, self.scene_split = max_seq_len, overlap, scene_split
 
     def run(self, frames, first, context_before, context_after):
-        black = np.zeros((3, 4 * self.height, 4 * self.width), np.float32)
+        black = np.zeros((3, self.scale * self.height, self.scale * self.width), np.float32)
         for local in range(context_before, len(frames) - context_after):
             yield first + local, black, first + context_before, len(frames), 0, 0
 

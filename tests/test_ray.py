@@ -373,3 +373,24 @@ def test_ray_without_ray_installed_is_one_line_naming_the_install(clip, tmp_path
             'pip install "vsrealbasicvsr[ray]"\n'
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_restoration_model_runs_on_ray_as_in_one_process(clip, local_ray, tmp_path):
+    """BasicVSR++ x1 (deformable alignment, output at the input's size) through Ray's workers:
+    the one-process command's output, byte for byte."""
+    import torch
+
+    from vsrealbasicvsr.models import BasicVSRPlusPlusNet
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "basicvsrpp_x1.pth"
+    torch.save(BasicVSRPlusPlusNet(mid_channels=8, num_blocks=1, is_low_res_input=False).state_dict(), checkpoint)
+    one_process = tmp_path / "one_process.mkv"
+    code, _, stderr = run_cli_in_own_session(
+        clip, one_process, *FLAGS, "--checkpoint", checkpoint, env_extra={"OMP_NUM_THREADS": "1"}
+    )
+    assert code == 0, stderr
+    output = tmp_path / "x1.mkv"
+    result = ray_runner.run(spec_of(clip, output, checkpoint), data="shared")
+    assert (result.width, result.height, result.frames) == (64, 48, 12)
+    assert output.read_bytes() == one_process.read_bytes()

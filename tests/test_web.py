@@ -21,7 +21,9 @@ import pytest
 from conftest import WEB_OPTIONS
 from starlette.testclient import TestClient
 
+from vsrealbasicvsr import registry
 from vsrealbasicvsr.web import app as web_app
+from vsrealbasicvsr.web import jobs as web_jobs
 from vsrealbasicvsr.web import runner as web_runner
 
 OPTIONS = WEB_OPTIONS
@@ -429,3 +431,15 @@ def test_serve_says_what_is_wrong_before_serving(tmp_path, capsys, monkeypatch):
         monkeypatch.delattr(vsrealbasicvsr.web, "app")
         assert cli.main(["serve", *jobs]) == 1
         assert "needs starlette; pip install 'vsrealbasicvsr[web]'" in capsys.readouterr().err
+
+
+def test_the_page_lists_the_family_with_scales_and_names_downloads_by_scale(client):
+    models = client.get("/api/config").json()["options"]["model"]["choices"]
+    assert set(models) == set(registry.MODELS)
+    assert models["iconvsr-reds4"]["scale"] == 4 and models["basicvsrpp-ntire-decompress-track1"]["scale"] == 1
+    assert models["basicvsrpp-ntire-decompress-track1"]["description"].startswith("x1, restoring compressed video")
+    restored = {
+        "name": "clip.mp4",
+        "request": {"codec": "ffv1", "options": {"model": "basicvsrpp-ntire-decompress-track1"}},
+    }
+    assert web_jobs.download_name(restored) == "clip_x1.mkv"

@@ -16,20 +16,31 @@ from pathlib import Path
 import torch
 
 from . import registry
-from .models import BasicVSRNet, RealBasicVSRNet
+from .models import BasicVSRNet, BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet
+from .models import edvr as edvr_sizes
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and what to do."""
 
 
-# BasicSR's BasicVSR names -> MMEditing's (ours). SPyNet's convolutions are a plain Sequential
-# with ReLUs in between in BasicSR (indices 0, 2, 4, 6, 8) and mmcv ConvModules in MMEditing.
+# BasicSR's BasicVSR, IconVSR and BasicVSR++ names -> MMEditing's (ours). SPyNet's convolutions
+# are a plain Sequential with ReLUs in between in BasicSR (indices 0, 2, 4, 6, 8) and mmcv
+# ConvModules in MMEditing; so are most of EDVR's (IconVSR's refill), whose ConvModules are
+# the `conv` of ours.
+_EDVR_CONV_MODULES = (
+    r"pcd_alignment\.(?:offset_conv[123]|feat_conv)\.l\d|pcd_alignment\.cas_offset_conv[12]"
+    r"|fusion\.(?:feat_fusion|spatial_attn[1-4]|spatial_attn_l[1-3]|spatial_attn_add1)"
+    r"|feat_l[23]_conv[12]"
+)
 _BASICSR_RENAMES = [
     (re.compile(r"^backward_trunk\."), "backward_resblocks."),
     (re.compile(r"^forward_trunk\."), "forward_resblocks."),
     (re.compile(r"^upconv1\."), "upsample1.upsample_conv."),
     (re.compile(r"^upconv2\."), "upsample2.upsample_conv."),
+    (re.compile(r"^edvr\.conv_l([23])_([12])\."), r"edvr.feat_l\1_conv\2."),
+    (re.compile(r"^edvr\.pcd_align\."), "edvr.pcd_alignment."),
+    (re.compile(rf"^edvr\.({_EDVR_CONV_MODULES})\.(weight|bias)$"), r"edvr.\1.conv.\2"),
 ]
 _BASICSR_SPYNET = re.compile(r"^(spynet\.basic_module\.\d+\.basic_module\.)(\d+)\.(weight|bias)$")
 
@@ -53,6 +64,8 @@ def _read(path: Path, mmap: bool = False):
         raise CheckpointError(f"{path}: not a file; pass the path of a .pth checkpoint")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty; {_AGAIN}")
+    if _is_text(path):
+        raise CheckpointError(f"{path} is a text file, not a torch checkpoint; pass the .pth file of the weights")
     try:
         # mmap reads tensors only when they are used; files in torch's legacy format cannot be mapped
         mmap = mmap and zipfile.is_zipfile(path)
@@ -68,6 +81,20 @@ def _read(path: Path, mmap: bool = False):
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(f"{path} is truncated or damaged ({_first_sentence(error)}); {_AGAIN}") from None
+
+
+def _is_text(path: Path) -> bool:
+    """Whether the file starts as text does (UTF-8 without control characters but whitespace):
+    torch files start with a zip header or a pickle's protocol byte, neither of which is text."""
+    with path.open("rb") as file:
+        head = file.read(512)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 3:  # not only a character cut at the 512th byte
+            return False
+        text = head[: error.start].decode("utf-8")
+    return all(character.isprintable() or character in "\t\n\r\f" for character in text)
 
 
 def _from_basicsr(params: dict) -> dict:
@@ -137,6 +164,21 @@ def infer_config(state: dict, path) -> tuple[type, dict]:
             "num_propagation_blocks": _count_blocks(state, "basicvsr.backward_resblocks.", path),
             "num_cleaning_blocks": _count_blocks(state, "image_cleaning.0.", path),
         }
+    if "edvr.conv_first.weight" in state and "backward_resblocks.main.0.weight" in state:
+        fused = state.get("edvr.fusion.feat_fusion.conv.weight")
+        frames = fused.shape[1] // edvr_sizes.CHANNELS if fused is not None and fused.dim() == 4 else 5
+        return IconVSRNet, {
+            "mid_channels": state["backward_resblocks.main.0.weight"].shape[0],
+            "num_blocks": _count_blocks(state, "backward_resblocks.", path),
+            "padding": (frames - 1) // 2,  # EDVR sees the keyframe and `padding` frames each side
+        }
+    if "deform_align.backward_1.weight" in state and "reconstruction.main.0.weight" in state:
+        return BasicVSRPlusPlusNet, {
+            "mid_channels": state["reconstruction.main.0.weight"].shape[0],
+            "num_blocks": _count_blocks(state, "backbone.backward_1.", path),
+            # x1 variants extract features after two strided convolutions (feat_extract.0, .2)
+            "is_low_res_input": "feat_extract.main.0.weight" in state,
+        }
     if "fusion.weight" in state:
         return BasicVSRNet, {
             "mid_channels": state["fusion.weight"].shape[0],
@@ -144,8 +186,8 @@ def infer_config(state: dict, path) -> tuple[type, dict]:
         }
     sample = ", ".join(list(state)[:5])
     raise CheckpointError(
-        f"{path}: not a RealBasicVSR or BasicVSR checkpoint (another architecture; first keys: {sample}); "
-        "pass a RealBasicVSR/BasicVSR checkpoint"
+        f"{path}: not a checkpoint of the BasicVSR family (RealBasicVSR, BasicVSR, IconVSR, BasicVSR++; "
+        f"first keys: {sample}); pass a checkpoint of one of them"
     )
 
 

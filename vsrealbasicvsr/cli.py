@@ -19,12 +19,18 @@ from .job import ffmpeg
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """Each model, installed or missing, and its path."""
+    """Each model, installed or missing, its scale, its path and what it is for; then the
+    official releases not run yet, and why."""
     print(f"weights folder: {registry.weights_dir()}")
+    width = max(len(name) for name in registry.MODELS)
     for name, info in registry.MODELS.items():
         path = registry.installed_path(name)
         state = "installed" if registry.resolve(name) is not None else "missing  "
-        print(f"{name:22} {state} {path}  ({info.description})")
+        print(f"{name:{width}} {state} x{info.scale} {path}  ({info.purpose}: {info.description})")
+    print()
+    print("not supported yet:")
+    for entry in registry.UNSUPPORTED:
+        print(f"  {entry.name}: {entry.why} ({entry.files})")
     return 0
 
 
@@ -207,15 +213,16 @@ def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
         scenes = "not detected (--no-scene-detect)"
     tile = f"{first.tile[0]}x{first.tile[1]}" if first.tile else "none"
     settings = clip_plan.settings
+    scale = clip_plan.network.scale  # x4, or x1 for restoration models
     return "\n".join(
         [
             (
                 f"input      {spec.input}: {planned.width}x{planned.height} {planned.format_name}, {frames} frames "
                 f"at {planned.fps.numerator}/{planned.fps.denominator} fps"
             ),
-            f"output     {spec.output}: {4 * planned.width}x{4 * planned.height}, {frames} frames, "
+            f"output     {spec.output}: {scale * planned.width}x{scale * planned.height}, {frames} frames, "
             + ("PNG frames" if spec.folder_out else f"{spec.codec} via {ffmpeg.ffmpeg_exe()}"),
-            f"model      {weights}",
+            f"model      {weights}: {clip_plan.network.architecture.removesuffix('Net')} x{scale}",
             f"device     {settings.device} ({str(settings.dtype).removeprefix('torch.')})",
             f"scenes     {scenes}",
             (

@@ -4,7 +4,8 @@
 The picture is a crop at the upscale's full resolution (nothing is scaled down, so what a viewer
 sees at 100 % is what the video holds): on the left the input frame upscaled 4x with bicubic
 (Catmull-Rom, b=0 c=1/2: the "bicubic" of image editors and of super-resolution papers), on the
-right the upscaled frame, each half under its label. Both videos are read with bestsource and
+right the upscaled frame, each half under its label (beside the output of a restoration model,
+which keeps the size, the input frame as it is). Both videos are read with bestsource and
 converted to RGB with their own colour properties, as `vsrealbasicvsr upscale` reads its input.
 Labels and PNG come from Pillow, whose built-in font needs no font files.
 """
@@ -23,14 +24,13 @@ import vapoursynth as vs
 from .job.errors import UpscaleError
 from .job.ffmpeg import unreadable
 from .job.graph import Colour
+from .registry import MODELS
 from .safe_files import new_file, place_new
 
-SCALE = 4
 # The band above the picture that holds the labels, the gap between the halves, in pixels.
 LABEL_HEIGHT, DIVIDER = 32, 4
 FONT_SIZE = 20
 BACKGROUND, TEXT_COLOUR = (32, 32, 32), (255, 255, 255)
-BICUBIC_LABEL = "bicubic x4"
 
 
 class CompareError(Exception):
@@ -77,10 +77,18 @@ def rgb_array(clip: vs.VideoNode, frame: int) -> np.ndarray:
     return np.stack([np.asarray(planes[plane]) for plane in range(3)], axis=-1)
 
 
-def bicubic_x4(clip: vs.VideoNode) -> vs.VideoNode:
+def bicubic(clip: vs.VideoNode, scale: int) -> vs.VideoNode:
     return vs.core.resize.Bicubic(
-        clip, width=SCALE * clip.width, height=SCALE * clip.height, filter_param_a=0, filter_param_b=0.5
+        clip, width=scale * clip.width, height=scale * clip.height, filter_param_a=0, filter_param_b=0.5
     )
+
+
+def output_scale(source: vs.VideoNode, upscaled: vs.VideoNode) -> int | None:
+    """The models' scale (x4, or x1 for restoration models) that makes `source` `upscaled`'s size."""
+    for scale in sorted({info.scale for info in MODELS.values()}, reverse=True):
+        if (upscaled.width, upscaled.height) == (scale * source.width, scale * source.height):
+            return scale
+    return None
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray, labels: tuple[str, str]) -> np.ndarray:
@@ -127,18 +135,20 @@ def compare(
     frame: int | None = None,
     crop: tuple[int, int, int, int] | None = None,
     start: int = 0,
-    label: str = "upscaled x4",
+    label: str | None = None,
     overwrite: bool = False,
 ) -> tuple[int, tuple[int, int, int, int]]:
     """Writes the comparison PNG of frame `frame` of `upscaled_path` (frame `start + frame` of
     `input_path`) to `output`. The crop is in upscaled pixels (default: the centre, half the width
-    and half the height). An existing `output` is replaced only with `overwrite`. Returns the
-    frame and the crop used."""
+    and half the height). The input is scaled as the model scaled it (bicubic x4, or as it is
+    beside an x1 model's output); `label` names the output (default "upscaled xN"). An existing
+    `output` is replaced only with `overwrite`. Returns the frame and the crop used."""
     source, upscaled = open_video(input_path), open_video(upscaled_path)
-    if (upscaled.width, upscaled.height) != (SCALE * source.width, SCALE * source.height):
+    scale = output_scale(source, upscaled)
+    if scale is None:
         raise CompareError(
-            f"{upscaled_path} is {upscaled.width}x{upscaled.height}, not 4x the "
-            f"{source.width}x{source.height} of {input_path}; pass the input and the output of "
+            f"{upscaled_path} is {upscaled.width}x{upscaled.height}, not 4x (nor, from a restoration model, 1x) "
+            f"the {source.width}x{source.height} of {input_path}; pass the input and the output of "
             "one `vsrealbasicvsr upscale`"
         )
     if not 0 <= start < source.num_frames:
@@ -160,9 +170,10 @@ def compare(
             f"{upscaled.width}x{upscaled.height}; choose a crop inside it"
         )
     region = np.s_[top : top + height, left : left + width]
-    bicubic = rgb_array(bicubic_x4(to_rgbs(source)), start + frame)[region]
+    scaled = rgb_array(bicubic(to_rgbs(source), scale), start + frame)[region]
     ours = rgb_array(to_rgbs(upscaled), frame)[region]
-    write_png(side_by_side(bicubic, ours, (BICUBIC_LABEL, label)), output, overwrite)
+    labels = (f"bicubic x{scale}" if scale > 1 else "input", label or f"upscaled x{scale}")
+    write_png(side_by_side(scaled, ours, labels), output, overwrite)
     return frame, crop
 
 

@@ -88,7 +88,7 @@ def size_cap(info: registry.ModelInfo) -> int:
     from . import models
 
     with torch.device("meta"):
-        network = getattr(models, info.architecture)()
+        network = getattr(models, info.architecture)(**dict(info.config))
     return NETWORK_COPIES_BOUND * 4 * sum(tensor.numel() for tensor in network.state_dict().values())
 
 

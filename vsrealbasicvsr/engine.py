@@ -16,7 +16,6 @@ every window; a new `Upscale` call starts from its own plan again).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import gc
 import os
 import threading
@@ -112,31 +111,24 @@ def progress(device: str | None = None) -> float:
 class _StepCounter:
     """Counts the network's steps into the running attempt's `_WindowWork`, as the `Steps` that
     `counted` wraps run (the wrappers hold this counter, not the engine, so that no reference
-    cycle keeps an engine's memory after its filter is freed)."""
+    cycle keeps an engine's memory after its filter is freed).
 
-    # each step with its progress steps per item of its batch (frames; flows: frame pairs, a
-    # half step for each direction)
-    PER_ITEM: ClassVar[dict[str, float]] = {
-        "flow": 0.5,
-        "backward_trunk": 1.0,
-        "forward_trunk": 1.0,
-        "reconstruct": 1.0,
-        "clean": 1.0,
-    }
+    How much each step's call is worth is the network's (`STEP_WORK`: per item of its batch,
+    frames or frame pairs); a frame's worth is their sum, flows counted for both directions."""
 
-    def __init__(self, steps: Steps):
-        self.steps_per_frame = sum(getattr(steps, name) is not None for name in self.PER_ITEM)
+    def __init__(self, step_work: dict[str, float]):
+        self.step_work = dict(step_work)
+        self.steps_per_frame = sum(self.step_work.values()) + self.step_work.get("flow", 0)
         self.work: _WindowWork | None = None
 
     def counted(self, steps: Steps) -> Steps:
         """steps, each counting its calls."""
-        return dataclasses.replace(
-            steps,
+        return steps.replace(
             **{
-                name: self._counting(getattr(steps, name), per_item)
-                for name, per_item in self.PER_ITEM.items()
-                if getattr(steps, name) is not None
-            },
+                name: self._counting(step, self.step_work[name])
+                for name, step in steps.items()
+                if name in self.step_work
+            }
         )
 
     def _counting(self, step, per_item: float):
@@ -273,7 +265,8 @@ def _frame_tile(tile: tuple[int, int], width: int, height: int) -> tuple[int, in
     return min(tile_w, width), min(tile_h, height)
 
 
-def _load_network(model: str, checkpoint):
+def _load_network(model: str, checkpoint, keyframe_stride: int | None = None):
+    """The network of `model` or `checkpoint`, with the run-time choices its weights do not fix."""
     from . import checkpoints, registry
 
     if checkpoint is not None:
@@ -287,9 +280,31 @@ def _load_network(model: str, checkpoint):
         if path is None:
             raise ValueError(f"Upscale: {registry.not_installed_message(model)}")
     try:
-        return checkpoints.load_model(path)
+        network = checkpoints.load_model(path)
     except checkpoints.CheckpointError as error:
-        raise ValueError(f"Upscale: {error}") from None
+        # the file's own words start with its path: name the argument it came from
+        raise ValueError(f"Upscale: {'checkpoint=' if checkpoint is not None else ''}{error}") from None
+    if keyframe_stride is not None:
+        if not hasattr(network, "keyframe_stride"):
+            raise ValueError(
+                f"Upscale: keyframe_stride is for IconVSR models, and {type(network).__name__} has no "
+                "keyframes; leave keyframe_stride out"
+            )
+        network.keyframe_stride = keyframe_stride
+    return network
+
+
+def _check_deformable_precision(network: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """IconVSR and BasicVSR++ align with torchvision's deformable convolution, whose CPU kernel
+    has no bf16 (torchvision 0.29: "deformable_im2col" not implemented for 'BFloat16')."""
+    from .models.deform_align import ModulatedDeformConv2d
+
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        if any(isinstance(module, ModulatedDeformConv2d) for module in network.modules()):
+            raise ValueError(
+                f'Upscale: precision="bf16" on the CPU is not available for {type(network).__name__}: its '
+                'deformable convolution (torchvision) has no bf16 CPU kernel; use precision="fp32"'
+            )
 
 
 def _check_compile(device: torch.device) -> None:
@@ -394,7 +409,9 @@ class Settings:
             opts.max_memory,
         )
 
-    def window_memory(self, mid_channels: int) -> memory.WindowMemory:
+    def window_memory(
+        self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4
+    ) -> memory.WindowMemory:
         # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
         # instead of the whole window (MMEditing's way, whose cleaning dominates the peak of long
         # windows). On CUDA, batches as large as fit under one frame's reconstruction keep the
@@ -411,12 +428,14 @@ class Settings:
             self.tile_overlap,
             # tiled windows' outputs wait on the host, which is the CPU engine's budget too
             self.sample.dtype.itemsize if on_cpu else 0,
+            architecture,
+            scale,
         )
 
-    def first_plan(self, mid_channels: int) -> FirstPlan:
-        """Window and tile for a network of `mid_channels` channels: `max_memory`, or what the
-        device has free now."""
-        window_memory = self.window_memory(mid_channels)
+    def first_plan(self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4) -> FirstPlan:
+        """Window and tile for a network of `mid_channels` channels (of `architecture`, the
+        class's name, at `scale`): `max_memory`, or what the device has free now."""
+        window_memory = self.window_memory(mid_channels, architecture, scale)
         budget = self.max_memory if self.max_memory is not None else memory.available_bytes(self.device)
         can_tile = self.tile != (TILE_OFF, TILE_OFF)
         fixed_tile = None if self.tile in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)) else self.tile
@@ -467,13 +486,14 @@ class Engine:
         self.torch_thread = TorchThread.for_device(self.device)
         self._fp32_host_network = None  # kept by _prepare_network for fp16/bf16 engines
         self._fp32_network = None  # built from it when a window's output overflows
-        self.network = self.torch_thread.call(self._prepare_network, opts.model, opts.checkpoint, opts.compile)
-        self.mid_channels = _mid_channels(self.network)
+        self.network = self.torch_thread.call(self._prepare_network, opts)
+        self.mid_channels = self.network.mid_channels
+        self.scale = self.network.scale  # output pixels per input pixel each way (4, or 1)
         self.backend = settings.backend
-        self._steps = _StepCounter(self.network.steps())
+        self._steps = _StepCounter(self.network.STEP_WORK)
         self.steps = self._steps.counted(self.torch_thread.call(self.backend.steps, self.network))
         # After loading: the budget is what is free once the weights are in place.
-        sizes = settings.first_plan(self.mid_channels)
+        sizes = settings.first_plan(self.mid_channels, type(self.network).__name__, self.scale)
         self.window_memory, self.budget = sizes.window_memory, sizes.budget
         self.batch_frames = self.window_memory.batch_frames
         self.plan = Plan(sizes.window, sizes.tile, sizes.can_tile)
@@ -483,9 +503,10 @@ class Engine:
         self._warned_non_finite_input = False
         self._warned_non_finite_output = False
 
-    def _prepare_network(self, model: str, checkpoint: str | None, compile: bool) -> torch.nn.Module:
+    def _prepare_network(self, opts: UpscaleOptions) -> torch.nn.Module:
         """The network loaded, on the device, in the engine's precision and layout."""
-        network = _load_network(model, checkpoint)
+        network = _load_network(opts.model, opts.checkpoint, opts.keyframe_stride)
+        _check_deformable_precision(network, self.device, self.dtype)
         if self.dtype != torch.float32:
             # The checkpoint's fp32 weights, for windows whose fp16/bf16 output is not finite
             # (recomputed in fp32): the cast weights cannot give them back, and the file may have
@@ -494,7 +515,7 @@ class Engine:
         network = self._placed(network, self.dtype)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        if compile:
+        if opts.compile:
             network = _compile(network)
         return network
 
@@ -707,7 +728,7 @@ class Engine:
         return network.stream(lqs, feature_device=feature_device, batch_frames=self.batch_frames, steps=steps)
 
     def _tiled(self, lqs, tile) -> np.ndarray:
-        """The window tile by tile, each tile over all frames; returns (T, 3, 4h, 4w) host
+        """The window tile by tile, each tile over all frames; returns (T, 3, s*h, s*w) host
         arrays in the clip's format.
 
         The recurrence runs in time, so a tile cannot be handed out before all its frames are
@@ -715,13 +736,14 @@ class Engine:
         is computed with `tile_overlap` more pixels on each side (shifted inwards at the frame's
         borders, so every run has the same size) and only its own area is kept."""
         _, t, _, h, w = lqs.shape
-        result = np.empty((t, 3, 4 * h, 4 * w), self.sample.dtype)
+        s = self.scale
+        result = np.empty((t, 3, s * h, s * w), self.sample.dtype)
         for y0, y1, cy0, cy1 in tiles.spans(h, tile[1], self.tile_overlap):
             for x0, x1, cx0, cx1 in tiles.spans(w, tile[0], self.tile_overlap):
                 crop = lqs[:, :, :, cy0:cy1, cx0:cx1]
                 for i, out in enumerate(self._stream(crop)):
-                    inner = out[0, :, 4 * (y0 - cy0) : 4 * (y1 - cy0), 4 * (x0 - cx0) : 4 * (x1 - cx0)]
-                    result[i, :, 4 * y0 : 4 * y1, 4 * x0 : 4 * x1] = self.sample.from_float(self._finite(inner))
+                    inner = out[0, :, s * (y0 - cy0) : s * (y1 - cy0), s * (x0 - cx0) : s * (x1 - cx0)]
+                    result[i, :, s * y0 : s * y1, s * x0 : s * x1] = self.sample.from_float(self._finite(inner))
         return result
 
     @staticmethod
@@ -755,8 +777,3 @@ class _NonFiniteOutput(ArithmeticError):
 
 def _spynet(network):
     return network.basicvsr.spynet if hasattr(network, "basicvsr") else network.spynet
-
-
-def _mid_channels(network) -> int:
-    basicvsr = network.basicvsr if hasattr(network, "basicvsr") else network
-    return basicvsr.mid_channels

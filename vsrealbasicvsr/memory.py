@@ -36,6 +36,13 @@ MAX_AUTO_WINDOW = 60  # the recurrence's benefit has long saturated by then
 MIN_AUTO_WINDOW = 8  # a choice: below this, tile rather than shorten the recurrence further
 
 
+# The networks of the family differ in what a window keeps per frame and in one frame's
+# reconstruction; the terms for IconVSR and BasicVSR++ follow from their structure (the tensors
+# each keeps), not from a measurement (docs/MEMORY.md). x1 BasicVSR++ computes its features and
+# flows at a quarter of the frame's size each way: 1/16 of the elements per input pixel.
+QUARTER_SIZE = 16
+
+
 def batched_elements_per_frame(mid_channels: int) -> int:
     """Elements per pixel per frame of the steps that need no recurrence (cleaning, SPyNet)."""
     cleaning = 6 + 4 * mid_channels
@@ -43,9 +50,28 @@ def batched_elements_per_frame(mid_channels: int) -> int:
     return max(cleaning, flows)
 
 
-def reconstruction_elements(mid_channels: int) -> int:
+def kept_elements_per_frame(mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4) -> float:
+    """Elements per low-resolution pixel that a window keeps for each of its frames until the
+    frame is handed out: the input (and RealBasicVSR's cleaned input), flows both ways, and the
+    features that wait for a later branch."""
+    if architecture == "BasicVSRPlusPlusNet":
+        # the frame's own features and those of the first three branches
+        waiting = 4 + 4 * mid_channels
+        return 3 + (waiting / QUARTER_SIZE if scale == 1 else waiting)
+    kept = 3 + 3 + 4 + mid_channels
+    if architecture == "IconVSRNet":
+        kept += 64 / 5  # EDVR's 64 refill channels at every 5th frame (the default keyframe_stride)
+    return kept
+
+
+def reconstruction_elements(mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4) -> float:
     """Elements per low-resolution pixel of one frame's reconstruction (fusion, x4 upsampling)."""
-    return (4 * mid_channels + 64) * 4 + 3 * 64 * 16
+    upsampling = (4 * mid_channels + 64) * 4 + 3 * 64 * 16
+    if architecture != "BasicVSRPlusPlusNet":
+        return upsampling
+    # its five feature maps concatenated and a trunk of residual blocks before the upsampling
+    elements = 5 * mid_channels + 2 * mid_channels + upsampling
+    return elements / QUARTER_SIZE if scale == 1 else elements
 
 
 def batch_frames(mid_channels: int) -> int:
@@ -54,20 +80,31 @@ def batch_frames(mid_channels: int) -> int:
     return max(1, reconstruction_elements(mid_channels) // batched_elements_per_frame(mid_channels))
 
 
-def peak_elements_per_pixel(frames: int, mid_channels: int, batch: int | None = None) -> float:
+def peak_elements_per_pixel(
+    frames: int, mid_channels: int, batch: int | None = None, architecture: str = "BasicVSRNet", scale: int = 4
+) -> float:
     """Elements per low-resolution pixel at the peak of a window of `frames` frames whose
     non-recurrent steps run `batch` frames at a time (None: all at once)."""
     batch = frames if batch is None else min(frames, batch)
     batched = frames * 6 + batch * batched_elements_per_frame(mid_channels)
-    propagation = frames * (3 + 3 + 4 + mid_channels) + reconstruction_elements(mid_channels)
+    propagation = frames * kept_elements_per_frame(mid_channels, architecture, scale) + reconstruction_elements(
+        mid_channels, architecture, scale
+    )
     return max(batched, propagation)
 
 
 def window_bytes(
-    frames: int, height: int, width: int, mid_channels: int, element_bytes: int, batch: int | None = None
+    frames: int,
+    height: int,
+    width: int,
+    mid_channels: int,
+    element_bytes: int,
+    batch: int | None = None,
+    architecture: str = "BasicVSRNet",
+    scale: int = 4,
 ) -> int:
     """Estimated peak bytes of one window, safety margin included."""
-    elements = height * width * peak_elements_per_pixel(frames, mid_channels, batch)
+    elements = height * width * peak_elements_per_pixel(frames, mid_channels, batch, architecture, scale)
     return int(elements * element_bytes * SAFETY_MARGIN)
 
 
@@ -97,6 +134,8 @@ def largest_tile(
     element_bytes: int,
     tile_overlap: int,
     batch: int | None = None,
+    architecture: str = "BasicVSRNet",
+    scale: int = 4,
 ) -> tuple[int, int] | None:
     """The largest tile (width, height) at most the frame's size, both at least MIN_TILE, with
     which a window of `frames` frames fits `budget` (each tile is computed with `tile_overlap`
@@ -107,7 +146,10 @@ def largest_tile(
         tile_h = max(MIN_TILE, min(height, math.ceil(height * scale / 8) * 8))
         computed_w = min(width, tile_w + 2 * tile_overlap)
         computed_h = min(height, tile_h + 2 * tile_overlap)
-        if window_bytes(frames, computed_h, computed_w, mid_channels, element_bytes, batch) <= budget:
+        if (
+            window_bytes(frames, computed_h, computed_w, mid_channels, element_bytes, batch, architecture, scale)
+            <= budget
+        ):
             return tile_w, tile_h
         if tile_w == MIN_TILE and tile_h == MIN_TILE:
             return None
@@ -130,6 +172,8 @@ class WindowMemory:
     # Bytes of one input pixel's output sample on the host when a tiled window's outputs wait
     # there and that memory is the budget's (the CPU); 0 otherwise.
     held_sample_bytes: int = 0
+    architecture: str = "BasicVSRNet"  # the network's class name (models/)
+    scale: int = 4  # the network's output pixels per input pixel each way
 
     def computed_size(self, tile: tuple[int, int] | None) -> tuple[int, int]:
         """(w, h) of what one network run sees: the frame, or a tile with its overlap."""
@@ -141,11 +185,20 @@ class WindowMemory:
         """With tiles the window's outputs (context frames too: they are stitched) wait on the host."""
         if tile is None:
             return 0
-        return (window + 2 * self.overlap) * 3 * 16 * self.width * self.height * self.held_sample_bytes
+        return (window + 2 * self.overlap) * 3 * self.scale**2 * self.width * self.height * self.held_sample_bytes
 
     def network_bytes(self, frames: int, tile: tuple[int, int] | None) -> int:
         computed_w, computed_h = self.computed_size(tile)
-        return window_bytes(frames, computed_h, computed_w, self.mid_channels, self.element_bytes, self.batch_frames)
+        return window_bytes(
+            frames,
+            computed_h,
+            computed_w,
+            self.mid_channels,
+            self.element_bytes,
+            self.batch_frames,
+            self.architecture,
+            self.scale,
+        )
 
     def needed_bytes(self, window: int, tile: tuple[int, int] | None) -> int:
         """The model's peak for one window, context frames and tile overlap included."""
@@ -189,6 +242,8 @@ class WindowMemory:
             self.element_bytes,
             self.tile_overlap,
             self.batch_frames,
+            self.architecture,
+            self.scale,
         )
         if chosen is None:
             need = self.network_bytes(window + 2 * self.overlap, (MIN_TILE, MIN_TILE))

@@ -152,6 +152,16 @@ class UpscaleOptions:
         default=False,
         metadata=_about("flag", "Compile the model with `torch.compile` (CUDA only): slow start, faster frames."),
     )
+    keyframe_stride: int | None = field(
+        default=None,
+        metadata=_about(
+            "int",
+            "IconVSR models: every N-th frame of a window, counted from its first (context "
+            "included), and its last, get EDVR's refill features; smaller is slower and may be sharper.",
+            none="the network's own, 5",
+            metavar="N",
+        ),
+    )
     backend: str = field(
         default="torch",
         metadata=_about(
@@ -256,6 +266,8 @@ def _checked_int(name: str, value: int) -> int:
         raise ValueError(f"Upscale: overlap must be >= 0, not {value}; it counts context frames on each side")
     if name == "tile_overlap" and value < 0:
         raise ValueError(f"Upscale: tile_overlap must be >= 0, not {value}; it counts pixels")
+    if name == "keyframe_stride" and value < 1:
+        raise ValueError(f"Upscale: keyframe_stride must be >= 1, not {value}; it counts frames between keyframes")
     if name == "max_memory" and value <= 0:
         raise ValueError(
             f"Upscale: max_memory must be a positive number of bytes, not {value}; leave it out to use what is free"

@@ -2,7 +2,8 @@
 
 - `windows`: the windows the native filter cuts a clip into (the Python twin of rbvsr.c's
   `find_window`; tests/test_plan.py pins the two to each other).
-- `mid_channels`: the network's size, from the registry or the checkpoint file's tensor shapes.
+- `network_shape`: the network's architecture, size and scale, from the registry or the
+  checkpoint file's tensor shapes.
 - `plan_clip`: the engine's first plan (`engine.Settings.first_plan`, as the engine makes it)
   and the windows of a clip.
 """
@@ -56,24 +57,35 @@ def windows(num_frames: int, length: int, overlap: int, cuts: Iterable[int] = ()
     return result
 
 
-def mid_channels(model: str, checkpoint: str | os.PathLike | None) -> int:
-    """The feature channels of the network `Upscale` would load, without loading it: the
-    registry's for a model name, else read from the checkpoint's tensor shapes (mapped, not
-    read). ValueError "Upscale: ..." as the engine's for an unknown model or a foreign file."""
+class NetworkShape(NamedTuple):
+    """What a plan needs to know of the network without loading it."""
+
+    architecture: str  # the network's class name
+    mid_channels: int  # its feature channels
+    scale: int  # output pixels per input pixel each way
+
+
+def network_shape(model: str, checkpoint: str | os.PathLike | None) -> NetworkShape:
+    """The network `Upscale` would load, without loading it: the registry's entry for a model
+    name, else read from the checkpoint's tensor names and shapes (mapped, not read).
+    ValueError "Upscale: ..." as the engine's for an unknown model or a foreign file."""
     from . import checkpoints
 
     if checkpoint is None:
         try:
-            return registry.get(model).mid_channels
+            info = registry.get(model)
         except ValueError as error:
             raise ValueError(f'Upscale: {error}, or pass checkpoint="path/to/file.pth"') from None
+        return NetworkShape(info.architecture, info.mid_channels, info.scale)
     path = os.fspath(checkpoint)
     try:
         state = checkpoints.load_state_dict(path, mmap=True)
-        _, config = checkpoints.infer_config(state, path)
+        network_class, config = checkpoints.infer_config(state, path)
     except checkpoints.CheckpointError as error:
-        raise ValueError(f"Upscale: {error}") from None
-    return int(config["mid_channels"])
+        raise ValueError(f"Upscale: checkpoint={error}") from None
+    with checkpoints.torch.device("meta"):
+        network = network_class(**config)
+    return NetworkShape(network_class.__name__, network.mid_channels, network.scale)
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class ClipPlan:
     settings: engine_module.Settings
     first: engine_module.FirstPlan
     windows: list[Window]
+    network: NetworkShape
 
     @property
     def window(self) -> int:
@@ -107,5 +120,6 @@ def plan_clip(
     weights are loaded, so an automatic window could come out shorter there: `upscale` passes
     the planned window to the filter explicitly."""
     settings = engine_module.Settings.of(width, height, sample_type, bits_per_sample, **options)
-    first = settings.first_plan(mid_channels(model, checkpoint))
-    return ClipPlan(settings, first, windows(num_frames, first.window, settings.overlap, cuts))
+    network = network_shape(model, checkpoint)
+    first = settings.first_plan(network.mid_channels, network.architecture, network.scale)
+    return ClipPlan(settings, first, windows(num_frames, first.window, settings.overlap, cuts), network)

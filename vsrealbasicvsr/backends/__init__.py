@@ -14,7 +14,6 @@ step as a torch module for backends that convert modules.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import ClassVar
 
@@ -73,13 +72,9 @@ class _MethodModule(nn.Module):
 
 
 def step_modules(network: nn.Module) -> dict[str, nn.Module]:
-    """Each of `network.steps()` (by `Steps` field name) as a torch module: the network's own
+    """Each of `network.steps()` (by name) as a torch module: the network's own
     modules, and its methods wrapped (`_MethodModule`)."""
-    modules = {}
-    for field in dataclasses.fields(Steps):
-        step = getattr(network.steps(), field.name)
-        if step is None or isinstance(step, nn.Module):
-            modules[field.name] = step
-        else:
-            modules[field.name] = _MethodModule(step.__self__, step.__name__)
-    return {name: module for name, module in modules.items() if module is not None}
+    return {
+        name: step if isinstance(step, nn.Module) else _MethodModule(step.__self__, step.__name__)
+        for name, step in network.steps().items()
+    }

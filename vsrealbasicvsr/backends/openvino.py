@@ -138,9 +138,7 @@ class OpenVINOBackend(Backend):
         return super().is_out_of_memory(error) or _says_out_of_memory(error)
 
     def steps(self, network: torch.nn.Module) -> Steps:
-        return Steps(
-            **{name: _CompiledStep(name, module, self.device) for name, module in step_modules(network).items()}
-        )
+        return Steps({name: _CompiledStep(name, module, self.device) for name, module in step_modules(network).items()})
 
 
 class _CompiledStep:

@@ -233,11 +233,14 @@ def open_job(spec: JobSpec) -> OpenJob:
     try:
         source_path, source, window = open_work(spec, new_work)
         out_format, colour = output_format(source, spec.folder_out)
-        check_encodable(spec, out_format, 4 * source.width, 4 * source.height)
+        # the options, checked as the filter checks them, before the scene cuts' decoding pass
+        scale = _plan(spec, source, [], window).network.scale  # x4, or x1 for restoration models
+        width, height = scale * source.width, scale * source.height
+        check_encodable(spec, out_format, width, height)
         say_input_notes(spec, source.fps)
         note_dropped_metadata(spec, colour)
         cuts = tuple(scene_cuts(source)) if spec.scene_detect else None
-        _plan(spec, source, list(cuts or []), window)  # the options, checked as the filter checks them
+        _plan(spec, source, list(cuts or []), window)  # and with the cuts
         job_record = record_job(spec, source.num_frames, window)
         source_sha256 = digest_file(source_path)[1]
     except BaseException as error:
@@ -248,4 +251,4 @@ def open_job(spec: JobSpec) -> OpenJob:
     weights_sha256 = job_record["weights"]["sha256"]
     unit = SegmentJob(spec, source_path, source_sha256, source.num_frames, window, cuts, weights_sha256)
     segments = Segments(spec, source.num_frames, unit.segment_frames, colour, job_record)
-    return OpenJob(spec, lock, unit, segments, 4 * source.width, 4 * source.height, source.fps)
+    return OpenJob(spec, lock, unit, segments, width, height, source.fps)

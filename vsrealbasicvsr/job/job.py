@@ -367,7 +367,7 @@ class JobPlan:
     """What `run` will do, worked out without weights (`plan`)."""
 
     spec: JobSpec
-    width: int  # of the input; the output is 4x
+    width: int  # of the input; the output is the model's scale times it (clip_plan.network.scale)
     height: int
     format_name: str
     fps: Fraction

@@ -2,6 +2,8 @@
 Super-Resolution and Beyond", CVPR 2021): SPyNet alignment, bidirectional recurrent propagation,
 x4 pixel-shuffle reconstruction."""
 
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -40,40 +42,9 @@ def check_sequence(lqs):
         raise ValueError(f"expected a floating-point tensor in [0, 1], got {lqs.dtype}")
 
 
-class BasicVSRNet(nn.Module):
-    """BasicVSR: x4 video super-resolution.
-
-    Args:
-        mid_channels (int): Channels of the propagated features. Default: 64.
-        num_blocks (int): Residual blocks in each propagation branch. Default: 30.
-
-    Input (n, t, 3, h, w) RGB in [0, 1]; output (n, t, 3, 4h, 4w), not clamped. Differences
-    from MMEditing's network, which give the same output where both work: the input tensor is
-    never modified; frames smaller than 64 px in either dimension (which MMEditing refuses) are
-    padded at the bottom and right by edge replication to 64 px, and the output is cropped to
-    exactly 4x the input size; outputs can be taken one frame at a time from `stream`.
-    """
-
-    def __init__(self, mid_channels=64, num_blocks=30):
-        super().__init__()
-        self.mid_channels = mid_channels
-
-        # alignment: optical flow between neighbouring frames
-        self.spynet = SPyNet()
-
-        # propagation: backward-time and forward-time branches, each fed the frame and the
-        # warped features of its neighbour
-        self.backward_resblocks = ResidualBlocksWithInputConv(mid_channels + 3, mid_channels, num_blocks)
-        self.forward_resblocks = ResidualBlocksWithInputConv(mid_channels + 3, mid_channels, num_blocks)
-
-        # reconstruction: fuse both branches, upsample x4, add a bilinear x4 of the input frame
-        self.fusion = nn.Conv2d(mid_channels * 2, mid_channels, 1, 1, 0, bias=True)
-        self.upsample1 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
-        self.upsample2 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
-        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
-        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
-        self.img_upsample = nn.Upsample(scale_factor=SCALE, mode="bilinear", align_corners=False)
-        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+class NeighbourFlows:
+    """SPyNet's flows between neighbouring frames, for the networks that propagate both ways in
+    time (BasicVSR, IconVSR, BasicVSR++); the network has `spynet` and `steps()` with a `flow`."""
 
     @staticmethod
     def is_mirror_extended(lqs):
@@ -83,15 +54,6 @@ class BasicVSRNet(nn.Module):
         first, second = torch.chunk(lqs, 2, dim=1)
         # exact equality, as MMEditing's zero-norm test of the difference
         return torch.equal(first, second.flip(1))
-
-    def steps(self):
-        """The network's own modules as the `Steps` that `stream` runs."""
-        return Steps(
-            flow=self.spynet,
-            backward_trunk=self.backward_resblocks,
-            forward_trunk=self.forward_resblocks,
-            reconstruct=self.reconstruct,
-        )
 
     def compute_flows(self, lqs, batch_frames=None, steps=None):
         """Flows between neighbours, (n, t-1, 2, h, w) each.
@@ -132,6 +94,57 @@ class BasicVSRNet(nn.Module):
         if not chunks:  # a single frame has no neighbours
             return lqs.new_zeros(n, 0, 2, h, w)
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
+
+
+class BasicVSRNet(NeighbourFlows, nn.Module):
+    """BasicVSR: x4 video super-resolution.
+
+    Args:
+        mid_channels (int): Channels of the propagated features. Default: 64.
+        num_blocks (int): Residual blocks in each propagation branch. Default: 30.
+
+    Input (n, t, 3, h, w) RGB in [0, 1]; output (n, t, 3, 4h, 4w), not clamped. Differences
+    from MMEditing's network, which give the same output where both work: the input tensor is
+    never modified; frames smaller than 64 px in either dimension (which MMEditing refuses) are
+    padded at the bottom and right by edge replication to 64 px, and the output is cropped to
+    exactly 4x the input size; outputs can be taken one frame at a time from `stream`.
+    """
+
+    scale = SCALE
+    # progress per item of a step's batch (frames; flows: frame pairs, a half for each direction)
+    STEP_WORK: ClassVar[dict[str, float]] = {"flow": 0.5, "backward_trunk": 1, "forward_trunk": 1, "reconstruct": 1}
+
+    def __init__(self, mid_channels=64, num_blocks=30):
+        super().__init__()
+        self.mid_channels = mid_channels
+
+        # alignment: optical flow between neighbouring frames
+        self.spynet = SPyNet()
+
+        # propagation: backward-time and forward-time branches, each fed the frame and the
+        # warped features of its neighbour
+        self.backward_resblocks = ResidualBlocksWithInputConv(mid_channels + 3, mid_channels, num_blocks)
+        self.forward_resblocks = ResidualBlocksWithInputConv(mid_channels + 3, mid_channels, num_blocks)
+
+        # reconstruction: fuse both branches, upsample x4, add a bilinear x4 of the input frame
+        self.fusion = nn.Conv2d(mid_channels * 2, mid_channels, 1, 1, 0, bias=True)
+        self.upsample1 = PixelShufflePack(mid_channels, mid_channels, 2, upsample_kernel=3)
+        self.upsample2 = PixelShufflePack(mid_channels, 64, 2, upsample_kernel=3)
+        self.conv_hr = nn.Conv2d(64, 64, 3, 1, 1)
+        self.conv_last = nn.Conv2d(64, 3, 3, 1, 1)
+        self.img_upsample = nn.Upsample(scale_factor=SCALE, mode="bilinear", align_corners=False)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+
+    def steps(self):
+        """The network's own modules as the `Steps` that `stream` runs."""
+        return Steps(
+            {
+                "flow": self.spynet,
+                "backward_trunk": self.backward_resblocks,
+                "forward_trunk": self.forward_resblocks,
+                "reconstruct": self.reconstruct,
+            }
+        )
 
     def propagate_backward(self, lqs, flows_backward, feature_device=None, steps=None):
         """Backward-time propagation, last frame first; `steps` as in `compute_flows`.

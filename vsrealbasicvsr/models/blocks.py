@@ -64,3 +64,25 @@ class PixelShufflePack(nn.Module):
     def forward(self, x):
         """(n, in_channels, h, w) -> (n, out_channels, scale*h, scale*w)."""
         return F.pixel_shuffle(self.upsample_conv(x), self.scale_factor)
+
+
+class ConvLeakyReLU(nn.Module):
+    """A convolution, optionally followed by a leaky ReLU (slope 0.1); the attribute name `conv`
+    matches mmcv's ConvModule, under which EDVR's weights were saved.
+
+    Args:
+        in_channels (int): Channels of the input.
+        out_channels (int): Channels of the output.
+        kernel_size (int): Square kernel size.
+        stride (int): Default: 1.
+        padding (int): Default: 0.
+        activate (bool): Whether the leaky ReLU follows. Default: True.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, activate=True):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=True)
+        self.activate = nn.LeakyReLU(negative_slope=0.1, inplace=True) if activate else nn.Identity()
+
+    def forward(self, x):
+        return self.activate(self.conv(x))

@@ -1,7 +1,7 @@
 """RealBasicVSR (Chan et al., "Investigating Tradeoffs in Real-World Video Super-Resolution",
 CVPR 2022): an image-cleaning module in front of BasicVSR."""
 
-import dataclasses
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -33,6 +33,9 @@ class RealBasicVSRNet(nn.Module):
     loop's stopping test) and the output is cropped to exactly 4x the input size.
     """
 
+    scale = SCALE
+    STEP_WORK: ClassVar[dict[str, float]] = BasicVSRNet.STEP_WORK | {"clean": 1}
+
     def __init__(
         self,
         mid_channels=64,
@@ -42,6 +45,7 @@ class RealBasicVSRNet(nn.Module):
         is_sequential_cleaning=False,
     ):
         super().__init__()
+        self.mid_channels = mid_channels
         self.dynamic_refine_thres = dynamic_refine_thres / 255.0
         self.is_sequential_cleaning = is_sequential_cleaning
 
@@ -55,7 +59,7 @@ class RealBasicVSRNet(nn.Module):
 
     def steps(self):
         """The network's own modules as the `Steps` that `stream` runs: BasicVSR's and cleaning."""
-        return dataclasses.replace(self.basicvsr.steps(), clean=self.image_cleaning)
+        return self.basicvsr.steps().replace(clean=self.image_cleaning)
 
     def clean(self, lqs, batch_frames=None, steps=None):
         """Add the cleaning module's residue to the frames, up to three times, stopping after

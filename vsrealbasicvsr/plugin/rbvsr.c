@@ -1,5 +1,6 @@
 /*
- * core.rbvsr.Upscale: RealBasicVSR (x4) as a VapourSynth API-4 filter.
+ * core.rbvsr.Upscale: the BasicVSR family (RealBasicVSR, BasicVSR, IconVSR, BasicVSR++; x4, or x1
+ * for restoration models) as a VapourSynth API-4 filter.
  *
  * This file owns everything VapourSynth: the argument checks, the temporal windows, the frame
  * requests, the output cache and the frame properties. The computation is done by the Python
@@ -23,7 +24,9 @@
 
 #include "VapourSynth4.h"
 
-#define SCALE 4
+/* The largest output scale of a model (x4; BasicVSR++'s restoration models are x1): the clip
+ * size check before the engine, which says the model's own scale, exists. */
+#define MAX_SCALE 4
 /* Windows kept by the filter itself: VapourSynth's own cache may evict a window's outputs before
  * they are asked for, and a window is expensive. Two covers a sequential pass with prefetching
  * (the frames at the end of one window are still being requested when the next is computed). */
@@ -41,7 +44,7 @@ typedef struct {
 
 typedef struct {
     VSNode *node;
-    VSVideoInfo vi;         /* the output: the input's format, SCALE times its size */
+    VSVideoInfo vi;         /* the output: the input's format, the model's scale times its size */
     int in_height;          /* rows of an input plane */
     int scene_split;
     int max_seq_len;        /* as resolved by the engine (never 0 here) */
@@ -127,6 +130,14 @@ static int get_engine_int(PyObject *engine, const char *name, int min, int *valu
     }
     *value = (int)v;
     return 1;
+}
+
+/* The model's scale as the engine reads it, within what the clip size check allowed for. */
+static int scale_fits(int scale, char *error) {
+    if (scale <= MAX_SCALE)
+        return 1;
+    snprintf(error, MESSAGE_SIZE, "Upscale: engine.scale is %d, expected 1..%d", scale, MAX_SCALE);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -613,7 +624,7 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
         vsapi->getVideoFormatName(f, name);
         snprintf(error, sizeof(error), "Upscale: %s is not supported; use RGB24, RGB30, RGB48, RGBH or RGBS, "
                  "e.g. core.resize.Point(clip, format=vs.RGBS)", name);
-    } else if (vi->width > INT32_MAX / SCALE || vi->height > INT32_MAX / SCALE) {
+    } else if (vi->width > INT32_MAX / MAX_SCALE || vi->height > INT32_MAX / MAX_SCALE) {
         snprintf(error, sizeof(error), "Upscale: the clip is too large (%dx%d); crop or downscale it first", vi->width, vi->height);
     } else if (!python_is_running()) {
         snprintf(error, sizeof(error), "Upscale: Python is not running in this host; "
@@ -627,13 +638,14 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
 
     d.vi = *vi;
     d.in_height = vi->height;
-    d.vi.width = vi->width * SCALE;
-    d.vi.height = vi->height * SCALE;
 
-    /* The engine checks the arguments; the filter reads back what it cuts windows with. */
+    /* The engine checks the arguments; the filter reads back what it cuts windows with, and the
+     * model's scale. */
+    int scale = 0;
     PyGILState_STATE gil = PyGILState_Ensure();
     d.engine = create_engine(vi, in, error, vsapi);
-    if (!d.engine || !get_engine_int(d.engine, "max_seq_len", 1, &d.max_seq_len, error) ||
+    if (!d.engine || !get_engine_int(d.engine, "scale", 1, &scale, error) || !scale_fits(scale, error) ||
+        !get_engine_int(d.engine, "max_seq_len", 1, &d.max_seq_len, error) ||
         !get_engine_int(d.engine, "overlap", 0, &d.overlap, error) ||
         !get_engine_int(d.engine, "scene_split", 0, &d.scene_split, error)) {
         Py_XDECREF(d.engine);
@@ -643,6 +655,8 @@ static void VS_CC upscaleCreate(const VSMap *in, VSMap *out, void *userData, VSC
         return;
     }
     PyGILState_Release(gil);
+    d.vi.width = vi->width * scale;
+    d.vi.height = vi->height * scale;
 
     /* The automatic window (max_seq_len=0) may be longer than the clip; a given one was clamped
      * by the engine (num_frames) before it sized its memory. */

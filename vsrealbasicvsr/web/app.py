@@ -596,7 +596,7 @@ def create_app(
                 "choose the video again as a new job",
                 404,
             )
-        label = f"{row['request']['options'].get('model', registry.DEFAULT_MODEL)} x4"
+        label = f"{row['request']['options'].get('model', registry.DEFAULT_MODEL)} x{web_jobs.model_scale(row)}"
         shown = await run_in_threadpool(web_preview.preview, server.jobs, row, label)
         return JSONResponse({"preview": shown})
 

@@ -42,7 +42,11 @@ def option_choices() -> dict:
             "default_text": options.describe_default(option),
         }
     shown["model"]["choices"] = {
-        name: {"description": info.description, "installed": registry.resolve(name) is not None}
+        name: {
+            "description": f"x{info.scale}, {info.purpose}: {info.description}",
+            "scale": info.scale,
+            "installed": registry.resolve(name) is not None,
+        }
         for name, info in registry.MODELS.items()
     }
     shown["model"]["default"] = default_model()
@@ -123,6 +127,11 @@ def spec_of(jobs: Path, job: dict, request: dict | None = None) -> JobSpec:
 
 
 def download_name(job: dict) -> str:
-    """The output's name for the user's download: the input's stem with _x4."""
+    """The output's name for the user's download: the input's stem with the model's scale (_x4)."""
     stem = Path(job["name"]).stem or "video"
-    return f"{stem}_x4{CODECS[job['request']['codec']]}"
+    return f"{stem}_x{model_scale(job)}{CODECS[job['request']['codec']]}"
+
+
+def model_scale(job: dict) -> int:
+    """The scale of the job's model (the page offers registered models only)."""
+    return registry.get(job["request"]["options"].get("model", registry.DEFAULT_MODEL)).scale

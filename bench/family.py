@@ -1,0 +1,96 @@
+"""Per-frame time of each network of the family through the engine (the product path) against the
+bare network's `stream` on the same frames, interleaved, on the CPU.
+
+    .venv/bin/python bench/family.py [--size 64x64] [--frames 6] [--rounds 3]
+
+Full-size networks as the official releases (RealBasicVSR c64b20, BasicVSR c64b30, IconVSR c64b30,
+BasicVSR++ c64n7) with random weights: speed does not depend on them. The engine runs as the
+filter runs it (channels-last, one frame at a time through SPyNet and the other batched steps,
+its own torch thread, outputs converted to the clip's format); the bare network runs `stream`
+with the default layout. Rounds alternate the two, so a loaded machine slows both alike: the
+figure to read is the ratio. MMagic's own networks (the reference order) are not measured here:
+mmcv does not install on this torch (docs/BENCHMARKS.md).
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vsrealbasicvsr import engine as engine_module  # noqa: E402
+from vsrealbasicvsr.models import BasicVSRNet, BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet  # noqa: E402
+
+NETWORKS = {
+    "RealBasicVSR": RealBasicVSRNet,
+    "BasicVSR": BasicVSRNet,
+    "IconVSR": IconVSRNet,
+    "BasicVSR++": BasicVSRPlusPlusNet,
+}
+
+
+def views(frames: np.ndarray):
+    _, _, _, width = frames.shape
+    return [(*(memoryview(np.ascontiguousarray(frame[p])) for p in range(3)), width * 4) for frame in frames]
+
+
+def engine_seconds(engine, frames) -> float:
+    start = time.perf_counter()
+    for _ in engine.run(views(frames), 0, 0, 0):
+        pass
+    return time.perf_counter() - start
+
+
+def bare_seconds(network, frames) -> float:
+    lqs = torch.from_numpy(frames).unsqueeze(0)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for out in network.stream(lqs):
+            out.clamp(0, 1).numpy()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="64x64", help="WxH of the frames")
+    parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--networks", default=",".join(NETWORKS))
+    args = parser.parse_args()
+    width, height = map(int, args.size.split("x"))
+    frames = np.random.default_rng(0).random((args.frames, 3, height, width), dtype=np.float32)
+    print(f"| network | engine ms/frame | bare stream ms/frame | engine / bare | ({args.size}, {args.frames} frames) |")
+    print("| --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.networks.split(","):
+            torch.manual_seed(0)
+            network = NETWORKS[name]().eval()
+            checkpoint = Path(folder) / f"{name}.pth"
+            torch.save(network.state_dict(), checkpoint)
+            engine = engine_module.Engine(
+                width, height, 1, 32, checkpoint=str(checkpoint), device="cpu", max_seq_len=args.frames, tile=-1
+            )
+            engine_seconds(engine, frames[:2])  # warm-up: kernels, the torch thread
+            bare_seconds(network, frames[:2])
+            ours, bare = [], []
+            for _ in range(args.rounds):
+                ours.append(engine_seconds(engine, frames))
+                bare.append(bare_seconds(network, frames))
+            per_frame = 1000 / args.frames
+            ratio = statistics.median(o / b for o, b in zip(ours, bare, strict=True))
+            print(
+                f"| {name} | {statistics.median(ours) * per_frame:.0f} | {statistics.median(bare) * per_frame:.0f} "
+                f"| {ratio:.2f} | |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
