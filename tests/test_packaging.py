@@ -14,7 +14,13 @@ PACKAGE = REPO / "vsrealbasicvsr"
 PLUGIN_WHEELS = {"bs": "vapoursynth-bestsource", "scxvid": "vapoursynth-scxvid"}
 # Optional features: third-party modules imported only behind an extra, and that extra.
 # backend="openvino"; upscale --ray; `vsrealbasicvsr serve`
-OPTIONAL_MODULES: dict[str, str] = {"openvino": "openvino", "ray": "ray", "starlette": "web", "uvicorn": "web"}
+OPTIONAL_MODULES: dict[str, str] = {
+    "openvino": "openvino",
+    "ray": "ray",
+    "starlette": "web",
+    "uvicorn": "web",
+    "av": "web",  # the page tells pictures from videos
+}
 
 
 def _requirement_name(requirement: str) -> str:
