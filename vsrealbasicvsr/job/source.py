@@ -7,6 +7,7 @@ does not come with the wheels this package uses).
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from fractions import Fraction
@@ -15,11 +16,21 @@ from typing import TYPE_CHECKING
 
 import vapoursynth as vs
 
+from .. import memory, options
 from .errors import UpscaleError
 from .ffmpeg import ffmpeg_command, ffmpeg_path, run_ffmpeg, unreadable
 
 if TYPE_CHECKING:
     from .job import JobSpec
+
+# bestsource keeps decoded frames up to `cachesize` MB (100 by default) whatever reads them: on small
+# frames that is thousands of frames, memory that grows with the clip for most of a long job. The
+# job keeps what the filter reads again instead: the context frames behind each window, served
+# from here when VapourSynth's own caches let them go. Two windows with their context, in the
+# source's own format, twice over for the decoder's padded buffers.
+SOURCE_CACHE_WINDOWS = 2
+DECODER_PADDING = 2
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # JPEG start-of-frame markers (they hold the image size): C0-CF but DHT (C4), JPG (C8), DAC (CC).
@@ -121,6 +132,26 @@ def source_file(job: JobSpec, scratch: Path) -> Path:
     return path
 
 
+def window_frames(upscale_options: dict) -> int:
+    """Input frames the filter reads for one window: the window and its context on both sides
+    (for an automatic window, the longest the engine picks)."""
+    opts = options.UpscaleOptions.of(**upscale_options)
+    return (opts.max_seq_len or memory.MAX_AUTO_WINDOW) + 2 * opts.overlap
+
+
+def source_cache_mb(clip: vs.VideoNode, upscale_options: dict) -> int:
+    """bestsource's `cachesize` for a job of `clip` (see SOURCE_CACHE_WINDOWS), in MB, at least 1."""
+    fmt = clip.format
+    frame_bytes = sum(
+        (clip.width >> (fmt.subsampling_w if plane else 0))
+        * (clip.height >> (fmt.subsampling_h if plane else 0))
+        * fmt.bytes_per_sample
+        for plane in range(fmt.num_planes)
+    )
+    cached = SOURCE_CACHE_WINDOWS * window_frames(upscale_options) * frame_bytes * DECODER_PADDING
+    return max(1, math.ceil(cached / 2**20))
+
+
 def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
     """Frames [start, end) of the job of the video file `path` (`source_file`), through bestsource."""
     core = vs.core
@@ -128,6 +159,9 @@ def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
         raise UpscaleError("reading videos needs bestsource; pip install vapoursynth-bestsource")
     try:
         clip = core.bs.VideoSource(str(path))
+        # Its format is known only once open: open it again with the cache the windows need.
+        if clip.format is not None and clip.width > 0:
+            clip = core.bs.VideoSource(str(path), cachesize=source_cache_mb(clip, job.upscale_options))
     except vs.Error:
         raise UpscaleError(unreadable(job.input)) from None
     if clip.num_frames == 0:
