@@ -96,3 +96,26 @@ def test_the_filter_holds_no_frames_of_windows_done(tmp_path):
             break
     input_frame = 48 * 32 * 3 * 4
     assert used[64] - used[32] < 8 * input_frame, f"VapourSynth's frames grew from {used[32]} to {used[64]} bytes"
+
+
+def test_the_jobs_graph_sets_vapoursynths_cache_to_what_its_windows_need(tmp_path):
+    from vsrealbasicvsr.job import graph
+
+    core = vs.core
+    clip_path = make_clip(tmp_path / "clip.mp4", "64x48", 30)
+    spec = job.new_spec(clip_path, tmp_path / "out.mkv", {"max_seq_len": 10, "overlap": 2}, codec="ffv1", quiet=True)
+    default = core.max_cache_size
+    try:
+        graph.upscaled_clip(
+            source.open_video(spec, clip_path),
+            scene_detect=False,
+            checkpoint=str(GOLDEN_DIR / "realbasicvsr_tiny.pth"),
+            max_seq_len=10,
+            overlap=2,
+            device="cpu",
+        )
+        two_windows_out = 2 * 10 * (64 * 4) * (48 * 4) * 3 * 4
+        # the filter's own windows fit, and not much more: half the machine's memory by default
+        assert two_windows_out <= core.max_cache_size * 2**20 <= 4 * two_windows_out
+    finally:
+        core.max_cache_size = default

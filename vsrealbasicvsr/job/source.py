@@ -132,24 +132,29 @@ def source_file(job: JobSpec, scratch: Path) -> Path:
     return path
 
 
-def window_frames(upscale_options: dict) -> int:
-    """Input frames the filter reads for one window: the window and its context on both sides
-    (for an automatic window, the longest the engine picks)."""
+def window_frames(upscale_options: dict) -> tuple[int, int]:
+    """(frames per window, input frames the filter reads for one: the window and its context on
+    both sides); for an automatic window, the longest the engine picks."""
     opts = options.UpscaleOptions.of(**upscale_options)
-    return (opts.max_seq_len or memory.MAX_AUTO_WINDOW) + 2 * opts.overlap
+    window = opts.max_seq_len or memory.MAX_AUTO_WINDOW
+    return window, window + 2 * opts.overlap
 
 
-def source_cache_mb(clip: vs.VideoNode, upscale_options: dict) -> int:
-    """bestsource's `cachesize` for a job of `clip` (see SOURCE_CACHE_WINDOWS), in MB, at least 1."""
+def frame_bytes(clip: vs.VideoNode) -> int:
+    """The samples of one frame of `clip` (constant format and size), in bytes."""
     fmt = clip.format
-    frame_bytes = sum(
+    return sum(
         (clip.width >> (fmt.subsampling_w if plane else 0))
         * (clip.height >> (fmt.subsampling_h if plane else 0))
         * fmt.bytes_per_sample
         for plane in range(fmt.num_planes)
     )
-    cached = SOURCE_CACHE_WINDOWS * window_frames(upscale_options) * frame_bytes * DECODER_PADDING
-    return max(1, math.ceil(cached / 2**20))
+
+
+def source_cache_mb(clip: vs.VideoNode, upscale_options: dict) -> int:
+    """bestsource's `cachesize` for a job of `clip` (see SOURCE_CACHE_WINDOWS), in MB, at least 1."""
+    read = window_frames(upscale_options)[1]
+    return max(1, math.ceil(SOURCE_CACHE_WINDOWS * read * frame_bytes(clip) * DECODER_PADDING / 2**20))
 
 
 def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
