@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 # frames that is thousands of frames, memory that grows with the clip for most of a long job. The
 # job keeps what the filter reads again instead: the context frames behind each window, served
 # from here when VapourSynth's own caches let them go. Two windows with their context, in the
-# source's own format, twice over for the decoder's padded buffers.
+# source's own format, twice over for the decoder's padded buffers; never more than the default.
 SOURCE_CACHE_WINDOWS = 2
 DECODER_PADDING = 2
+BESTSOURCE_DEFAULT_CACHE_MB = 100
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -152,9 +153,10 @@ def frame_bytes(clip: vs.VideoNode) -> int:
 
 
 def source_cache_mb(clip: vs.VideoNode, upscale_options: dict) -> int:
-    """bestsource's `cachesize` for a job of `clip` (see SOURCE_CACHE_WINDOWS), in MB, at least 1."""
+    """bestsource's `cachesize` for a job of `clip` (see SOURCE_CACHE_WINDOWS), in MB, 1 to 100."""
     read = window_frames(upscale_options)[1]
-    return max(1, math.ceil(SOURCE_CACHE_WINDOWS * read * frame_bytes(clip) * DECODER_PADDING / 2**20))
+    needed = math.ceil(SOURCE_CACHE_WINDOWS * read * frame_bytes(clip) * DECODER_PADDING / 2**20)
+    return min(max(1, needed), BESTSOURCE_DEFAULT_CACHE_MB)
 
 
 def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
