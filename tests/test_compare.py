@@ -231,3 +231,24 @@ def test_not_4x_and_existing_output_are_refused(videos, tmp_path, capsys):
     assert main(["compare", str(source), str(source), str(output)]) == 1
     assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
     assert output.read_bytes() == b"mine"
+
+
+def test_a_link_at_the_temporary_name_is_never_written_through(videos, tmp_path, capsys):
+    source, upscaled, _, _ = videos
+    output = tmp_path / "c.png"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    (tmp_path / "c.png.part").symlink_to(victim)
+    mine = tmp_path / "mine.png.part"  # the user's own file of that kind of name
+    mine.write_bytes(b"mine")
+    assert main(["compare", str(source), str(upscaled), str(output), "--crop", "8x8+0+0"]) == 0
+    assert victim.read_text() == "mine" and mine.read_bytes() == b"mine"
+    assert not output.is_symlink() and decode_png(output).shape[0] == LABEL_HEIGHT + 8
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
+
+
+def test_an_output_in_a_missing_folder_is_a_one_line_error(videos, tmp_path, capsys):
+    source, upscaled, _, _ = videos
+    assert main(["compare", str(source), str(upscaled), str(tmp_path / "nowhere" / "c.png")]) == 1
+    error = capsys.readouterr().err
+    assert "does not exist; create it first" in error and error.count("\n") == 1

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import stat
+import sys
 import threading
 import time
 import zipfile
@@ -79,6 +80,15 @@ class WeightsHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class WeightsServer(http.server.ThreadingHTTPServer):
+    """The test server: a client that hangs up mid-body (what the hostile paths provoke, and what
+    a download that gives up does) is expected here, not an error to print a traceback for."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipeError, ConnectionResetError
+            super().handle_error(request, client_address)
+
+
 TRICKLE_S = 0.2
 OVERSIZED_FACTOR = 3
 ENDLESS_LIMIT = 200 * len(PAYLOAD)  # the test's own bound, far above the cap
@@ -86,7 +96,7 @@ ENDLESS_LIMIT = 200 * len(PAYLOAD)  # the test's own bound, far above the cap
 
 @pytest.fixture
 def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), WeightsHandler)
+    httpd = WeightsServer(("127.0.0.1", 0), WeightsHandler)
     httpd.timeout = 5
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -353,3 +363,24 @@ def test_auto_falls_back_to_the_wheel_when_the_url_fails(server, home, tmp_path,
     links = fake_wheel(tmp_path / "links", PAYLOAD)
     path = download(MODEL, quiet=True, index_args=("--no-index", "--find-links", str(links)))
     assert path.read_bytes() == PAYLOAD
+
+
+def test_a_link_at_the_weights_name_is_not_installed_and_is_replaced(server, home, tmp_path):
+    victim = tmp_path.parent / f"{tmp_path.name}-victim"
+    victim.write_bytes(b"not weights")
+    final = registry.installed_path(MODEL)
+    final.symlink_to(victim)
+    assert registry.resolve(MODEL) is None
+    assert download(MODEL, url=f"{server}/good", quiet=True) == final
+    assert not final.is_symlink() and final.read_bytes() == PAYLOAD
+    assert victim.read_bytes() == b"not weights"
+
+
+def test_a_folder_at_the_weights_name_is_a_one_line_error(home):
+    final = registry.installed_path(MODEL)
+    final.mkdir()
+    (final / "mine.txt").write_text("mine")
+    assert registry.resolve(MODEL) is None
+    with pytest.raises(download_module.WeightsFolderError, match="is a folder, where .* weights file goes"):
+        download(MODEL, url="http://127.0.0.1:9/good", quiet=True)
+    assert (final / "mine.txt").read_text() == "mine"

@@ -414,3 +414,13 @@ def test_python_consumers_do_not_deadlock(tiny_checkpoint):
         worker.join(JOIN_TIMEOUT)
         assert not worker.is_alive(), f"deadlock with {threads} threads"
         assert results == {"frames": 6, "bytes": 6 * 3 * (4 * SIZE) ** 2 * 4}
+
+
+@pytest.mark.parametrize("name, value", [("max_seq_len", "8"), ("overlap", "two"), ("max_memory", 1.5)])
+def test_a_wrong_type_is_a_vs_error_naming_the_argument(name, value, tiny_checkpoint):
+    """The Python entry checks types itself: VapourSynth's conversion would raise a bare ValueError."""
+    clip = core.std.BlankClip(width=16, height=16, format=vs.RGBS)
+    with pytest.raises(vs.Error) as info:
+        vsrealbasicvsr.upscale(clip, checkpoint=str(tiny_checkpoint), **{name: value})
+    assert str(info.value).startswith(f"Upscale: {name} must be an int, not {value!r}; ")
+    assert len(str(info.value).splitlines()) == 1

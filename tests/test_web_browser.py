@@ -16,7 +16,8 @@ from pathlib import Path
 import av
 import pytest
 from conftest import REPO, make_clip_with_audio
-from test_web_restart import free_port, start_server
+from helpers import free_port
+from test_web_restart import start_server
 
 from vsrealbasicvsr.web import runner as web_runner
 

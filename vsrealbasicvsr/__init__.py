@@ -40,6 +40,10 @@ def upscale(clip: vs.VideoNode, **arguments: Any) -> vs.VideoNode:
         for name, value in arguments.items()
         if value is not None
     }
+    try:  # checked here too: VapourSynth's own conversion of a wrong type is a bare ValueError
+        _options.UpscaleOptions.of(**given)
+    except ValueError as error:
+        raise vs.Error(str(error)) from None
     return _plugin(vs.core).Upscale(clip, **given)
 
 

