@@ -15,9 +15,9 @@ frame is its own allocation, unlike `std.BlankClip`'s one shared frame). The wei
 tiny RealBasicVSR checkpoint (tests/data/realbasicvsr_tiny.pth; memory per frame does not depend
 on the network's width), `--max-seq-len` 10 and `--overlap` 8, on the CPU.
 
-Sampled every --period seconds: the resident memory (VmRSS) of the measured process alone (not
-the command's ffmpeg children) and the frames done (vspipe's `-p` line, the command's progress
-line). Reported: the least-squares slope of RSS against frames over the samples after
+Sampled every --period seconds: the resident memory (VmRSS) of the measured process and its
+children, ffmpeg's excepted (the command's encoders), and the frames done (vspipe's `-p` line,
+the command's progress line). Reported: the least-squares slope of RSS against frames over the samples after
 --warmup frames, in KB per 1,000 frames, beside one input frame's size in RGBS.
 """
 
@@ -75,13 +75,21 @@ def make_clip(path: Path, size: str, frames: int) -> None:
 
 
 def rss_kb(pid: int) -> int | None:
+    """VmRSS of `pid` and its descendants but ffmpeg (the command's encoders), in KB: `vspipe` on
+    PATH is a small launcher whose child is the real vspipe."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        status = Path(f"/proc/{pid}/status").read_text()
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
     except OSError:
         return None
-    return None
+    if Path(f"/proc/{pid}/comm").read_text().strip() == "ffmpeg":
+        return 0
+    own = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return own + sum(rss_kb(child) or 0 for child in children)
 
 
 def measure(command: list[str], env: dict, period: float) -> list[tuple[float, int]]:
