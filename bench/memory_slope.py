@@ -24,6 +24,7 @@ the command's progress line). Reported: the least-squares slope of RSS against f
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -155,6 +156,9 @@ def main() -> None:
     args = parser.parse_args()
 
     width, height = (int(side) for side in args.size.split("x"))
+    # README: 4 x (max_seq_len + 2 x overlap) decoded frames (8-bit 4:2:0 here), at least 1 MB
+    read = args.max_seq_len + 2 * args.overlap
+    advised_cache_mb = max(1, math.ceil(4 * read * width * height * 3 / 2 / 2**20))
     frame_kb = width * height * 3 * 4 / 1024
     load = os.getloadavg()
     print(f"clip: testsrc2 {args.size} H.264, {args.frames} frames; one RGBS input frame is {frame_kb:.1f} KB")
@@ -179,7 +183,7 @@ def main() -> None:
                             SCRIPT.format(
                                 cache="core.max_cache_size = 1024" if advised else "",
                                 clip=str(clip),
-                                source_cache=", cachesize=64" if advised else "",
+                                source_cache=f", cachesize={advised_cache_mb}" if advised else "",
                                 checkpoint=str(CHECKPOINT),
                                 window=args.max_seq_len,
                                 overlap=args.overlap,
