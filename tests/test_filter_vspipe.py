@@ -138,6 +138,36 @@ def test_example_scripts(example, size, small_video, tmp_path, tiny_checkpoint):
     assert (frames, (width, height)) == (6, size)
 
 
+def test_preview_output_2_is_bicubic_beside_upscale(small_video, tmp_path, tiny_checkpoint):
+    """docs/preview.png shows output 2: output 1 (Bicubic) on the left, output 0 on the right."""
+    import numpy as np
+
+    args = [f"input={small_video}", f"checkpoint={tiny_checkpoint}", "crop=40x24+4+4"]
+    width, height = 160, 96  # each half: the crop x4
+
+    def raw_frames(output, frame_width):
+        """Output `output` as (Y, U, V) arrays per frame: vspipe writes 4:2:0 planes in a row."""
+        path = tmp_path / f"out{output}.yuv"
+        script = REPO / "examples" / "preview.vpy"
+        run([str(VSPIPE), "-o", str(output), *[a for kv in args for a in ("-a", kv)], script, path], tmp_path)
+        luma, chroma = frame_width * height, frame_width * height // 4
+        frames = np.fromfile(path, np.uint8).reshape(6, luma + 2 * chroma)
+        return [
+            (
+                frame[:luma].reshape(height, frame_width),
+                frame[luma : luma + chroma].reshape(height // 2, frame_width // 2),
+                frame[luma + chroma :].reshape(height // 2, frame_width // 2),
+            )
+            for frame in frames
+        ]
+
+    upscaled, bicubic, side_by_side = raw_frames(0, width), raw_frames(1, width), raw_frames(2, 2 * width)
+    for left, right, both in zip(bicubic, upscaled, side_by_side, strict=True):
+        for plane_left, plane_right, plane_both in zip(left, right, both, strict=True):
+            np.testing.assert_array_equal(plane_both, np.hstack([plane_left, plane_right]))
+    assert not all(np.array_equal(left[0], right[0]) for left, right in zip(bicubic, upscaled, strict=True))
+
+
 LONG_PASS = """
 import sys
 import torch.nn.functional as F

@@ -146,3 +146,17 @@ def test_the_bar_on_a_terminal_moves_within_a_window(tiny_checkpoint):
     # the one window of 12 frames: its bar moved several times before its first frame came out
     moving = {float(n) for n in re.findall(r"([\d.]+)/12 frames", before) if 0 < float(n) < 12}
     assert len(moving) >= 3, before
+
+
+def test_engine_progress_counts_per_device(tiny_checkpoint):
+    """Two jobs at once on two devices (the web page runs one per device) each see their own work."""
+    frames = np.random.default_rng(0).random((2, 3, 24, 40), dtype=np.float32)
+    engine = engine_module.Engine(
+        40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=0, tile=-1, device="cpu"
+    )
+    engine_module.reset_stats()
+    for _ in engine.run(views(frames), 0, 0, 0):
+        pass
+    assert engine_module.progress("cpu") == 2 and engine_module.progress() == 2
+    assert engine_module.progress("cuda:0") == 0
+    assert engine_module.device_name("cuda") == "cuda:0" and engine_module.device_name("cpu") == "cpu"

@@ -74,8 +74,12 @@ def frames_of(path: Path) -> list[np.ndarray]:
 
 
 def job_files(jobs: Path) -> list[str]:
-    """What the jobs folder holds besides the database."""
-    return sorted(path.name for path in jobs.iterdir() if not path.name.startswith("jobs.sqlite3"))
+    """What the jobs folder holds besides the database and the server's lock."""
+    return sorted(
+        path.name
+        for path in jobs.iterdir()
+        if not path.name.startswith("jobs.sqlite3") and path.name != web_app.SERVER_LOCK
+    )
 
 
 @pytest.fixture(scope="module")
@@ -189,13 +193,17 @@ def test_cancel_keeps_segments_that_continue_and_the_queue_runs_in_order(clip, t
         assert client.post(f"/api/jobs/{first}/start").status_code == 200
         assert events_of(client, first)[-1]["state"] == "done"
         assert client.get(f"/api/jobs/{first}/output").content == finished["output"]
-        # With a job done on the CPU, a plan there comes with a time estimate.
-        assert client.get(f"/api/jobs/{planned_job(client, clip)}").json()["plan"]["estimated_s"] > 0
+        # With a job done on the CPU, a plan there comes with a time estimate, from jobs of its
+        # frame size, and longer for shorter windows (more context frames to compute).
+        estimate = client.get(f"/api/jobs/{planned_job(client, clip)}").json()["plan"]["estimate"]
+        assert estimate["seconds"] > 0 and estimate["sure"] and "of 64x48 with realbasicvsr on cpu" in estimate["basis"]
+        one_window = client.get(f"/api/jobs/{planned_job(client, clip, {**OPTIONS, 'max_seq_len': 6})}").json()
+        assert one_window["plan"]["estimate"]["seconds"] < estimate["seconds"]
 
         assert client.delete(f"/api/jobs/{first}").status_code == 204
         assert client.get(f"/api/jobs/{first}").status_code == 404
         assert first not in job_files(jobs) and second in job_files(jobs)
-        assert [job["id"] for job in client.get("/api/jobs").json()["jobs"]][1:] == [third, second]  # newest first
+        assert [job["id"] for job in client.get("/api/jobs").json()["jobs"]][2:] == [third, second]  # newest first
 
 
 def test_a_running_job_is_not_deleted(clip, tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 """The page of `vsrealbasicvsr serve` in a real browser: Debian's chromium (which `make test`
 installs), driven by Playwright. Upload a small real clip, plan, start, watch the progress to
 100 %, play and download the result. The page mid-job is saved as a screenshot: into the
-test's folder, or, with VSREALBASICVSR_WEB_SCREENSHOT=docs/web.png, as the picture the README
-shows (a test run does not change a tracked file unasked).
+test's folder, or where VSREALBASICVSR_WEB_SCREENSHOT says (a test run does not change a
+tracked file unasked; the README's pictures, with real weights, come from tools/web-screenshots).
 
 The server holds the job after its first segment (the runner's test hook) so that the picture
 shows a job in progress; the clip is the street of examples/sample.mp4, 6 frames at 64x48, with
@@ -27,11 +27,19 @@ SCREENSHOT_ENV = "VSREALBASICVSR_WEB_SCREENSHOT"
 JOB_TIMEOUT_MS = 300_000
 
 
+def need_chromium() -> None:
+    """Skips a browser test where Debian's chromium is missing, except under CI, where it fails."""
+    if not CHROMIUM.is_file():
+        missing = f"{CHROMIUM} (Debian's chromium) is missing; `make test` installs it where it runs as root with apt"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing}: under CI the browser test must run")
+        pytest.skip(f"{missing}: the browser test is skipped on this machine")
+
+
 def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home):
     from playwright.sync_api import expect, sync_playwright
 
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: Debian's chromium; run the tests through `make test`, which installs it")
+    need_chromium()
     clip = make_clip_with_audio(tmp_path / "street.mp4")
     screenshot = REPO / Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "web.png")
     hold = tmp_path / "hold"
@@ -59,7 +67,7 @@ def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home)
             page.click("#start-button")
 
             expect(page.locator("#preview")).to_be_visible(timeout=JOB_TIMEOUT_MS)  # the first segment is done
-            expect(page.locator("#progress-text")).to_contain_text("4 of 6 frames (66 %)")
+            expect(page.locator("#progress-text")).to_contain_text("2 of 6 frames (33 %)")  # a window of 2 is kept
             expect(page.locator("#jobs")).to_contain_text("running")
             page.wait_for_function("document.querySelector('#preview-img').naturalWidth > 0")
             page.screenshot(path=str(screenshot), full_page=True)

@@ -373,13 +373,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.input_dir is not None and not args.input_dir.is_dir():
         return _fail("serve", f"--input-dir {args.input_dir} is not a folder; pass a folder of videos")
     token = args.token
+    if token is not None and not token.strip():
+        return _fail("serve", "--token is empty; give one of a few characters or more, or leave --token out")
+    if args.ray is not None:
+        try:
+            ray_runner.import_ray()  # before serving: one line naming the install command when it is missing
+        except job.UpscaleError as error:
+            return _fail("serve", str(error))
     if token is None and args.host not in app.LOOPBACK_NAMES:
         import secrets
 
         token = secrets.token_urlsafe(24)  # printed with the address
     try:
         args.jobs.mkdir(parents=True, exist_ok=True)
-        app.serve(args.jobs, args.host, args.port, args.input_dir, max_upload, token)
+        app.serve(args.jobs, args.host, args.port, args.input_dir, max_upload, token, args.ray)
+    except app.JobsFolderBusy as error:
+        return _fail("serve", str(error))
     except OSError as error:
         return _fail(
             "serve",
@@ -416,6 +425,15 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
         "--token",
         help="required with every request (default: none on 127.0.0.1; made up and "
         "printed with the address for any other --host)",
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the jobs' segments on a Ray cluster, as `upscale --ray` does: at ADDRESS, or without "
+        "one the cluster `ray start` began on this machine, else a new one here (one job at a time "
+        'on the cluster; needs pip install "vsrealbasicvsr[ray]")',
     )
     parser.set_defaults(func=cmd_serve)
     return parser

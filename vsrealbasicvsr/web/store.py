@@ -110,21 +110,38 @@ class JobStore:
         with self._lock:
             self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
-    def speed(self, device: str, model: str) -> float | None:
-        """Output pixels per second of the jobs done on `device` with `model`, or None."""
+    def estimate(self, device: str, model: str, ray: bool, width: int, height: int, computed: int) -> dict | None:
+        """{"seconds", "basis"}: how long a job of `computed` frames (context frames included) of
+        width x height would take with `model` on `device`, from the jobs done there, or None when
+        none was. Jobs of the same frame size first (the speed per pixel depends on it); others,
+        scaled by their pixels, make a rough guess."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT info, request, run_seconds FROM jobs WHERE state = 'done' AND device = ? "
-                "AND run_seconds > 0 ORDER BY finished DESC LIMIT 10",
+                "SELECT info, request, plan, run_seconds FROM jobs WHERE state = 'done' AND device = ? "
+                "AND run_seconds > 0 ORDER BY finished DESC LIMIT 50",
                 (device,),
             ).fetchall()
-        pixels = seconds = 0.0
+        same, other = [], []
         for row in rows:
-            info, request = json.loads(row["info"]), json.loads(row["request"])
-            if request["options"].get("model", default("model")) == model:
-                pixels += 16 * info["width"] * info["height"] * info["frames"]
-                seconds += row["run_seconds"]
-        return pixels / seconds if seconds else None
+            info, request, plan = json.loads(row["info"]), json.loads(row["request"]), json.loads(row["plan"])
+            if request["options"].get("model", default("model")) != model or bool(plan.get("ray")) != ray:
+                continue
+            frames = plan.get("computed_frames") or info["frames"]
+            (same if (info["width"], info["height"]) == (width, height) else other).append(
+                (info["width"] * info["height"] * frames, row["run_seconds"])
+            )
+        measured = same or other
+        if not measured:
+            return None
+        pixels_per_s = sum(pixels for pixels, _ in measured[:10]) / sum(seconds for _, seconds in measured[:10])
+        where = "a Ray cluster" if ray else device
+        count = min(10, len(measured))
+        basis = (
+            f"from {count} job(s) of {width}x{height} with {model} on {where}"
+            if same
+            else f"a rough guess: from {count} job(s) of other frame sizes with {model} on {where}"
+        )
+        return {"seconds": width * height * computed / pixels_per_s, "basis": basis, "sure": bool(same)}
 
 
 _COLUMNS = {

@@ -5,27 +5,74 @@ const $ = (selector) => document.querySelector(selector);
 let config = null;
 let current = null;      // the job shown
 let events = null;       // its EventSource while it is queued or running
-let shownPreviewFor = -1;
+let shownPreviewFor = null;
+let planTimer = null;    // a plan asked for after the options changed
+let planning = 0;        // the number of the newest plan asked for: older answers are dropped
 
 // A token given in the address became a cookie; take it out of the address bar.
 if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", "/" + location.hash);
 
+// -- the server and the connection to it ------------------------------------------------------
+
+class ServerError extends Error {}  // the server answered, with an error that says what to do
+
 async function api(method, path, body) {
-  const response = await fetch(path, {
-    method, headers: body === undefined ? {} : {"Content-Type": "application/json"},
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let response;
+  try {
+    response = await fetch(path, {
+      method, headers: body === undefined ? {} : {"Content-Type": "application/json"},
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    connection(false);
+    throw new Error("the server cannot be reached; the page retries, try again once it is back");
+  }
+  connection(true);
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({error: `the server answered ${response.status}`}));
-  if (!response.ok) throw new Error(data.error || `the server answered ${response.status}`);
+  if (!response.ok) throw new ServerError(data.error || `the server answered ${response.status}`);
   return data;
 }
 
-function showError(message) {
-  const box = $("#job-error");
-  box.textContent = message || "";
-  box.hidden = !message;
-  if (message && $("#job").hidden) alert(message);
+function connection(ok) {  // the banner while the server does not answer
+  const lost = $("#connection");
+  if (lost.hidden === ok) return;
+  lost.hidden = ok;
+  document.body.classList.toggle("offline", !ok);
+  if (ok && current && !events) follow();  // pick the job's stream up again
+}
+
+// -- errors beside what caused them -------------------------------------------------------------
+
+function showAt(element, message) {
+  element.textContent = message || "";
+  element.hidden = !message;
+}
+
+const FIELDS = ["model", "max_seq_len", "device", "precision", "backend", "tile", "codec", "crf"];
+
+// The form's field a plan's error is about, from the option it names (the server's messages
+// name the option, as the form's labels do).
+function fieldOf(message) {
+  const text = message.toLowerCase();
+  const named = FIELDS.find((name) => new RegExp(`\\b${name}\\b`).test(text));
+  if (named) return named;
+  if (/weights|checkpoint/.test(text)) return "model";
+  if (/\bcuda\b|\bgpu\b|\bcpu\b/.test(text)) return "device";
+  if (/openvino/.test(text)) return "backend";
+  if (/\bfp16\b|\bbf16\b/.test(text)) return "precision";
+  return null;
+}
+
+function showPlanError(message) {
+  const field = message ? fieldOf(message) : null;
+  const box = field ? document.querySelector(`.field-error[data-for="${field}"]`) : $("#plan-error");
+  clearFormErrors();
+  showAt(box, message);
+}
+
+function clearFormErrors() {
+  for (const box of document.querySelectorAll("#options .field-error")) showAt(box, "");
 }
 
 const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 2 : 0)} MiB`;
@@ -37,93 +84,135 @@ function duration(seconds) {
   const h = Math.floor(seconds / 3600), m = Math.floor(seconds / 60) % 60, s = seconds % 60;
   return h ? `${h} h ${m} min` : m ? `${m} min ${s} s` : `${s} s`;
 }
-function stateText(job) {
-  if (job.state === "failed") return `failed: ${job.error}`;
+function stateText(job) {  // short: the full message of a failed job is in its panel
   if (job.state === "queued" && job.queue_position) return `queued (#${job.queue_position})`;
   return job.state;
 }
+const percentOf = (job) => Math.floor(job.percent);
+const framesOf = (job) => Math.floor(job.frames_done + 1e-9);
+function created(job) {
+  const when = new Date(job.created * 1000);
+  const today = new Date().toDateString() === when.toDateString();
+  return today ? when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"})
+    : when.toLocaleString([], {month: "short", day: "numeric", hour: "2-digit", minute: "2-digit"});
+}
 
-// -- the job list ---------------------------------------------------------------------------
+// -- the job list: one item per job, kept (and focus in it) while its text changes -------------
 
 async function refreshJobs() {
   let jobs;
   try { ({jobs} = await api("GET", "/api/jobs")); } catch (error) { return; }
-  const body = $("#jobs tbody");
-  body.replaceChildren();
+  const list = $("#jobs");
   $("#no-jobs").hidden = jobs.length > 0;
+  const items = new Map([...list.children].map((item) => [item.dataset.id, item]));
+  let before = list.firstChild;
   for (const job of jobs) {
-    const row = document.createElement("tr");
-    row.dataset.id = job.id;
-    row.className = `state-${job.state}` + (current && current.id === job.id ? " selected" : "");
-    const name = document.createElement("td");
-    name.textContent = job.name;
-    const state = document.createElement("td");
-    state.textContent = stateText(job);
-    state.className = "state";
-    const done = document.createElement("td");
-    done.textContent = job.state === "new" ? "" : `${Math.floor(job.percent)} %`;
-    const actions = document.createElement("td");
-    if (!["queued", "running"].includes(job.state)) {
-      const remove = document.createElement("button");
-      remove.textContent = "Delete";
-      remove.className = "delete";
-      remove.title = "delete the job and its files";
-      remove.addEventListener("click", async (event) => {
-        event.stopPropagation();
-        if (!confirm(`Delete the job of ${job.name} and its files?`)) return;
-        try { await api("DELETE", `/api/jobs/${job.id}`); } catch (error) { alert(error.message); }
-        if (current && current.id === job.id) { current = null; $("#job").hidden = true; location.hash = ""; }
-        refreshJobs();
-      });
-      actions.append(remove);
-    }
-    row.append(name, state, done, actions);
-    row.addEventListener("click", () => select(job.id));
-    body.append(row);
+    const item = items.get(job.id) || newJobItem(job);
+    items.delete(job.id);
+    if (current && current.id === job.id) Object.assign(job, pickLive(current, job));
+    updateJobItem(item, job);
+    if (item !== before) list.insertBefore(item, before);  // in order, without touching the others
+    before = item.nextSibling;
   }
+  for (const gone of items.values()) gone.remove();
+}
+
+function pickLive(shown, listed) {  // the job shown has newer numbers from its own stream
+  return shown.state === listed.state ? {frames_done: shown.frames_done, percent: shown.percent} : {};
+}
+
+function newJobItem(job) {
+  const item = document.createElement("li");
+  item.dataset.id = job.id;
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "open";
+  const name = document.createElement("span");
+  name.className = "name";
+  const about = document.createElement("span");
+  about.className = "about";
+  open.append(name, about);
+  open.addEventListener("click", () => select(job.id));
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "delete";
+  remove.textContent = "Delete";
+  remove.addEventListener("click", () => deleteJob(item));
+  item.append(open, remove);
+  return item;
+}
+
+function updateJobItem(item, job) {
+  item.job = job;
+  item.className = `state-${job.state}` + (current && current.id === job.id ? " selected" : "");
+  const [open, remove] = item.children;
+  const when = created(job);
+  open.querySelector(".name").textContent = job.name;
+  const progress = job.state === "new" ? "" : ` · ${percentOf(job)} %`;
+  open.querySelector(".about").textContent = `${when} · ${stateText(job)}${progress}`;
+  open.setAttribute("aria-current", current && current.id === job.id ? "true" : "false");
+  open.setAttribute("aria-label", `${job.name}, added ${when}: ${stateText(job)}${progress}`);
+  remove.hidden = ["queued", "running"].includes(job.state);
+  remove.setAttribute("aria-label", `Delete the job of ${job.name} (added ${when}) and its files`);
+}
+
+async function deleteJob(item) {
+  const job = item.job;
+  if (!confirm(`Delete the job of ${job.name} (added ${created(job)}) and its files?`)) return;
+  try {
+    await api("DELETE", `/api/jobs/${job.id}`);
+    if (current && current.id === job.id) { current = null; $("#job").hidden = true; location.hash = ""; }
+  } catch (error) {
+    if (current && current.id === job.id) showAt($("#job-error"), error.message);
+    else alert(error.message);  // no panel of that job is open to show it in
+  }
+  refreshJobs();
 }
 
 // -- choosing a video -----------------------------------------------------------------------
 
 function upload(file) {
+  const text = $("#upload-text");
+  $("#upload").hidden = false;
+  text.className = "";
   if (file.size > config.max_upload) {
-    showError(`${file.name} is ${mib(file.size)}, more than this server takes (${mib(config.max_upload)}); choose a shorter video`);
+    text.className = "error";
+    text.textContent = `${file.name} is ${mib(file.size)}, more than this server takes (${mib(config.max_upload)}); choose a shorter video`;
     return;
   }
   const request = new XMLHttpRequest();
   request.open("POST", "/api/uploads");
   request.setRequestHeader("X-File-Name", encodeURIComponent(file.name));
   request.setRequestHeader("Content-Type", "application/octet-stream");
-  $("#upload").hidden = false;
   request.upload.onprogress = (event) => {
     if (!event.lengthComputable) return;
     $("#upload-bar").value = 100 * event.loaded / event.total;
-    $("#upload-text").textContent = `uploading ${file.name}: ${mib(event.loaded)} of ${mib(event.total)}`;
+    text.textContent = `uploading ${file.name}: ${mib(event.loaded)} of ${mib(event.total)}`;
   };
-  request.upload.onload = () => { $("#upload-text").textContent = `reading ${file.name}...`; };
+  request.upload.onload = () => { text.textContent = `reading ${file.name}...`; };
   request.onload = () => {
     let data = {};
     try { data = JSON.parse(request.responseText); } catch (error) { /* not JSON */ }
     if (request.status === 201) {
-      $("#upload-text").textContent = `uploaded ${file.name}`;
+      text.textContent = `uploaded ${file.name}`;
       select(data.id, true);
     } else {
-      $("#upload-text").textContent = `${file.name}: ${data.error || "the upload failed (" + request.status + ")"}`;
-      $("#upload-text").className = "error";
+      text.textContent = `${file.name}: ${data.error || "the upload failed (" + request.status + ")"}`;
+      text.className = "error";
     }
     refreshJobs();
   };
-  request.onerror = () => { $("#upload-text").textContent = "the upload broke off; try again"; };
-  $("#upload-text").className = "";
+  request.onerror = () => { text.textContent = "the upload broke off; try again"; text.className = "error"; };
   request.send(file);
 }
 
 async function pick() {
+  showAt($("#pick-error"), "");
   try {
     const job = await api("POST", "/api/inputs/pick", {name: $("#inputs").value});
     select(job.id, true);
     refreshJobs();
-  } catch (error) { showError(error.message); }
+  } catch (error) { showAt($("#pick-error"), error.message); }
 }
 
 // -- options and plan -----------------------------------------------------------------------
@@ -131,7 +220,9 @@ async function pick() {
 function fillOptionForm() {
   const form = $("#options"), options = config.options;
   for (const [name, about] of Object.entries(options.model.choices)) {
-    form.model.add(new Option(`${name}${about.installed ? "" : " (downloaded at start)"}`, name));
+    const option = new Option(`${name}${about.installed ? "" : " (not installed)"}`, name);
+    option.title = about.description;
+    form.model.add(option);
   }
   form.precision.add(new Option(`default (${options.precision.default_text})`, ""));
   for (const name of options.precision.choices) form.precision.add(new Option(name, name));
@@ -139,7 +230,7 @@ function fillOptionForm() {
   form.backend.title = options.backend.help;
   for (const name of options.codec.choices) form.codec.add(new Option(name, name));
   setForm({options: {}, codec: options.codec.default, crf: null});
-  $("#option-help").textContent = `max_seq_len: ${options.max_seq_len.help} tile: ${options.tile.help}`;
+  $("#option-help").textContent = `frames per window: ${options.max_seq_len.help} ${options.tile.help}`;
 }
 
 function setForm(request) {
@@ -160,8 +251,7 @@ function setForm(request) {
 }
 
 function showTileSize() {  // the W and H boxes only for a tile size
-  const form = $("#options");
-  form.tile_w.hidden = form.tile_h.hidden = form.tile_mode.value !== "size";
+  $(".tile-size").hidden = $("#options").tile_mode.value !== "size";
 }
 
 function requestOfForm() {
@@ -177,35 +267,52 @@ function requestOfForm() {
 
 async function plan() {
   if (!current) return;
+  clearTimeout(planTimer);
+  const asked = ++planning, job = current;
   $("#plan-button").disabled = true;
   $("#plan-button").textContent = "Planning...";
   $("#start-button").disabled = true;
   try {
-    current = await api("POST", `/api/jobs/${current.id}/plan`, requestOfForm());
-    showError("");
+    const planned = await api("POST", `/api/jobs/${job.id}/plan`, requestOfForm());
+    if (asked !== planning || !current || current.id !== job.id) return;
+    current = planned;
+    showPlanError("");
     render(current);
   } catch (error) {
-    showError(error.message);
+    if (asked !== planning) return;
+    showPlanError(error.message);
     $("#plan").hidden = true;
   } finally {
-    $("#plan-button").disabled = false;
-    $("#plan-button").textContent = "Plan";
+    if (asked === planning) {
+      $("#plan-button").disabled = false;
+      $("#plan-button").textContent = "Plan";
+    }
   }
+}
+
+function optionsChanged() {  // the plan shown is for other options: plan these, a moment later
+  $("#start-button").disabled = true;
+  clearFormErrors();
+  showTileSize();
+  clearTimeout(planTimer);
+  planTimer = setTimeout(plan, 400);
 }
 
 function renderPlan(job) {
   const plan = job.plan, info = job.info;
+  const estimate = plan.estimate;
   const rows = [
     ["input", `${info.width}x${info.height} ${info.format}, ${info.frames} frames at ${fpsOf(info).toFixed(3)} fps (${duration(info.frames / fpsOf(info))})`],
     ["output", `${plan.output.width}x${plan.output.height}, ${plan.output.frames} frames, ${plan.output.codec} (${plan.output.container})`],
-    ["model", `${plan.model} (weights ${plan.weights})`],
-    ["device", `${plan.device}, ${plan.precision}, ${plan.backend}`],
+    ["model", `${plan.model}: weights ${plan.weights === "missing" ? "not installed, and cannot be fetched (see the model above)" : plan.weights_note}`],
+    ["device", `${plan.ray ? "a Ray cluster, " : ""}${plan.device}, ${plan.precision}, ${plan.backend}`],
     ["scene cuts", plan.scene_cuts === null ? "not detected" : plan.scene_cuts.length ? `${plan.scene_cuts.length} (at frame ${plan.scene_cuts.slice(0, 8).join(", ")}${plan.scene_cuts.length > 8 ? " ..." : ""})` : "none"],
-    ["windows", `${plan.window_count} of ${plan.window} frames (+${plan.overlap} context frames each side)`],
+    ["windows", `${plan.window_count} of ${plan.window} frame${plan.window === 1 ? "" : "s"} (+${plan.overlap} context frames each side)`],
     ["tiles", plan.tile ? `${plan.tile[0]}x${plan.tile[1]}` : "none"],
     ["memory", `about ${mib(plan.memory_bytes)} per window (budget ${mib(plan.budget_bytes)})`],
     ["segments", `${plan.segments} of ${plan.segment_frames} frames${plan.segments_done ? `, ${plan.segments_done} already done` : ""}`],
-    ["time", plan.estimated_s == null ? "unknown until a job on this device has finished" : `about ${duration(plan.estimated_s)} (from earlier jobs on ${plan.device})`],
+    ["time", estimate == null ? `unknown until a job with ${plan.model} on ${plan.device} has finished`
+      : `about ${duration(estimate.seconds)} (${estimate.basis})`],
   ];
   const body = $("#plan tbody");
   body.replaceChildren();
@@ -215,17 +322,29 @@ function renderPlan(job) {
     row.insertCell().textContent = text;
   }
   $("#plan").hidden = false;
+  const missing = plan.weights === "missing";
+  const modelError = document.querySelector('.field-error[data-for="model"]');
+  if (missing) showAt(modelError, `The weights of ${plan.model} are ${plan.weights_note}.`);
+  else if (modelError.textContent.startsWith("The weights of")) showAt(modelError, "");
 }
 
 // -- one job --------------------------------------------------------------------------------
 
 async function select(id, planNow = false) {
   if (events) { events.close(); events = null; }
-  shownPreviewFor = -1;
+  shownPreviewFor = null;
   $("#preview").hidden = true;
   location.hash = id;
-  try { current = await api("GET", `/api/jobs/${id}`); } catch (error) { showError(error.message); return; }
-  showError("");
+  let job;
+  try { job = await api("GET", `/api/jobs/${id}`); } catch (error) {
+    current = null;
+    $("#job").hidden = true;
+    if (error instanceof ServerError) location.hash = "";
+    return;
+  }
+  current = job;
+  showAt($("#job-error"), "");
+  clearFormErrors();
   if (current.request) setForm(current.request);
   render(current);
   if (planNow && !current.planned) plan();
@@ -235,27 +354,49 @@ async function select(id, planNow = false) {
 
 function follow() {
   if (!current || !["queued", "running"].includes(current.state) || events) return;
-  events = new EventSource(`/api/jobs/${current.id}/events`);
+  const id = current.id;
+  events = new EventSource(`/api/jobs/${id}/events`);
+  events.onopen = () => connection(true);
   events.onmessage = (message) => {
+    connection(true);
     const job = JSON.parse(message.data);
     if (!current || job.id !== current.id) return;
     current = {...current, ...job};
     render(current);
+    const item = document.querySelector(`#jobs li[data-id="${job.id}"]`);
+    if (item) updateJobItem(item, {...item.job, ...job});  // the list says what the panel says
     if (!["queued", "running"].includes(job.state)) { events.close(); events = null; refreshJobs(); }
+  };
+  events.onerror = () => {
+    // The stream ended: the job stopped, or the server went (it reconnects by itself, every few
+    // seconds). Which one, the job's own answer says.
+    api("GET", `/api/jobs/${id}`).then((job) => {
+      if (!current || current.id !== id) return;
+      current = {...current, ...job};
+      render(current);
+      if (!["queued", "running"].includes(job.state) && events) { events.close(); events = null; }
+    }).catch(() => {});
   };
 }
 
 function render(job) {
   $("#job").hidden = false;
+  $("#job").classList.toggle("started", job.state !== "new");
   $("#job-title").textContent = job.name;
   const info = job.info;
   $("#job-info").textContent = `${info.width}x${info.height}, ${info.frames} frames at ${fpsOf(info).toFixed(3)} fps ` +
-    `(${duration(info.frames / fpsOf(info))}), ${mib(info.bytes)} · ${stateText(job)}`;
-  if (job.state === "failed") showError(job.error);
+    `(${duration(info.frames / fpsOf(info))}), ${mib(info.bytes)} · added ${created(job)} · ${stateText(job)}`;
+  if (job.state === "failed") showAt($("#job-error"), `This job failed: ${job.error}`);
+  else if ($("#job-error").textContent.startsWith("This job failed")) showAt($("#job-error"), "");
   const editable = ["new", "failed", "cancelled"].includes(job.state);
   for (const element of $("#options").elements) element.disabled = !editable;
-  $("#start-button").disabled = !(editable && job.planned);
+  const weightsMissing = job.plan && job.plan.weights === "missing";
+  $("#start-button").disabled = !(editable && job.planned && !weightsMissing);
   $("#start-button").textContent = job.segments_done && editable ? "Continue" : "Start";
+  // Start over: when finished work is kept, or when what is kept cannot be continued (the job
+  // API's message names the work folder and --overwrite, which the page gives this way).
+  const keptInTheWay = job.state === "failed" && /work folder|--overwrite/.test(job.error || "");
+  $("#start-over-button").hidden = !(editable && job.planned && (job.segments_done > 0 || keptInTheWay));
   if (job.plan) renderPlan(job);
   const active = ["queued", "running"].includes(job.state);
   $("#progress-panel").hidden = job.state === "new";
@@ -263,8 +404,9 @@ function render(job) {
   if (!active) $("#cancel-button").textContent = "Cancel";
   $("#job-bar").value = job.percent;
   $("#progress-text").textContent = progressText(job);
-  if (job.state !== "new" && job.segments_done !== shownPreviewFor) {
-    shownPreviewFor = job.segments_done;
+  const picture = `${job.state}:${job.segments_done}:${job.window ? job.window.index : ""}`;
+  if (job.state !== "new" && picture !== shownPreviewFor) {
+    shownPreviewFor = picture;
     showPreview(job);
   }
   const done = job.state === "done" && job.output;
@@ -282,15 +424,19 @@ function render(job) {
 }
 
 function progressText(job) {
-  const frames = `${job.frames_done.toFixed(1).replace(/\.0$/, "")} of ${job.total_frames} frames (${Math.floor(job.percent)} %)`;
+  const frames = `${framesOf(job)} of ${job.total_frames} frames (${percentOf(job)} %)`;
   if (job.state === "queued") return `${stateText(job)}: waits for the job before it on ${job.plan ? job.plan.device : "its device"}`;
   if (job.state === "running") {
     if (job.joining) return `${frames} · joining the segments and the audio into the output`;
     const window = job.window ? ` · window ${job.window.index + 1} of ${job.window.count} (frames ${job.window.first}-${job.window.end - 1})` : "";
-    const speed = job.fps ? `${job.fps.toFixed(2)} fps · ${duration(job.eta_s)} left` : "measuring the speed...";
+    const speed = job.fps ? `${job.fps.toFixed(2)} fps · about ${duration(job.eta_s)} left` : "measuring the speed...";
     return `${frames} · ${speed}${window}`;
   }
-  if (job.state === "cancelled") return `cancelled at ${frames}; ${job.segments_done} finished segment(s) kept: Continue resumes from there`;
+  if (job.state === "cancelled") {
+    return job.kept_frames
+      ? `cancelled at ${frames}; the first ${job.kept_frames} upscaled frames are kept: Continue resumes at frame ${job.kept_frames}`
+      : `cancelled at ${frames}; no finished part was kept: Continue starts from the beginning`;
+  }
   return `${job.state}: ${frames}`;
 }
 
@@ -302,7 +448,18 @@ async function showPreview(job) {
     $("#preview-caption").textContent = `Frame ${preview.frame}, the newest upscaled (${preview.source}): left, the input ` +
       `upscaled 4x by bicubic; right, ${job.request.options.model || config.options.model.default} x4. Full output pixels.`;
     $("#preview").hidden = false;
-  } catch (error) { /* the next segment brings another try */ }
+  } catch (error) { /* the next finished piece brings another try */ }
+}
+
+async function startJob(startOver) {
+  showAt($("#plan-error"), "");
+  if (startOver && !confirm(`Start ${current.name} over from its first frame? What was finished so far is discarded.`)) return;
+  try {
+    current = await api("POST", `/api/jobs/${current.id}/start`, startOver ? {start_over: true} : undefined);
+    render(current);
+    follow();
+    refreshJobs();
+  } catch (error) { showAt($("#plan-error"), error.message); }
 }
 
 // -- wiring ---------------------------------------------------------------------------------
@@ -310,26 +467,37 @@ async function showPreview(job) {
 async function main() {
   config = await api("GET", "/api/config");
   fillOptionForm();
-  $("#file").addEventListener("change", () => { if ($("#file").files[0]) upload($("#file").files[0]); });
-  $("#options").addEventListener("submit", (event) => { event.preventDefault(); plan(); });
-  $("#options").addEventListener("change", () => { $("#start-button").disabled = true; showTileSize(); });
-  $("#start-button").addEventListener("click", async () => {
-    try { current = await api("POST", `/api/jobs/${current.id}/start`); showError(""); render(current); follow(); refreshJobs(); }
-    catch (error) { showError(error.message); }
+  $("#file").addEventListener("change", () => {
+    const file = $("#file").files[0];
+    $("#file").value = "";  // the same file chosen again is a new choice
+    if (file) upload(file);
   });
+  $("#options").addEventListener("submit", (event) => { event.preventDefault(); plan(); });
+  $("#options").addEventListener("change", optionsChanged);
+  $("#start-button").addEventListener("click", () => startJob(false));
+  $("#start-over-button").addEventListener("click", () => startJob(true));
   $("#cancel-button").addEventListener("click", async () => {
-    try { await api("POST", `/api/jobs/${current.id}/cancel`); $("#cancel-button").textContent = "Cancelling..."; }
-    catch (error) { showError(error.message); }
+    try {
+      await api("POST", `/api/jobs/${current.id}/cancel`);
+      // A window being computed cannot be cut short (the job API stops at its end, and keeps the
+      // windows finished before it).
+      $("#cancel-button").textContent = current.state === "running" ? "Cancelling once the window in progress ends..." : "Cancelling...";
+    }
+    catch (error) { showAt($("#job-error"), error.message); }
   });
   if (config.input_dir) {
     const {files} = await api("GET", "/api/inputs");
     for (const name of files) $("#inputs").add(new Option(name, name));
     $("#pick").hidden = false;
     $("#pick-button").addEventListener("click", pick);
+    $("#inputs").addEventListener("change", () => showAt($("#pick-error"), ""));
   }
   await refreshJobs();
   setInterval(refreshJobs, 2000);
   if (location.hash.length > 1) select(location.hash.slice(1));
 }
 
-main().catch((error) => showError(`the page could not start: ${error.message}`));
+main().catch((error) => {
+  $("#connection").textContent = `The page could not start: ${error.message}; reload it`;
+  $("#connection").hidden = false;
+});
