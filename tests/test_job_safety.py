@@ -19,6 +19,7 @@ from pathlib import Path
 import av
 import pytest
 from conftest import TINY_CONFIG
+from helpers import one_line_error
 from test_cli_upscale import (
     CLI,
     COMMON,
@@ -48,12 +49,6 @@ def frame_folder(clip: Path, folder: Path, frames: int = 4, suffix: str = "png")
     folder.mkdir()
     ffmpeg("-i", clip, "-frames:v", frames, folder / f"frame_%03d.{suffix}")
     return folder
-
-
-def one_line_error(result, message: str) -> None:
-    assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
 
 
 @pytest.fixture(scope="module")

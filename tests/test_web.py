@@ -3,7 +3,7 @@ progress events -> done -> download, cancel and the queue, delete, bad input, th
 paths that try to leave the server's folders.
 
 The clip is 6 frames of examples/sample.mp4 at 64x48 with its audio; windows of 2 frames make
-segments of 4 frames, so a job has 2 segments. The weights are the tiny checkpoint, installed as
+segments of one window each, so a job has 3 segments. The weights are the tiny checkpoint, installed as
 the realbasicvsr model's (`tiny_weights_home`). FFV1 keeps the frames as the pipeline made them.
 """
 
@@ -110,7 +110,7 @@ def finished(clip_with_audio, tiny_weights_home, tmp_path_factory):
 
 def test_upload_plan_start_progress_download(finished, clip, clip_with_audio_x4, tmp_path):
     plan = finished["plan"]
-    assert plan["device"] == "cpu" and plan["window_count"] == 3 and plan["segments"] == 2
+    assert plan["device"] == "cpu" and plan["window_count"] == 3 and plan["segments"] == 3
     assert plan["backend"] == "torch"  # the default
     assert plan["output"] == {"width": 256, "height": 192, "frames": 6, "codec": "ffv1", "container": ".mkv"}
 

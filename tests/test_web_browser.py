@@ -16,7 +16,8 @@ from pathlib import Path
 import av
 import pytest
 from conftest import REPO, make_clip_with_audio
-from test_web_restart import free_port, start_server
+from helpers import free_port
+from test_web_restart import start_server
 
 from vsrealbasicvsr.web import runner as web_runner
 
@@ -30,7 +31,10 @@ def test_the_page_upscales_a_clip_in_a_real_browser(tmp_path, tiny_weights_home)
     from playwright.sync_api import expect, sync_playwright
 
     if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: Debian's chromium; run the tests through `make test`, which installs it")
+        missing = f"{CHROMIUM} (Debian's chromium) is missing; `make test` installs it where it runs as root with apt"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing}: under CI the browser test must run")
+        pytest.skip(f"{missing}: the browser test is skipped on this machine")
     clip = make_clip_with_audio(tmp_path / "street.mp4")
     screenshot = REPO / Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "web.png")
     hold = tmp_path / "hold"

@@ -2,14 +2,13 @@
 its finished segments, and the output equals an uninterrupted run's; off loopback it makes up a
 token and prints it with the address.
 
-The clip, options and weights are test_web.py's (conftest: 6 frames, windows of 2, 2 segments,
+The clip, options and weights are test_web.py's (conftest: 6 frames, windows of 2, 3 segments,
 FFV1).
 """
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ from pathlib import Path
 
 import pytest
 from conftest import WEB_OPTIONS
+from helpers import free_port
 
 from vsrealbasicvsr.web import runner as web_runner
 
 VSREALBASICVSR = Path(sys.executable).parent / "vsrealbasicvsr"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def call(base: str, method: str, path: str, body: bytes | None = None, headers=None) -> tuple[int, bytes]:

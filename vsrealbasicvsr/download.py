@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -394,6 +395,26 @@ def _alternatives(info: registry.ModelInfo, pypi_tried: bool) -> str:
     )
 
 
+def source_urls(info: registry.ModelInfo) -> list[str]:
+    """Where `download` fetches a model's file from: `$VSREALBASICVSR_MIRROR`, else the official URLs."""
+    mirror = os.environ.get(MIRROR_ENV)
+    return [f"{mirror.rstrip('/')}/{info.filename}"] if mirror else list(info.urls)
+
+
+def reachable_source(info: registry.ModelInfo, timeout: float = 3.0) -> str | None:
+    """The host of the first of `source_urls` that takes a connection now (nothing is fetched),
+    or None: what a dry run says about a download before the run tries it."""
+    for url in source_urls(info):
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+                return parts.hostname
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def download(
     name: str,
     url: str | None = None,
@@ -424,9 +445,7 @@ def download(
         )
     errors, resumable, pypi_tried = [], False, False
     if source in ("auto", "url"):
-        mirror = os.environ.get(MIRROR_ENV)
-        urls = [url] if url else ([f"{mirror.rstrip('/')}/{info.filename}"] if mirror else list(info.urls))
-        for candidate in urls:
+        for candidate in [url] if url else source_urls(info):
             try:
                 return fetch_url(candidate, destination, info, quiet, deadline_s)
             except WeightsFolderError:

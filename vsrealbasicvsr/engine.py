@@ -270,11 +270,10 @@ def _load_network(model: str, checkpoint):
     if checkpoint is not None:
         path = os.fspath(checkpoint)
     else:
-        if model not in registry.MODELS:
-            raise ValueError(
-                f"Upscale: unknown model {model!r}; use one of {', '.join(registry.MODELS)}, "
-                'or pass checkpoint="path/to/file.pth"'
-            )
+        try:
+            registry.get(model)
+        except ValueError as error:
+            raise ValueError(f'Upscale: {error}, or pass checkpoint="path/to/file.pth"') from None
         path = registry.resolve(model)
         if path is None:
             raise ValueError(f"Upscale: {registry.not_installed_message(model)}")

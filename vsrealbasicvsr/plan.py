@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import engine as engine_module
+from . import registry
 
 
 class Window(NamedTuple):
@@ -59,15 +60,13 @@ def mid_channels(model: str, checkpoint: str | os.PathLike | None) -> int:
     """The feature channels of the network `Upscale` would load, without loading it: the
     registry's for a model name, else read from the checkpoint's tensor shapes (mapped, not
     read). ValueError "Upscale: ..." as the engine's for an unknown model or a foreign file."""
-    from . import checkpoints, registry
+    from . import checkpoints
 
     if checkpoint is None:
-        if model not in registry.MODELS:
-            raise ValueError(
-                f"Upscale: unknown model {model!r}; use one of {', '.join(registry.MODELS)}, "
-                'or pass checkpoint="path/to/file.pth"'
-            )
-        return registry.MODELS[model].mid_channels
+        try:
+            return registry.get(model).mid_channels
+        except ValueError as error:
+            raise ValueError(f'Upscale: {error}, or pass checkpoint="path/to/file.pth"') from None
     path = os.fspath(checkpoint)
     try:
         state = checkpoints.load_state_dict(path, mmap=True)
@@ -98,7 +97,7 @@ def plan_clip(
     bits_per_sample: int,
     num_frames: int,
     cuts: Iterable[int] = (),
-    model: str = "realbasicvsr",
+    model: str = registry.DEFAULT_MODEL,
     checkpoint=None,
     **options,
 ) -> ClipPlan:

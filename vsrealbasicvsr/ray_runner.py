@@ -328,7 +328,7 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
         others = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise job.UpscaleError(
             f"segment {index} failed{others}: {failures[index]}; {state['segments']} of "
-            f"{segments.count} segments are kept in {spec.work}, continue with --resume"
+            f"{segments.count} windows are kept in {spec.work}, continue with --resume"
         )
     if not spec.quiet and nodes:
         print(f"upscale: {len(pending)} segments computed on {len(nodes)} Ray node(s)", file=sys.stderr)

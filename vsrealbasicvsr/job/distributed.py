@@ -35,6 +35,7 @@ from .job import (
     _plan,
     check_encodable,
     check_weights,
+    note_dropped_metadata,
     open_work,
     record_job,
     say_input_notes,
@@ -234,6 +235,7 @@ def open_job(spec: JobSpec) -> OpenJob:
         out_format, colour = output_format(source, spec.folder_out)
         check_encodable(spec, out_format, 4 * source.width, 4 * source.height)
         say_input_notes(spec, source.fps)
+        note_dropped_metadata(spec, colour)
         cuts = tuple(scene_cuts(source)) if spec.scene_detect else None
         _plan(spec, source, list(cuts or []), window)  # the options, checked as the filter checks them
         job_record = record_job(spec, source.num_frames, window)

