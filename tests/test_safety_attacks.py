@@ -5,8 +5,9 @@ result as success.
 Links planted at the work folder, a segment or a temporary name; the input inside the output
 folder; segments damaged, replaced, emptied or not recorded in job.json; an output that
 appears while the job runs; a damaged frame in a folder input. Through the job API (in this
-process, no command start-up) on the clip of test_job_api.py: 12 frames at 64x48, windows of
-4 frames, 2 segments ([0, 8), [8, 12)), FFV1 so that frames compare exactly.
+process, no command start-up) on the clip of test_job_api.py: 12 frames at 64x48 with a scene
+cut at frame 6, windows of 4 frames, segments of one window's length ([0, 4), [4, 8), [8, 12)),
+FFV1 so that frames compare exactly.
 """
 
 import json
@@ -221,7 +222,7 @@ def test_a_segment_changed_before_the_join_is_computed_again(clip, tiny_checkpoi
 
     def progress(event):  # the last segment is done: damage the first, just before the join
         done.append(event.frames_done)
-        if event.kind == "segment_done" and event.segment == 1 and len(damaged) == 0:
+        if event.kind == "segment_done" and event.segments_done == event.segment_count and len(damaged) == 0:
             damaged.append(True)
             _truncate(work / "segment_00000.nut", work)
 
