@@ -637,7 +637,8 @@ def _write_segments(
             for index in pending:
 
                 def frame_done(frame: vs.VideoFrame, index: int = index) -> None:
-                    counts["frames"] += 1
+                    # a segment computed again (it changed meanwhile) counts its frames once
+                    counts["frames"] = min(counts["frames"] + 1, clip.num_frames)
                     report(event("frame", segment=index, window=frame.props.get("RBVSRWindow")))
 
                 if not writer.write(index, frame_done, cancel):
