@@ -17,6 +17,9 @@ The checks, each through `vsrealbasicvsr.engine.Engine` (the budget through `cor
   takes, the engine must retry smaller and hand out every frame;
 - the family: IconVSR and BasicVSR++ (full size, random weights) at the first speed size, fp32
   and fp16 speed and fp16 against fp32 (deformable convolution in half precision on CUDA).
+- memory over a long clip: a decoded clip through the filter for many windows; VapourSynth's
+  frame bytes and CUDA's allocated bytes after the last window against after the first few
+  (issue 26; the CPU's resident size over thousands of frames is bench/memory_slope.py's).
 
 Outputs are compared by PSNR; the target, 48.1 dB, is an RMS difference below one 8-bit code
 value (20 log10 255), i.e. below what an 8-bit output can show on average.
@@ -375,6 +378,50 @@ def check_family(setup: Setup) -> list[Row]:
     return rows
 
 
+def check_memory_over_windows(setup: Setup) -> list[Row]:
+    """A decoded clip (testsrc2, H.264: each frame its own allocation) through core.rbvsr.Upscale,
+    windows of 10 with 2 context frames: what VapourSynth's frames and the device hold must not
+    grow from frame 160 (the filter's caches are full by then: 2 x threads + 20 frames and two
+    windows) to frame 480. The CPU's case is tests/test_memory_growth.py's (too slow here)."""
+    if not setup.cuda:
+        return [skipped("memory over windows", "needs CUDA (the CPU's case: tests/test_memory_growth.py)")]
+    import subprocess
+
+    import imageio_ffmpeg
+    import vapoursynth as vs
+
+    core = vs.core
+    window, first, last = 10, 160, 480
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        subprocess.run(
+            [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48"]
+            + ["-frames:v", str(last + 1), "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
+            check=True,
+        )
+        source = core.bs.VideoSource(str(path), cachesize=1)
+        rgb = core.resize.Bicubic(source, format=vs.RGBS, matrix_in_s="709")
+        upscaled = core.rbvsr.Upscale(
+            rgb, checkpoint=setup.random_checkpoint, device=setup.device, max_seq_len=window, overlap=2
+        )
+        held = {}
+        for n, _ in enumerate(upscaled.frames(close=True)):
+            if n in (first, last):
+                device_bytes = torch.cuda.memory_allocated(setup.device) if setup.cuda else 0
+                held[n] = (core.used_cache_size, device_bytes)
+    input_frame = 64 * 48 * 3 * 4
+    frames_grown, device_grown = (held[last][i] - held[first][i] for i in range(2))
+    ok = frames_grown < 8 * input_frame and device_grown <= 0
+    return [
+        Row(
+            f"memory over windows, frames {first} to {last}",
+            f"VapourSynth's frames {frames_grown / 1024:+.0f} KB, device {device_grown / 2**20:+.1f} MiB",
+            "VapourSynth < 8 input frames, device no growth",
+            "pass" if ok else "fail",
+        )
+    ]
+
+
 CHECKS = (
     check_speed,
     check_precision_and_devices,
@@ -384,6 +431,7 @@ CHECKS = (
     check_budget,
     check_oom_recovery,
     check_family,
+    check_memory_over_windows,
 )
 
 

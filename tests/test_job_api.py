@@ -8,6 +8,7 @@ frames as the pipeline made them.
 """
 
 import threading
+import time
 
 import helpers
 import pytest
@@ -94,6 +95,38 @@ def test_cancel_keeps_every_finished_window_that_resume_completes(clip, tiny_che
     assert {event.segment for event in events if event.kind == "frame"} == {2}
     assert output.read_bytes() == reference.read_bytes()
     assert not work.exists()
+
+
+def test_cancel_stops_the_window_in_flight(clip, tiny_checkpoint, tmp_path, monkeypatch):
+    """Cancel mid-window: the window in flight (dropped anyway) stops at its next network step
+    instead of being computed to its end."""
+    from vsrealbasicvsr import engine
+
+    cancel = threading.Event()
+    counting = engine._StepCounter._counting
+    attempts = []  # the engine's attempts at windows, in the order their steps began
+
+    def cancelling_in_the_second_window(counter, step, per_item):
+        counted = counting(counter, step, per_item)
+
+        def call(*inputs):
+            if counter.work not in attempts:
+                attempts.append(counter.work)
+            if len(attempts) == 2 and not cancel.is_set():
+                cancel.set()
+                deadline = time.monotonic() + 60
+                while not counter.work.stopped and time.monotonic() < deadline:  # the job's poll
+                    time.sleep(0.05)
+            return counted(*inputs)
+
+        return call
+
+    monkeypatch.setattr(engine._StepCounter, "_counting", cancelling_in_the_second_window)
+    engine.reset_stats()
+    stopped = job.run(spec_of(clip, tmp_path / "x4.mkv", tiny_checkpoint), cancel=cancel)
+    assert stopped.cancelled and (stopped.segments_done, stopped.segment_count) == (1, 3)
+    assert len(attempts) == 2 and attempts[1].stopped
+    assert engine.stats()["frames"] == 4  # the second window handed out nothing: it was stopped
 
 
 def test_a_job_file_that_writes_out_defaults_is_the_same_job(clip, tmp_path):

@@ -347,9 +347,9 @@ def test_a_worker_killed_mid_segment_is_retried_and_the_output_is_the_same(
     runner.start()
     killed = None
     while runner.is_alive() and killed is None:
-        # A segment being written by a worker: partial_NNNNN.<the worker's pid>
-        for partial in work.glob("partial_*.*") if work.exists() else []:
-            pid = int(partial.suffix[1:])
+        # A segment being written by a worker: partial_NNNNN.<the worker's pid>.<fresh name>.nut
+        for partial in work.glob("partial_*.*.*") if work.exists() else []:
+            pid = int(partial.name.split(".")[1])
             if command_line(pid).startswith("ray::"):
                 os.kill(pid, signal.SIGKILL)
                 killed = partial.name

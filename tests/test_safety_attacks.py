@@ -5,8 +5,9 @@ result as success.
 Links planted at the work folder, a segment or a temporary name; the input inside the output
 folder; segments damaged, replaced, emptied or not recorded in job.json; an output that
 appears while the job runs; a damaged frame in a folder input. Through the job API (in this
-process, no command start-up) on the clip of test_job_api.py: 12 frames at 64x48, windows of
-4 frames, 2 segments ([0, 8), [8, 12)), FFV1 so that frames compare exactly.
+process, no command start-up) on the clip of test_job_api.py: 12 frames at 64x48 with a scene
+cut at frame 6, windows of 4 frames, segments of one window's length ([0, 4), [4, 8), [8, 12)),
+FFV1 so that frames compare exactly.
 """
 
 import json
@@ -103,6 +104,32 @@ def test_a_link_at_the_work_folder_is_never_followed(flags, clip, tiny_checkpoin
     assert work.is_symlink() and not output.exists()
 
 
+def test_a_link_at_the_lock_is_never_followed(tmp_path):
+    from vsrealbasicvsr.job.lock import lock_work
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    work = tmp_path / "out.mkv.rbvsr-work"
+    work.mkdir()
+    (work / "lock").symlink_to(victim)
+    with pytest.raises(job.UpscaleError, match="cannot lock the job in"):
+        lock_work(work, tmp_path / "out.mkv")
+    assert victim.read_text() == "mine"
+
+
+def test_overwrite_removes_a_link_in_the_work_folder_as_a_link(clip, tiny_checkpoint, whole, tmp_path):
+    output = tmp_path / "x4.mkv"
+    work = stopped_after_one_segment(clip, output, tiny_checkpoint)
+    photos = tmp_path / "userphotos"
+    photos.mkdir()
+    (photos / "diary.txt").write_text("dear diary")
+    (work / "segment_00000.nut").unlink()
+    (work / "segment_00000.nut").symlink_to(photos)
+    result = job.run(spec_of(clip, output, tiny_checkpoint, overwrite=True))
+    assert result.frames == FRAMES and decoded_frames(output) == whole
+    assert [path.name for path in photos.iterdir()] == ["diary.txt"]
+
+
 def test_a_link_that_replaces_the_work_folder_is_caught_by_the_lock(tmp_path):
     from vsrealbasicvsr.job.lock import check_work, lock_work
 
@@ -194,14 +221,16 @@ def test_a_segment_changed_before_the_join_is_computed_again(clip, tiny_checkpoi
     work = output.with_name(output.name + ".rbvsr-work")
 
     def progress(event):  # the last segment is done: damage the first, just before the join
-        if event.kind == "segment_done" and event.segment == 1 and not damaged:
+        done.append(event.frames_done)
+        if event.kind == "segment_done" and event.segments_done == event.segment_count and len(damaged) == 0:
             damaged.append(True)
             _truncate(work / "segment_00000.nut", work)
 
-    damaged = []
+    damaged, done = [], []
     result = job.run(spec_of(clip, output, tiny_checkpoint), progress=progress)
     assert damaged and result.frames == FRAMES
     assert decoded_frames(output) == whole
+    assert done == sorted(done) and done[-1] == FRAMES  # frames computed again are not counted twice
 
 
 # -- 7. an output that appears while the job runs ------------------------------------------------

@@ -78,6 +78,7 @@ class _WindowWork:
         self.output_frames, self.steps, self.device = output_frames, max(1, steps), device
         self.steps_done = 0.0
         self.handed_out = 0
+        self.stopped = False  # set by `stop_windows`: the attempt fails at its next step
 
     def frames(self) -> float:
         """Output frames' worth of the work done, at least the frames handed out."""
@@ -108,6 +109,28 @@ def progress(device: str | None = None) -> float:
         return sum(finished) + sum(running)
 
 
+class WindowStopped(RuntimeError):
+    """A window's computation was stopped by `stop_windows` (its job was cancelled)."""
+
+
+def stop_windows(options: dict) -> int:
+    """Stops the windows being computed now on the device that `Upscale` with these arguments
+    (`options.UpscaleOptions`) runs on: each fails with `WindowStopped` at its next network step,
+    which the filter reports as the error of that window's frames. Returns how many it stopped.
+
+    For a cancelled job: a window is the smallest unit of kept work, so the window in flight is
+    dropped anyway, and computing it to its end would only delay the cancel (and the next job on
+    the device) by up to a window's time. A process runs one job per device at a time (the
+    command; the page's queue), so the device names the job's windows."""
+    settings = UpscaleOptions.of(**options)
+    device = device_name(backends.of(settings.backend, settings.device).torch_device)
+    with _work_lock:
+        running = [work for work in _running_work if work.device == device]
+        for work in running:
+            work.stopped = True
+    return len(running)
+
+
 class _StepCounter:
     """Counts the network's steps into the running attempt's `_WindowWork`, as the `Steps` that
     `counted` wraps run (the wrappers hold this counter, not the engine, so that no reference
@@ -133,6 +156,8 @@ class _StepCounter:
 
     def _counting(self, step, per_item: float):
         def count(*inputs):
+            if self.work is not None and self.work.stopped:
+                raise WindowStopped("Upscale: the window was stopped: its job was cancelled")
             output = step(*inputs)
             if self.work is not None:
                 self.work.steps_done += per_item * inputs[0].shape[0]

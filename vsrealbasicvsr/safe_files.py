@@ -119,8 +119,6 @@ def place_new(source: Path, destination: Path) -> None:
     anything is there, also a link or something that appeared a moment ago (link(2) is atomic)."""
     try:
         os.link(source, destination, follow_symlinks=False)
-    except FileExistsError:
-        raise
     except OSError as error:  # a file system without hard links: the next best, checked just before
         if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise

@@ -5,6 +5,8 @@ source -> scene cuts (scxvid) -> RGBS -> core.rbvsr.Upscale -> the source's YUV 
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -12,6 +14,7 @@ from fractions import Fraction
 import vapoursynth as vs
 
 from .errors import UpscaleError
+from .source import frame_bytes, window_frames
 
 SCENE_PROPS = ["_SceneChangePrev", "_SceneChangeNext"]
 
@@ -259,6 +262,7 @@ def upscaled_clip(
     else:
         rgb = core.resize.Bicubic(source, format=vs.RGBS)
     upscaled = upscale(rgb, **upscale_options)
+    limit_frame_cache(source, rgb, upscaled, upscale_options)
     if rgb_out:
         return core.resize.Bicubic(upscaled, format=out_format), colour
     encoded = core.resize.Bicubic(upscaled, format=out_format, matrix=colour.matrix, range=colour.range)
@@ -266,6 +270,27 @@ def upscaled_clip(
         encoded, _Matrix=colour.matrix, _Transfer=colour.transfer, _Primaries=colour.primaries, _Range=colour.range
     )
     return encoded, colour
+
+
+# Frames the filter hands VapourSynth's cache ahead of requests: setLinearFilter's fixed cache of
+# 2 x threads + this many.
+LINEAR_CACHE_FRAMES = 20
+
+
+def limit_frame_cache(source: vs.VideoNode, rgb: vs.VideoNode, upscaled: vs.VideoNode, upscale_options: dict) -> None:
+    """Sets VapourSynth's cache (`core.max_cache_size`) to what the job's graph needs.
+
+    Its default is half the machine's memory, and its caches may grow towards it while they learn
+    the filter's pattern (the context frames read again behind each window). The graph needs the
+    frames the filter holds at the output size (its two windows and its cache ahead of requests)
+    and two windows with their context of input frames, in the source's format and in RGBS; more
+    buys nothing. Never above the default's half of the machine's memory."""
+    core = vs.core
+    window, read = window_frames(upscale_options)
+    held = (2 * window + 2 * core.num_threads + LINEAR_CACHE_FRAMES) * frame_bytes(upscaled)
+    held += 2 * read * (frame_bytes(source) + frame_bytes(rgb))
+    half_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    core.max_cache_size = math.ceil(min(held, half_memory) / 2**20)
 
 
 def raw_pixel_format(clip: vs.VideoNode) -> tuple[str, list[int]]:

@@ -614,6 +614,12 @@ def _write(
     return JobResult(spec.output, clip.width, clip.height, clip.num_frames, False, writer.count, writer.count)
 
 
+def _stop_windows(spec: JobSpec) -> None:
+    from .. import engine  # loaded already: the job's filter runs it
+
+    engine.stop_windows(spec.upscale_options)
+
+
 def _write_segments(
     spec: JobSpec,
     writer: SegmentWriter,
@@ -631,7 +637,8 @@ def _write_segments(
             for index in pending:
 
                 def frame_done(frame: vs.VideoFrame, index: int = index) -> None:
-                    counts["frames"] += 1
+                    # a segment computed again (it changed meanwhile) counts its frames once
+                    counts["frames"] = min(counts["frames"] + 1, clip.num_frames)
                     report(event("frame", segment=index, window=frame.props.get("RBVSRWindow")))
 
                 if not writer.write(index, frame_done, cancel):
@@ -646,6 +653,10 @@ def _write_segments(
         worker.start()
         while worker.is_alive():
             worker.join(0.2)  # short waits keep Ctrl-C responsive while frames are computed
+            if cancel.is_set():
+                # The window in flight would be dropped anyway (a window is the unit of kept
+                # work): stop it now rather than at its end.
+                _stop_windows(spec)
     except KeyboardInterrupt:
         writer.abort()
         # The VapourSynth threads may be inside a window that takes minutes: do not wait for them.

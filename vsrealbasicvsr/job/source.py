@@ -9,6 +9,7 @@ by it; every frame must decode, or the folder is refused naming the one that doe
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -19,12 +20,23 @@ from typing import TYPE_CHECKING
 
 import vapoursynth as vs
 
+from .. import memory, options
 from ..safe_files import own_folder, remove, write_new
 from .errors import UpscaleError
 from .ffmpeg import ffmpeg_command, ffmpeg_exe, ffmpeg_path, run_ffmpeg, unreadable
 
 if TYPE_CHECKING:
     from .job import JobSpec
+
+# bestsource keeps decoded frames up to `cachesize` MB (100 by default) whatever reads them: on small
+# frames that is thousands of frames, memory that grows with the clip for most of a long job. The
+# job keeps what the filter reads again instead: the context frames behind each window, served
+# from here when VapourSynth's own caches let them go. Two windows with their context, in the
+# source's own format, twice over for the decoder's padded buffers; never more than the default.
+SOURCE_CACHE_WINDOWS = 2
+DECODER_PADDING = 2
+BESTSOURCE_DEFAULT_CACHE_MB = 100
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Pixel formats with an alpha channel, as ffmpeg names them in its description of a stream.
@@ -167,6 +179,32 @@ def _check_all_decoded(folder: Path, frames: list[Path], video: Path) -> None:
     raise UpscaleError(f"ffmpeg read fewer frames from {folder} than it holds; check its pictures")
 
 
+def window_frames(upscale_options: dict) -> tuple[int, int]:
+    """(frames per window, input frames the filter reads for one: the window and its context on
+    both sides); for an automatic window, the longest the engine picks."""
+    opts = options.UpscaleOptions.of(**upscale_options)
+    window = opts.max_seq_len or memory.MAX_AUTO_WINDOW
+    return window, window + 2 * opts.overlap
+
+
+def frame_bytes(clip: vs.VideoNode) -> int:
+    """The samples of one frame of `clip` (constant format and size), in bytes."""
+    fmt = clip.format
+    return sum(
+        (clip.width >> (fmt.subsampling_w if plane else 0))
+        * (clip.height >> (fmt.subsampling_h if plane else 0))
+        * fmt.bytes_per_sample
+        for plane in range(fmt.num_planes)
+    )
+
+
+def source_cache_mb(clip: vs.VideoNode, upscale_options: dict) -> int:
+    """bestsource's `cachesize` for a job of `clip` (see SOURCE_CACHE_WINDOWS), in MB, 1 to 100."""
+    read = window_frames(upscale_options)[1]
+    needed = math.ceil(SOURCE_CACHE_WINDOWS * read * frame_bytes(clip) * DECODER_PADDING / 2**20)
+    return min(max(1, needed), BESTSOURCE_DEFAULT_CACHE_MB)
+
+
 def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
     """Frames [start, end) of the job of the video file `path` (`source_file`), through bestsource."""
     core = vs.core
@@ -174,6 +212,9 @@ def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
         raise UpscaleError("reading videos needs bestsource; pip install vapoursynth-bestsource")
     try:
         clip = core.bs.VideoSource(str(path))
+        # Its format is known only once open: open it again with the cache the windows need.
+        if clip.format is not None and clip.width > 0:
+            clip = core.bs.VideoSource(str(path), cachesize=source_cache_mb(clip, job.upscale_options))
     except vs.Error:
         raise UpscaleError(unreadable(job.input)) from None
     if clip.num_frames == 0:

@@ -479,9 +479,8 @@ async function main() {
   $("#cancel-button").addEventListener("click", async () => {
     try {
       await api("POST", `/api/jobs/${current.id}/cancel`);
-      // A window being computed cannot be cut short (the job API stops at its end, and keeps the
-      // windows finished before it).
-      $("#cancel-button").textContent = current.state === "running" ? "Cancelling once the window in progress ends..." : "Cancelling...";
+      // The job API stops the window in progress at its next step and keeps the windows finished before it.
+      $("#cancel-button").textContent = "Cancelling...";
     }
     catch (error) { showAt($("#job-error"), error.message); }
   });
