@@ -110,7 +110,7 @@ network = load_model(checkpoint)
 lqs = torch.from_numpy(frames).unsqueeze(0)
 with torch.inference_mode():
     if mode == "bare":
-        network = network.to(memory_format=torch.channels_last)
+        network = vsrealbasicvsr.engine.channels_last_but_spynet(network)  # the engine's layout
         start = time.perf_counter()
         for out in network.stream(lqs, batch_frames=1):
             out.clamp(0, 1)

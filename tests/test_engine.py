@@ -9,7 +9,7 @@ import torch
 from vsrealbasicvsr import engine as engine_module
 from vsrealbasicvsr import memory, tiles
 from vsrealbasicvsr.checkpoints import load_model
-from vsrealbasicvsr.engine import Engine
+from vsrealbasicvsr.engine import Engine, channels_last_but_spynet
 
 FLOAT, INTEGER = 1, 0
 
@@ -27,8 +27,8 @@ def as_views(planes: np.ndarray, pad: int = 0):
 
 def reference(checkpoint, lqs: np.ndarray) -> torch.Tensor:
     """The network's plain forward on float frames (T, 3, h, w): (T, 3, 4h, 4w), clamped, run as
-    the CPU engine runs it: channels-last, cleaning and SPyNet one frame at a time."""
-    net = load_model(checkpoint).to(memory_format=torch.channels_last)
+    the CPU engine runs it: its layout, cleaning and SPyNet one frame at a time."""
+    net = channels_last_but_spynet(load_model(checkpoint))
     with torch.no_grad():
         return net(torch.from_numpy(lqs).unsqueeze(0), batch_frames=1)[0].clamp(0, 1)
 

@@ -14,9 +14,9 @@ from vsrealbasicvsr.models.iconvsr_net import keyframes, refill_frames
 
 NETWORKS = {"iconvsr_small": IconVSRNet, "basicvsrpp_small": BasicVSRPlusPlusNet}
 # Max abs difference to the golden output on the CPU in fp32. BasicVSR++'s is above 1e-5 at a
-# few pixels: its fp32 rounding alone moves it that far (measured against the same network in
-# float64: ours 1.3e-5 away, MMEditing's 1.7e-5, mean differences 2e-7, tests/data/README.md),
-# while a wrong offset layout moves it by 2.6e-2.
+# few pixels: a literal transcription of MMagic's forward gives our output bit for bit, and fp32
+# rounding alone (torch's thread count, its kernels) moves it as far; the golden itself is 1.7e-5
+# from the same network in float64 (tests/data/README.md). A wrong offset layout moves it 2.6e-2.
 TOLERANCE = {"iconvsr_small": 1e-5, "basicvsrpp_small": 2e-5}
 
 
