@@ -39,8 +39,14 @@ ray = pytest.importorskip("ray", reason='needs Ray: pip install "vsrealbasicvsr[
 
 CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
 RAY = str(Path(sys.executable).parent / "ray")
-OPTIONS = {"model": "realbasicvsr", "max_seq_len": 4, "device": "cpu", "tile": -1}
-FLAGS = ["--max-seq-len", "4", "--codec", "ffv1", "--device", "cpu", "--tile", "off"]  # OPTIONS, to the command
+WINDOW = 4  # frames per window, so per segment: the 12-frame clip makes 3 segments
+OPTIONS = {"model": "realbasicvsr", "max_seq_len": WINDOW, "device": "cpu", "tile": -1}
+FLAGS = ["--max-seq-len", str(WINDOW), "--codec", "ffv1", "--device", "cpu", "--tile", "off"]  # OPTIONS, to the command
+
+
+def ray_spec(clip, output, checkpoint, **flags):
+    """The job FLAGS make on the command line, as the Ray runner takes it."""
+    return spec_of(clip, output, checkpoint, max_seq_len=WINDOW, **flags)
 
 
 def session_processes(session: int) -> list[int]:
@@ -270,9 +276,7 @@ def test_an_address_where_no_cluster_listens_is_one_line_and_leaves_nothing(clip
 def test_shared_folder_run_writes_the_one_process_output(clip, tiny_checkpoint, reference, local_ray, tmp_path):
     output = tmp_path / "x4.mkv"
     events = []
-    result = ray_runner.run(
-        spec_of(clip, output, tiny_checkpoint, max_seq_len=4), data="shared", progress=events.append
-    )
+    result = ray_runner.run(ray_spec(clip, output, tiny_checkpoint), data="shared", progress=events.append)
     assert (result.frames, result.segments_done, result.segment_count, result.cancelled) == (12, 3, 3, False)
     assert output.read_bytes() == reference.read_bytes()
     assert_has_audio(output)
@@ -300,7 +304,7 @@ def test_object_store_run_never_reads_the_inputs_path(clip, tiny_checkpoint, ref
             moves.append("back")
 
     try:
-        ray_runner.run(spec_of(clip, output, tiny_checkpoint, max_seq_len=4), data="object-store", progress=move_input)
+        ray_runner.run(ray_spec(clip, output, tiny_checkpoint), data="object-store", progress=move_input)
     finally:
         if hidden.exists():
             os.replace(hidden, clip)
@@ -318,13 +322,13 @@ def test_cancel_keeps_finished_segments_that_a_resume_completes(clip, tiny_check
             cancel.set()
 
     result = ray_runner.run(
-        spec_of(clip, output, tiny_checkpoint, max_seq_len=4), progress=cancel_after_the_first_segment, cancel=cancel
+        ray_spec(clip, output, tiny_checkpoint), progress=cancel_after_the_first_segment, cancel=cancel
     )
     assert result.cancelled and 1 <= result.segments_done < 3
     work = tmp_path / "x4.mkv.rbvsr-work"
     assert len(list(work.glob("segment_*.nut"))) == result.segments_done and not output.exists()
     events = []
-    result = ray_runner.run(spec_of(clip, output, tiny_checkpoint, max_seq_len=4, resume=True), progress=events.append)
+    result = ray_runner.run(ray_spec(clip, output, tiny_checkpoint, resume=True), progress=events.append)
     assert not result.cancelled and result.segments_done == 3
     assert events[0].segments_done >= 1  # the kept segments were not computed again
     assert output.read_bytes() == reference.read_bytes()
@@ -339,7 +343,7 @@ def test_a_worker_killed_mid_segment_is_retried_and_the_output_is_the_same(
 
     def run():
         try:
-            outcome["result"] = ray_runner.run(spec_of(clip, output, tiny_checkpoint, max_seq_len=4), data="shared")
+            outcome["result"] = ray_runner.run(ray_spec(clip, output, tiny_checkpoint), data="shared")
         except BaseException as error:  # noqa: BLE001 - checked below
             outcome["error"] = error
 
@@ -391,6 +395,6 @@ def test_a_restoration_model_runs_on_ray_as_in_one_process(clip, local_ray, tmp_
     )
     assert code == 0, stderr
     output = tmp_path / "x1.mkv"
-    result = ray_runner.run(spec_of(clip, output, checkpoint), data="shared")
+    result = ray_runner.run(ray_spec(clip, output, checkpoint), data="shared")
     assert (result.width, result.height, result.frames) == (64, 48, 12)
     assert output.read_bytes() == one_process.read_bytes()
