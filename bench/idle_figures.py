@@ -86,10 +86,8 @@ def main() -> int:
         if "demo" not in skip:
             before = load()
             seconds = timed(upscale(args.model, REPO / "examples" / "sample.mp4", folder / "sample_x4.mp4"))
-            rows.append(
-                f"| demo upscale (50 frames, 240x136 -> 960x544) | {seconds / 60:.0f} min {seconds % 60:.0f} s "
-                f"| {before} |"
-            )
+            minutes, rest = divmod(round(seconds), 60)  # whole minutes: 158 s is 2 min 38 s
+            rows.append(f"| demo upscale (50 frames, 240x136 -> 960x544) | {minutes} min {rest} s | {before} |")
         if "sizes" not in skip:
             for size in args.sizes.split(","):
                 width, height = size.split("x")
