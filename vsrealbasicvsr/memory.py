@@ -256,29 +256,51 @@ class WindowMemory:
         return window, chosen
 
 
+# The networks `calibrate` measures, by class name.
+CALIBRATED_ARCHITECTURES = ("RealBasicVSRNet", "IconVSRNet", "BasicVSRPlusPlusNet")
+
+
 def measure_peak(
-    frames: int, height: int, width: int, mid_channels: int = 64, batch: int | None = None, precision: str = "fp32"
+    frames: int,
+    height: int,
+    width: int,
+    mid_channels: int = 64,
+    batch: int | None = None,
+    precision: str = "fp32",
+    architecture: str = "RealBasicVSRNet",
+    num_blocks: int | None = None,
 ) -> int:
-    """Peak host bytes of one window on the CPU in fp32 or bf16 (SPyNet in fp32, as the engine
-    runs it), measured in a fresh process: the rise of the peak resident set size (getrusage) over
-    the resident size before the window runs, with glibc's mmap threshold fixed so freed large
-    buffers go back to the system at once."""
+    """Peak host bytes of one window of `architecture` (a class of CALIBRATED_ARCHITECTURES, its
+    default sizes but `mid_channels` and, for IconVSR and BasicVSR++, `num_blocks` residual blocks
+    per trunk when given; random weights) on the CPU in fp32 or bf16, in the CPU
+    engine's layout (channels-last, SPyNet in fp32 and the default layout), measured in a fresh
+    process: the rise of the peak resident set size (getrusage; reset after a small warm-up window
+    where Linux allows, /proc/self/clear_refs) over the resident size before the window runs, with
+    glibc's mmap threshold fixed so freed large buffers go back to the system at once."""
     import subprocess
     import sys
 
+    if architecture not in CALIBRATED_ARCHITECTURES:
+        raise ValueError(f"{architecture}: not one of {', '.join(CALIBRATED_ARCHITECTURES)}")
+    sizes = f"mid_channels={mid_channels}" + ("" if num_blocks is None else f", num_blocks={num_blocks}")
     script = f"""
 import resource, torch
-from vsrealbasicvsr.models import RealBasicVSRNet
+from vsrealbasicvsr.engine import channels_last_but_spynet
+from vsrealbasicvsr.models import {architecture} as Network
 torch.set_grad_enabled(False)
 dtype = {{"fp32": torch.float32, "bf16": torch.bfloat16}}[{precision!r}]
-# channels-last, as the CPU engine
-net = RealBasicVSRNet(mid_channels={mid_channels}).eval().to(dtype, memory_format=torch.channels_last)
-net.basicvsr.spynet.float()
+net = channels_last_but_spynet(Network({sizes}).eval().to(dtype))
+(net.basicvsr.spynet if hasattr(net, "basicvsr") else net.spynet).float()
 lqs = torch.rand(1, {frames}, 3, {height}, {width}).to(dtype)
 net(lqs[:, :2, :, :64, :64])  # warm up the allocator and kernels on a small window
 page = resource.getpagesize()
 before = int(open('/proc/self/statm').read().split()[1]) * page
 resource_peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+try:  # Linux: reset the peak to the current size, so the warm-up's peak cannot hide the window's
+    with open('/proc/self/clear_refs', 'w') as clear_refs:
+        clear_refs.write('5')
+except OSError:
+    pass
 assert resource_peak() < before + 64 * 2**20, 'warm-up peak too high to measure from'
 for out in net.stream(lqs, batch_frames={batch}):
     del out
@@ -289,24 +311,44 @@ print(resource_peak() - before)
     return int(result.stdout.split()[-1])
 
 
-def calibrate(mid_channels: int = 64, sizes=((64, 64), (96, 96)), lengths=(8, 32), precision: str = "fp32") -> None:
+def calibrate(
+    mid_channels: int = 64,
+    sizes=((64, 64), (96, 96)),
+    lengths=(8, 32),
+    precision: str = "fp32",
+    architecture: str = "RealBasicVSRNet",
+    num_blocks: int | None = None,
+) -> None:
     """Print measured peaks next to `window_bytes` without its margin, for the engine's batch and,
-    in fp32, for all frames at once (MMEditing's): `python -m vsrealbasicvsr.memory [bf16]`
-    (about 20 minutes on 2 cores in fp32)."""
+    for RealBasicVSR in fp32, for all frames at once (MMEditing's):
+    `python -m vsrealbasicvsr.memory [bf16] [--architecture IconVSRNet] [--num-blocks N]` (about
+    20 minutes on 2 idle cores for RealBasicVSR in fp32)."""
     element_bytes = {"fp32": 4, "bf16": 2}[precision]
+    # the CPU engine's batch, and MMEditing's where it was measured before
+    batches = (1, None) if precision == "fp32" and architecture == "RealBasicVSRNet" else (1,)
     for height, width in sizes:
         for frames in lengths:
-            for batch in (1, None) if precision == "fp32" else (1,):  # the CPU engine's batch, and MMEditing's
-                peak = measure_peak(frames, height, width, mid_channels, batch, precision)
-                model = window_bytes(frames, height, width, mid_channels, element_bytes, batch) / SAFETY_MARGIN
+            for batch in batches:
+                peak = measure_peak(frames, height, width, mid_channels, batch, precision, architecture, num_blocks)
+                model = (
+                    window_bytes(frames, height, width, mid_channels, element_bytes, batch, architecture)
+                    / SAFETY_MARGIN
+                )
+                blocks = "" if num_blocks is None else f" ({num_blocks} blocks)"
                 print(
-                    f"{width}x{height} T={frames} batch={batch or frames} {precision}: measured "
+                    f"{architecture}{blocks} {width}x{height} T={frames} batch={batch or frames} {precision}: measured "
                     f"{peak / 2**20:7.1f} MiB, model {model / 2**20:7.1f} MiB (ratio {peak / model:.2f})",
                     flush=True,
                 )
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    calibrate(precision=sys.argv[1] if len(sys.argv) > 1 else "fp32")
+    parser = argparse.ArgumentParser(description="Measure window peaks against the memory model.")
+    parser.add_argument("precision", nargs="?", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--architecture", choices=CALIBRATED_ARCHITECTURES, default="RealBasicVSRNet")
+    # a trunk's depth does not change the peak (its blocks run one after another), only the time
+    parser.add_argument("--num-blocks", type=int, help="residual blocks per trunk of IconVSR and BasicVSR++")
+    arguments = parser.parse_args()
+    calibrate(precision=arguments.precision, architecture=arguments.architecture, num_blocks=arguments.num_blocks)
