@@ -49,3 +49,17 @@ def wait_for_port(port: int, seconds: float) -> None:
                 return
         time.sleep(0.2)
     raise AssertionError(f"nothing listened on port {port} within {seconds} s")
+
+
+def automatic_window(budget: int, width: int, height: int, mid: int, architecture: str, scale: int, overlap: int):
+    """The longest window (1 .. MAX_AUTO_WINDOW frames) that the memory model's terms for
+    `architecture` fit in `budget`, with `overlap` context frames a side: on the CPU, fp32, one
+    frame at a time through the non-recurrent steps, untiled."""
+    from vsrealbasicvsr import memory
+
+    fits = [
+        frames
+        for frames in range(1, memory.MAX_AUTO_WINDOW + 1)
+        if memory.window_bytes(frames + 2 * overlap, height, width, mid, 4, 1, architecture, scale) <= budget
+    ]
+    return max(fits, default=1)

@@ -93,7 +93,9 @@ def test_the_page_starts_with_an_installed_model_and_says_when_one_is_missing(br
     beside = page.locator('.field-error[data-for="model"]')
     expect(beside).to_contain_text("are not installed, and cannot be fetched (127.0.0.1", timeout=60_000)
     expect(beside).to_contain_text("choose an installed model (basicvsr-reds4)")
-    expect(page.locator("#plan")).to_contain_text("realbasicvsr: weights not installed, and cannot be fetched")
+    expect(page.locator("#plan")).to_contain_text(
+        "realbasicvsr (RealBasicVSR x4): weights not installed, and cannot be fetched"
+    )
     expect(page.locator("#start-button")).to_be_disabled()
     model.select_option("basicvsr-reds4")
     expect(beside).to_be_hidden(timeout=60_000)

@@ -111,6 +111,42 @@ def test_the_plan_says_whether_missing_weights_can_be_fetched(tmp_path, clip_wit
         assert wheel.json()["plan"]["weights"] == "download"
 
 
+@pytest.mark.parametrize(
+    "model,architecture,mid,scale",
+    [
+        ("iconvsr-reds4", "IconVSR", 64, 4),
+        ("basicvsrpp-reds4", "BasicVSRPlusPlus", 64, 4),
+        ("basicvsrpp-ntire-decompress-track1", "BasicVSRPlusPlus", 128, 1),
+    ],
+)
+def test_the_plan_of_a_family_model_names_it_and_sizes_it_by_its_terms(
+    tmp_path, clip_with_audio, monkeypatch, model, architecture, mid, scale
+):
+    from helpers import automatic_window
+
+    from vsrealbasicvsr import memory
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / registry.MODELS[model].filename).write_bytes(b"weights")
+    monkeypatch.setenv("VSREALBASICVSR_HOME", str(home))
+    # a budget that holds 3 of the clip's 6 frames (+8 context frames a side) under this
+    # network's memory terms, and another window under BasicVSR's
+    budget = memory.window_bytes(3 + 16, 48, 64, mid, 4, 1, f"{architecture}Net", scale)
+    assert automatic_window(budget, 64, 48, mid, f"{architecture}Net", scale, 8) == 3
+    assert automatic_window(budget, 64, 48, mid, "BasicVSRNet", 4, 8) != 3
+    with TestClient(web_app.create_app(tmp_path / "jobs"), base_url=LOCAL) as client:
+        job_id = upload(client, clip_with_audio.read_bytes()).json()["id"]
+        monkeypatch.setattr(memory, "available_bytes", lambda device: budget)  # after the upload's probe
+        response = client.post(f"/api/jobs/{job_id}/plan", json={**WEB_OPTIONS, "model": model, "max_seq_len": 0})
+        assert response.status_code == 200, response.text
+        plan = response.json()["plan"]
+    assert (plan["output"]["width"], plan["output"]["height"]) == (scale * 64, scale * 48)
+    assert (plan["model"], plan["architecture"], plan["scale"]) == (model, architecture, scale)
+    assert (plan["window"], plan["window_count"], plan["budget_bytes"]) == (3, 2, budget)
+    assert plan["memory_bytes"] == budget
+
+
 # -- 10. plans of short clips, and pictures ------------------------------------------------------
 
 

@@ -307,16 +307,19 @@ class Server:
         # so is what the plan shows of it.
         window = min(planned.window, max(end - first_frame for first_frame, end, *_ in clip_plan.windows))
         computed = sum(window_of.computed for window_of in clip_plan.windows)
+        scale = clip_plan.network.scale  # x4, or x1 for restoration models
         return {
             "device": device,
             "ray": self.ray is not None,
             "precision": str(settings.dtype).removeprefix("torch."),
             "backend": settings.backend.name,
             "model": model,
+            "architecture": clip_plan.network.architecture.removesuffix("Net"),
+            "scale": scale,
             **weights_state(model),
             "output": {
-                "width": 4 * planned.width,
-                "height": 4 * planned.height,
+                "width": scale * planned.width,
+                "height": scale * planned.height,
                 "frames": planned.frames,
                 "codec": request["codec"],
                 "container": web_jobs.CODECS[request["codec"]],

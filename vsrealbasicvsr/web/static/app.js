@@ -304,7 +304,7 @@ function renderPlan(job) {
   const rows = [
     ["input", `${info.width}x${info.height} ${info.format}, ${info.frames} frames at ${fpsOf(info).toFixed(3)} fps (${duration(info.frames / fpsOf(info))})`],
     ["output", `${plan.output.width}x${plan.output.height}, ${plan.output.frames} frames, ${plan.output.codec} (${plan.output.container})`],
-    ["model", `${plan.model}: weights ${plan.weights === "missing" ? "not installed, and cannot be fetched (see the model above)" : plan.weights_note}`],
+    ["model", `${plan.model} (${plan.architecture} x${plan.scale}): weights ${plan.weights === "missing" ? "not installed, and cannot be fetched (see the model above)" : plan.weights_note}`],
     ["device", `${plan.ray ? "a Ray cluster, " : ""}${plan.device}, ${plan.precision}, ${plan.backend}`],
     ["scene cuts", plan.scene_cuts === null ? "not detected" : plan.scene_cuts.length ? `${plan.scene_cuts.length} (at frame ${plan.scene_cuts.slice(0, 8).join(", ")}${plan.scene_cuts.length > 8 ? " ..." : ""})` : "none"],
     ["windows", `${plan.window_count} of ${plan.window} frame${plan.window === 1 ? "" : "s"} (+${plan.overlap} context frames each side)`],
