@@ -155,6 +155,56 @@ def test_the_command_plans_and_writes_each_network_at_its_scale(tiny_checkpoints
         assert sum(1 for _ in container.decode(stream)) == 12
 
 
+# The tiny checkpoints' networks: architecture as the plan names it, feature channels, scale.
+TINY_SHAPES = {
+    "iconvsr": ("IconVSR", 4, 4),
+    "basicvsrpp": ("BasicVSRPlusPlus", 8, 4),
+    "basicvsrpp-x1": ("BasicVSRPlusPlus", 8, 1),
+}
+DRY_RUN_WINDOW = 6  # the budget the dry runs below get holds this window under the network's own terms
+
+
+def dry_run_lines(capsys, clip, output, checkpoint, budget, *flags):
+    """`upscale --dry-run` of `clip` with `checkpoint`, automatic untiled windows in `budget`
+    bytes on the CPU, with one context frame a side: its lines by their first word."""
+    from vsrealbasicvsr import cli
+
+    common = ["--checkpoint", str(checkpoint), "--max-seq-len", "0", "--max-memory", str(budget), "--tile", "off"]
+    code = cli.main(
+        ["upscale", str(clip), str(output), *common, "--device", "cpu", "--overlap", "1", "--no-scene-detect"]
+        + ["--dry-run", *flags]
+    )
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    return {line.split()[0]: line for line in printed.out.splitlines() if line.strip()}
+
+
+@pytest.mark.parametrize("name", list(TINY_SHAPES))
+def test_the_dry_run_names_the_network_its_scale_and_sizes_windows_with_its_terms(
+    tiny_checkpoints, tmp_path, capsys, name
+):
+    from conftest import make_clip_with_cut
+    from helpers import automatic_window
+
+    from vsrealbasicvsr import memory
+
+    architecture, mid, scale = TINY_SHAPES[name]
+    clip = make_clip_with_cut(tmp_path / "in.mp4")  # 12 frames of 64x48
+    # the budget of a window of DRY_RUN_WINDOW frames (+1 context frame a side) under this
+    # network's terms, which BasicVSR's terms would fill with another window
+    budget = memory.window_bytes(DRY_RUN_WINDOW + 2, 48, 64, mid, 4, 1, f"{architecture}Net", scale)
+    assert automatic_window(budget, 64, 48, mid, f"{architecture}Net", scale, 1) == DRY_RUN_WINDOW
+    assert automatic_window(budget, 64, 48, mid, "BasicVSRNet", 4, 1) != DRY_RUN_WINDOW
+
+    lines = dry_run_lines(capsys, clip, tmp_path / "out.mkv", tiny_checkpoints[name], budget)
+    assert lines["model"].endswith(f": {architecture} x{scale}")
+    assert lines["output"].startswith(f"output     {tmp_path / 'out.mkv'}: {scale * 64}x{scale * 48}, 12 frames")
+    assert lines["windows"].startswith(f"windows    2: {DRY_RUN_WINDOW} frames each from frame 0")
+    needed = memory.window_bytes(DRY_RUN_WINDOW + 2, 48, 64, mid, 4, 1, f"{architecture}Net", scale)
+    assert f"about {needed / 2**20:.0f} MiB per window of {DRY_RUN_WINDOW} frames" in lines["memory"]
+    assert "ray" not in lines
+
+
 def test_windows_are_sized_with_what_each_network_keeps(tiny_checkpoints):
     from vsrealbasicvsr import memory
     from vsrealbasicvsr.engine import Engine

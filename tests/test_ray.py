@@ -379,6 +379,35 @@ def test_ray_without_ray_installed_is_one_line_naming_the_install(clip, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_dry_run_of_a_family_model_needs_neither_ray_nor_a_cluster(tmp_path, monkeypatch, capsys):
+    """`--ray --dry-run` with BasicVSR++ x1: the plan of the run without --ray (the network, its
+    scale, windows from its memory terms) and the Ray line, with Ray not importable and an
+    address where nothing listens."""
+    import torch
+    from conftest import make_clip_with_cut
+    from test_family_filter import DRY_RUN_WINDOW, dry_run_lines
+
+    from vsrealbasicvsr import memory
+    from vsrealbasicvsr.models import BasicVSRPlusPlusNet
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "basicvsrpp_x1.pth"
+    torch.save(BasicVSRPlusPlusNet(mid_channels=8, num_blocks=1, is_low_res_input=False).state_dict(), checkpoint)
+    clip = make_clip_with_cut(tmp_path / "in.mp4")  # 12 frames of 64x48
+    budget = memory.window_bytes(DRY_RUN_WINDOW + 2, 48, 64, 8, 4, 1, "BasicVSRPlusPlusNet", 1)
+    output = tmp_path / "x1.mkv"
+    alone = dry_run_lines(capsys, clip, output, checkpoint, budget)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    for address in ([], ["127.0.0.1:9"]):
+        on_ray = dry_run_lines(capsys, clip, output, checkpoint, budget, "--ray", *address)
+        assert {key: line for key, line in on_ray.items() if key != "ray"} == alone
+        where = "the cluster at 127.0.0.1:9" if address else "a Ray instance started on this machine"
+        assert on_ray["ray"].startswith(f"ray        the segments become Ray tasks on {where}")
+    assert alone["model"].endswith(": BasicVSRPlusPlus x1") and ": 64x48, 12 frames" in alone["output"]
+    assert alone["windows"].startswith(f"windows    2: {DRY_RUN_WINDOW} frames each")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["basicvsrpp_x1.pth", "in.mp4"]
+
+
 def test_a_restoration_model_runs_on_ray_as_in_one_process(clip, local_ray, tmp_path):
     """BasicVSR++ x1 (deformable alignment, output at the input's size) through Ray's workers:
     the one-process command's output, byte for byte."""
