@@ -118,7 +118,7 @@ def vspipe_vs_engine(frames, window, height, width, rounds):
         source = (
             f"import sys, time; sys.path.insert(0, {str(REPO)!r}); "
             f"exec(''.join(line for line in open({str(script)!r}) if 'rbvsr' not in line));"
-            "import numpy as np, torch, vsrealbasicvsr.engine as E;"
+            "import numpy as np, torch, vsrealbasicvsr.engine.engine as E;"
             "frames = [clip.get_frame(i) for i in range(clip.num_frames)];"
             "planes = [[np.ascontiguousarray(np.asarray(f[p])) for p in range(3)] for f in frames];"
         )
@@ -131,7 +131,9 @@ def vspipe_vs_engine(frames, window, height, width, rounds):
             f"print({frames} / (time.perf_counter() - t))"
         )
         naive = (
-            source + f"from vsrealbasicvsr.checkpoints import load_model; net = load_model({str(checkpoint)!r});"
+            source
+            + "from vsrealbasicvsr.weights.checkpoints import load_model;"
+            + f"net = load_model({str(checkpoint)!r});"
             "lqs = torch.from_numpy(np.array(planes)).unsqueeze(0); torch.set_grad_enabled(False);"
             f"t = time.perf_counter(); "
             f"[f.clamp(0, 1).numpy() for s in {windows} for f in net(lqs[:, s:s + {window}])[0]];"

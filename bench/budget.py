@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import vapoursynth as vs
 
-from vsrealbasicvsr import engine
+from vsrealbasicvsr.engine import engine
 from vsrealbasicvsr.models import RealBasicVSRNet
 
 

@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vsrealbasicvsr import engine as engine_module  # noqa: E402
+from vsrealbasicvsr.engine import engine as engine_module  # noqa: E402
 from vsrealbasicvsr.models import BasicVSRNet, BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet  # noqa: E402
 
 NETWORKS = {

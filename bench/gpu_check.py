@@ -3,7 +3,7 @@
     .venv/bin/python bench/gpu_check.py             # on a machine with a CUDA GPU
     .venv/bin/python bench/gpu_check.py --dry-run   # anywhere: the CPU parts, at tiny sizes
 
-The checks, each through `vsrealbasicvsr.engine.Engine` (the budget through `core.rbvsr.Upscale`):
+The checks, each through `vsrealbasicvsr.engine.engine.Engine` (the budget through `core.rbvsr.Upscale`):
 - speed: fp32 and fp16 at 480x270 and 640x360 (full-size RealBasicVSRNet, random weights: speed
   does not depend on them), and the official script's way (the network's `forward` over the whole
   window, fp32, default layout) for scale; target fp16 >= 2x fp32;
@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from windows_and_tiles import FLOAT, bikes_frames, psnr, views, weights_path
 
-from vsrealbasicvsr import engine as engine_module
+from vsrealbasicvsr.engine import engine as engine_module
 from vsrealbasicvsr.models import BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet
 
 SAME_DB = 20 * math.log10(255)  # PSNR of an RMS difference of one 8-bit code value
@@ -147,7 +147,7 @@ def check_speed(setup: Setup) -> list[Row]:
 
 def official_fps(frames: np.ndarray, setup: Setup) -> float:
     """The network's forward over the whole window, fp32, default layout, as the official script."""
-    from vsrealbasicvsr.checkpoints import load_model
+    from vsrealbasicvsr.weights.checkpoints import load_model
 
     network = load_model(setup.random_checkpoint).to(setup.device)
     lqs = torch.from_numpy(frames).unsqueeze(0).to(setup.device)

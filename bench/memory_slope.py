@@ -169,7 +169,7 @@ def main() -> None:
         make_clip(clip, args.size, args.frames)
         home = folder / "home"  # the command's weights: the tiny checkpoint as the registry's file
         home.mkdir()
-        from vsrealbasicvsr import registry
+        from vsrealbasicvsr.weights import registry
 
         shutil.copy(CHECKPOINT, home / registry.MODELS["realbasicvsr"].filename)
         env = {**os.environ, "VSREALBASICVSR_HOME": str(home), "VSREALBASICVSR_PROGRESS_INTERVAL": "1"}

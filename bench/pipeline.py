@@ -98,19 +98,19 @@ NETWORK = r"""
 import json, sys, time
 mode, script, checkpoint = sys.argv[1:4]
 if mode == "bare":  # the process as the filter sets it up (OpenMP's wait policy: threads.py)
-    import vsrealbasicvsr.engine
+    import vsrealbasicvsr.engine.engine
 import numpy as np, torch
 namespace = {}
 skipped = ("rbvsr", "YUV420", "set_output")  # the script's source clip, RGBS
 exec("".join(line for line in open(script) if not any(word in line for word in skipped)), namespace)
 clip = namespace["clip"]
 frames = np.stack([np.stack([np.asarray(frame[p]) for p in range(3)]) for frame in clip.frames()])
-from vsrealbasicvsr.checkpoints import load_model
+from vsrealbasicvsr.weights.checkpoints import load_model
 network = load_model(checkpoint)
 lqs = torch.from_numpy(frames).unsqueeze(0)
 with torch.inference_mode():
     if mode == "bare":
-        network = vsrealbasicvsr.engine.channels_last_but_spynet(network)  # the engine's layout
+        network = vsrealbasicvsr.engine.engine.channels_last_but_spynet(network)  # the engine's layout
         start = time.perf_counter()
         for out in network.stream(lqs, batch_frames=1):
             out.clamp(0, 1)

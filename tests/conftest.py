@@ -165,7 +165,7 @@ def tiny_weights_home(tiny_checkpoint, tmp_path_factory) -> Path:
     """A $VSREALBASICVSR_HOME whose realbasicvsr weights are the tiny checkpoint."""
     import shutil
 
-    from vsrealbasicvsr import registry
+    from vsrealbasicvsr.weights import registry
 
     home = tmp_path_factory.mktemp("weights_home")
     shutil.copy(tiny_checkpoint, home / registry.MODELS["realbasicvsr"].filename)

@@ -55,7 +55,7 @@ def automatic_window(budget: int, width: int, height: int, mid: int, architectur
     """The longest window (1 .. MAX_AUTO_WINDOW frames) that the memory model's terms for
     `architecture` fit in `budget`, with `overlap` context frames a side: on the CPU, fp32, one
     frame at a time through the non-recurrent steps, untiled."""
-    from vsrealbasicvsr import memory
+    from vsrealbasicvsr.engine import memory
 
     fits = [
         frames

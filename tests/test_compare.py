@@ -13,8 +13,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from vsrealbasicvsr.cli import main
-from vsrealbasicvsr.compare import DIVIDER, LABEL_HEIGHT
+from vsrealbasicvsr.frontends.cli import main
+from vsrealbasicvsr.frontends.compare import DIVIDER, LABEL_HEIGHT
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 WIDTH, HEIGHT, FRAMES = 32, 24, 3

@@ -69,7 +69,8 @@ def weights_home(tmp_path_factory) -> Path:
     """A weights folder with tiny weights of the right architecture under every model's name."""
     import torch
 
-    from vsrealbasicvsr import models, registry
+    from vsrealbasicvsr import models
+    from vsrealbasicvsr.weights import registry
 
     home = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
@@ -135,7 +136,7 @@ def _environment(weights_home: Path) -> dict:
 
 def _user_folder(tmp_path: Path, weights_home: Path, short_sample: Path) -> Path:
     """A folder laid out like the repository's root, with the user's placeholder files."""
-    from vsrealbasicvsr import registry
+    from vsrealbasicvsr.weights import registry
 
     examples = tmp_path / "examples"
     examples.mkdir()

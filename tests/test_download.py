@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from vsrealbasicvsr import download as download_module
-from vsrealbasicvsr import registry
-from vsrealbasicvsr.download import DownloadError, download
+from vsrealbasicvsr.weights import download as download_module
+from vsrealbasicvsr.weights import registry
+from vsrealbasicvsr.weights.download import DownloadError, download
 
 MODEL = "basicvsr-reds4"
 PAYLOAD = os.urandom(300_000)

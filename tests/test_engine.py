@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from vsrealbasicvsr import engine as engine_module
-from vsrealbasicvsr import memory, tiles
-from vsrealbasicvsr.checkpoints import load_model
-from vsrealbasicvsr.engine import Engine, channels_last_but_spynet
+from vsrealbasicvsr.engine import engine as engine_module
+from vsrealbasicvsr.engine import memory, tiles
+from vsrealbasicvsr.engine.engine import Engine, channels_last_but_spynet
+from vsrealbasicvsr.weights.checkpoints import load_model
 
 FLOAT, INTEGER = 1, 0
 

@@ -167,7 +167,7 @@ DRY_RUN_WINDOW = 6  # the budget the dry runs below get holds this window under 
 def dry_run_lines(capsys, clip, output, checkpoint, budget, *flags):
     """`upscale --dry-run` of `clip` with `checkpoint`, automatic untiled windows in `budget`
     bytes on the CPU, with one context frame a side: its lines by their first word."""
-    from vsrealbasicvsr import cli
+    from vsrealbasicvsr.frontends import cli
 
     common = ["--checkpoint", str(checkpoint), "--max-seq-len", "0", "--max-memory", str(budget), "--tile", "off"]
     code = cli.main(
@@ -186,7 +186,7 @@ def test_the_dry_run_names_the_network_its_scale_and_sizes_windows_with_its_term
     from conftest import make_clip_with_cut
     from helpers import automatic_window
 
-    from vsrealbasicvsr import memory
+    from vsrealbasicvsr.engine import memory
 
     architecture, mid, scale = TINY_SHAPES[name]
     clip = make_clip_with_cut(tmp_path / "in.mp4")  # 12 frames of 64x48
@@ -206,8 +206,8 @@ def test_the_dry_run_names_the_network_its_scale_and_sizes_windows_with_its_term
 
 
 def test_windows_are_sized_with_what_each_network_keeps(tiny_checkpoints):
-    from vsrealbasicvsr import memory
-    from vsrealbasicvsr.engine import Engine
+    from vsrealbasicvsr.engine import memory
+    from vsrealbasicvsr.engine.engine import Engine
 
     def growth(architecture, scale=4):  # bytes a window grows by per frame, 320x180, mid 64, fp32
         return memory.window_bytes(31, 180, 320, 64, 4, 1, architecture, scale) - memory.window_bytes(
@@ -234,8 +234,8 @@ def test_windows_are_sized_with_what_each_network_keeps(tiny_checkpoints):
 
 @pytest.mark.parametrize("name", ["basicvsrpp", "basicvsrpp-x1", "iconvsr"])
 def test_an_injected_out_of_memory_recovers_with_the_smaller_windows_frames(tiny_checkpoints, monkeypatch, name):
-    from vsrealbasicvsr import engine as engine_module
-    from vsrealbasicvsr.engine import Engine
+    from vsrealbasicvsr.engine import engine as engine_module
+    from vsrealbasicvsr.engine.engine import Engine
 
     frames = np.random.default_rng(5).random((4, 3, 24, 40), dtype=np.float32)
     views = [(*(memoryview(np.ascontiguousarray(f[p])) for p in range(3)), 40 * 4) for f in frames]

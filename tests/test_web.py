@@ -21,10 +21,10 @@ import pytest
 from conftest import WEB_OPTIONS
 from starlette.testclient import TestClient
 
-from vsrealbasicvsr import registry
-from vsrealbasicvsr.web import app as web_app
-from vsrealbasicvsr.web import jobs as web_jobs
-from vsrealbasicvsr.web import runner as web_runner
+from vsrealbasicvsr.frontends.web import app as web_app
+from vsrealbasicvsr.frontends.web import jobs as web_jobs
+from vsrealbasicvsr.frontends.web import runner as web_runner
+from vsrealbasicvsr.weights import registry
 
 OPTIONS = WEB_OPTIONS
 LOCAL = "http://127.0.0.1"
@@ -410,8 +410,8 @@ def test_paths_never_leave_the_server_folders(tmp_path, clip):
 def test_serve_says_what_is_wrong_before_serving(tmp_path, capsys, monkeypatch):
     import socket
 
-    import vsrealbasicvsr.web
-    from vsrealbasicvsr import cli
+    import vsrealbasicvsr.frontends.web
+    from vsrealbasicvsr.frontends import cli
 
     with socket.socket() as taken:  # every call gets a port in use: none of them can serve
         taken.bind(("127.0.0.1", 0))
@@ -427,8 +427,8 @@ def test_serve_says_what_is_wrong_before_serving(tmp_path, capsys, monkeypatch):
         for name in [name for name in sys.modules if name.split(".")[0] in ("starlette", "uvicorn")]:
             monkeypatch.setitem(sys.modules, name, None)  # the web extra is not installed
         monkeypatch.setitem(sys.modules, "starlette", None)
-        monkeypatch.delitem(sys.modules, "vsrealbasicvsr.web.app")
-        monkeypatch.delattr(vsrealbasicvsr.web, "app")
+        monkeypatch.delitem(sys.modules, "vsrealbasicvsr.frontends.web.app")
+        monkeypatch.delattr(vsrealbasicvsr.frontends.web, "app")
         assert cli.main(["serve", *jobs]) == 1
         assert "needs starlette; pip install 'vsrealbasicvsr[web]'" in capsys.readouterr().err
 

@@ -19,7 +19,7 @@ from conftest import REPO, make_clip_with_audio
 from helpers import free_port
 from test_web_restart import start_server
 
-from vsrealbasicvsr.web import runner as web_runner
+from vsrealbasicvsr.frontends.web import runner as web_runner
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT_ENV = "VSREALBASICVSR_WEB_SCREENSHOT"

@@ -18,7 +18,7 @@ from helpers import free_port
 from test_web_browser import CHROMIUM, need_chromium
 from test_web_restart import call, call_json, start_server
 
-from vsrealbasicvsr import registry
+from vsrealbasicvsr.weights import registry
 
 BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage", "--disable-gpu"]
 DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}

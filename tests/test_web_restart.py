@@ -20,7 +20,7 @@ import pytest
 from conftest import WEB_OPTIONS
 from helpers import free_port
 
-from vsrealbasicvsr.web import runner as web_runner
+from vsrealbasicvsr.frontends.web import runner as web_runner
 
 VSREALBASICVSR = Path(sys.executable).parent / "vsrealbasicvsr"
 

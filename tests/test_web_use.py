@@ -27,9 +27,10 @@ from test_ray import local_ray  # noqa: F401 - a fixture
 from test_web import LOCAL, events_of, planned_job, upload, wait_for
 from test_web_restart import call, call_json, start_server
 
-from vsrealbasicvsr import cli, registry
-from vsrealbasicvsr.web import app as web_app
-from vsrealbasicvsr.web import runner as web_runner
+from vsrealbasicvsr.frontends import cli
+from vsrealbasicvsr.frontends.web import app as web_app
+from vsrealbasicvsr.frontends.web import runner as web_runner
+from vsrealbasicvsr.weights import registry
 
 
 @pytest.fixture(autouse=True)
@@ -124,7 +125,7 @@ def test_the_plan_of_a_family_model_names_it_and_sizes_it_by_its_terms(
 ):
     from helpers import automatic_window
 
-    from vsrealbasicvsr import memory
+    from vsrealbasicvsr.engine import memory
 
     home = tmp_path / "home"
     home.mkdir()
@@ -307,7 +308,7 @@ def test_sigterm_with_a_page_watching_stops_quietly(tmp_path, tiny_weights_home,
 
 @pytest.mark.usefixtures("local_ray")
 def test_serve_with_ray_runs_the_jobs_segments_on_the_cluster(clip_with_audio, clip_with_audio_x4, tmp_path):
-    from vsrealbasicvsr import engine
+    from vsrealbasicvsr.engine import engine
 
     engine.reset_stats()
     with TestClient(web_app.create_app(tmp_path / "jobs", ray=""), base_url=LOCAL) as client:

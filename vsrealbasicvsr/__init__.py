@@ -79,7 +79,7 @@ upscale.__doc__ = f"""Upscales an RGB clip 4x with RealBasicVSR (`core.rbvsr.Ups
 
 def stats() -> dict:
     """The engine's counters (`windows`: engine runs so far), for tests and benchmarks."""
-    from vsrealbasicvsr import engine
+    from vsrealbasicvsr.engine import engine
 
     return engine.stats()
 

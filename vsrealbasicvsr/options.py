@@ -28,7 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import memory, registry
+from .engine import memory
+from .weights import registry
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 # What runs the network's steps; each is a module of vsrealbasicvsr/backends/ of that name.

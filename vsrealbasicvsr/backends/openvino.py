@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import registry
 from ..models import Steps
+from ..weights import registry
 from . import Backend, step_modules
 
 INSTALL = 'pip install "vsrealbasicvsr[openvino]"'

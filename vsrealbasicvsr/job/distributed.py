@@ -1,5 +1,5 @@
 """A job whose segments are written elsewhere: the units of a distributed runner (the Ray runner,
-vsrealbasicvsr/ray_runner.py; docs/SCALING.md).
+vsrealbasicvsr/frontends/ray_runner.py; docs/SCALING.md).
 
 - `open_job(spec)` on the driver: the job's lock, the work folder, the scene cuts found once and
   job.json, as `run` makes them; its `unit` is what every worker gets.

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 import vapoursynth as vs
 
 from ..options import default, fields, without_defaults
-from ..registry import FALLBACK_MODEL
 from ..safe_files import open_plain, remove
+from ..weights.registry import FALLBACK_MODEL
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
 from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, VIDEO_SUFFIXES, encode_problem, ffmpeg_exe, video_encoders
 from .graph import Colour, filter_message, raw_pixel_format, sample_aspect_ratio, scene_cuts, upscaled_clip
@@ -48,7 +48,7 @@ from .segments import (
 from .source import input_notes, open_source, open_video, source_file
 
 if TYPE_CHECKING:
-    from ..plan import ClipPlan
+    from ..engine.plan import ClipPlan
 
 # Frame rates a folder of frames may be given (--fps): what ffmpeg's and VapourSynth's rationals hold.
 MAX_FPS, MAX_FPS_DENOMINATOR = 10_000, 1_000_000
@@ -227,7 +227,7 @@ def check_weights(spec: JobSpec, fetch: bool = True) -> None:
         if not Path(checkpoint).is_file():
             raise UpscaleError(f"checkpoint {checkpoint} does not exist; pass the path of a .pth file")
         return
-    from .. import registry
+    from ..weights import registry
 
     try:
         registry.get(model)
@@ -235,7 +235,7 @@ def check_weights(spec: JobSpec, fetch: bool = True) -> None:
         raise UpscaleError(str(error)) from None
     if registry.resolve(model) is not None or not fetch:
         return
-    from .. import download
+    from ..weights import download
 
     try:
         download.download(model, quiet=spec.quiet)
@@ -248,7 +248,7 @@ def check_weights(spec: JobSpec, fetch: bool = True) -> None:
 
 def weights_file(upscale_options: dict) -> Path:
     """The file the job's weights come from: --checkpoint, else the model's installed file."""
-    from .. import registry
+    from ..weights import registry
 
     checkpoint = upscale_options.get("checkpoint")
     return (
@@ -340,7 +340,7 @@ def _recorded_window(job: JobSpec) -> int | None:
 def _plan(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
     """The plan of the job's `Upscale` (on the RGBS clip the job makes) for these scene cuts,
     with `max_seq_len` instead of the job's when given."""
-    from .. import plan as plan_module
+    from ..engine import plan as plan_module
 
     options = job.upscale_options | ({"max_seq_len": max_seq_len} if max_seq_len else {})
     try:
@@ -615,7 +615,7 @@ def _write(
 
 
 def _stop_windows(spec: JobSpec) -> None:
-    from .. import engine  # loaded already: the job's filter runs it
+    from ..engine import engine  # loaded already: the job's filter runs it
 
     engine.stop_windows(spec.upscale_options)
 

@@ -30,7 +30,7 @@ class Progress:
     """
 
     def __init__(self, total: int, done: int, quiet: bool, window: int = 1, work=None):
-        from .. import engine
+        from ..engine import engine
 
         self.total, self.done, self.quiet = total, done, quiet
         self.first, self.shown = done, float(done)

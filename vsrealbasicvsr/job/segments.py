@@ -25,14 +25,7 @@ import vapoursynth as vs
 
 from ..safe_files import digest, fsync_path, new_file, new_folder, own_folder, place_new, remove, write_new
 from .errors import UpscaleError
-from .ffmpeg import (
-    BITEXACT,
-    MP4_SUFFIXES,
-    encoder_options,
-    ffmpeg_command,
-    ffmpeg_path,
-    run_ffmpeg,
-)
+from .ffmpeg import BITEXACT, MP4_SUFFIXES, encoder_options, ffmpeg_command, ffmpeg_path, run_ffmpeg
 from .graph import Colour, raw_pixel_format
 
 if TYPE_CHECKING:

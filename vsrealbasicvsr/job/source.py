@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import vapoursynth as vs
 
-from .. import memory, options
+from .. import options
+from ..engine import memory
 from ..safe_files import own_folder, remove, write_new
 from .errors import UpscaleError
 from .ffmpeg import ffmpeg_command, ffmpeg_exe, ffmpeg_path, run_ffmpeg, unreadable

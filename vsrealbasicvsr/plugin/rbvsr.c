@@ -4,7 +4,7 @@
  *
  * This file owns everything VapourSynth: the argument checks, the temporal windows, the frame
  * requests, the output cache and the frame properties. The computation is done by the Python
- * engine (vsrealbasicvsr.engine.Engine, contract in docs/DESIGN.md), called through the CPython
+ * engine (vsrealbasicvsr.engine.engine.Engine, contract in docs/DESIGN.md), called through the CPython
  * C API with the GIL held only around each engine call.
  *
  * Reading order: instance struct, Python helpers, window cache, window bounds, running the engine
@@ -575,7 +575,7 @@ static PyObject *engine_kwargs(const VSMap *in, int num_frames, const VSAPI *vsa
 static PyObject *create_engine(const VSVideoInfo *vi, const VSMap *in, char *error, const VSAPI *vsapi) {
     PyObject *module = NULL, *cls = NULL, *args = NULL, *kwargs = NULL, *engine = NULL;
 
-    module = PyImport_ImportModule("vsrealbasicvsr.engine");
+    module = PyImport_ImportModule("vsrealbasicvsr.engine.engine");
     if (!module) {
         char why[MESSAGE_SIZE];
         take_python_error(why, sizeof(why), "");

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..weights import registry
 from . import engine as engine_module
-from . import registry
 
 
 class Window(NamedTuple):
@@ -69,7 +69,7 @@ def network_shape(model: str, checkpoint: str | os.PathLike | None) -> NetworkSh
     """The network `Upscale` would load, without loading it: the registry's entry for a model
     name, else read from the checkpoint's tensor names and shapes (mapped, not read).
     ValueError "Upscale: ..." as the engine's for an unknown model or a foreign file."""
-    from . import checkpoints
+    from ..weights import checkpoints
 
     if checkpoint is None:
         try:

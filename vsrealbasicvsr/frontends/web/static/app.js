@@ -1,5 +1,5 @@
 "use strict";
-// The page of `vsrealbasicvsr serve`: plain DOM code over the JSON API of vsrealbasicvsr/web/app.py.
+// The page of `vsrealbasicvsr serve`: plain DOM code over the JSON API of vsrealbasicvsr/frontends/web/app.py.
 
 const $ = (selector) => document.querySelector(selector);
 let config = null;

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import options, registry
-from ..job import JobSpec, new_spec
-from ..job.ffmpeg import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF
+from ... import options
+from ...job import JobSpec, new_spec
+from ...job.ffmpeg import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF
+from ...weights import registry
 
 PAGE_OPTIONS = ("model", "max_seq_len", "device", "precision", "tile", "backend")
 # Encoders the page offers, with their output container.

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..options import default
+from ...options import default
 
 DB_NAME = "jobs.sqlite3"
 # Columns held as JSON text.

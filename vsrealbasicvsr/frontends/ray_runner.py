@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import job
-from .job.job import weights_file
-from .safe_files import digest_file, own_folder, write_new
+from .. import job
+from ..job.job import weights_file
+from ..safe_files import digest_file, own_folder, write_new
 
 DATA_MODES = ("shared", "object-store")
 INSTALL_HINT = 'pip install "vsrealbasicvsr[ray]"'

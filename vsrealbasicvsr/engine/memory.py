@@ -18,7 +18,7 @@ reconstruction (`batch_frames`), so its peak grows with T only by the kept 10 + 
 MMEditing batches all T frames, whose cleaning dominates long windows (docs/MEMORY.md has the
 measured growth).
 
-Calibration (docs/MEMORY.md; `python -m vsrealbasicvsr.memory` re-measures): the peak RSS rise
+Calibration (docs/MEMORY.md; `python -m vsrealbasicvsr.engine.memory` re-measures): the peak RSS rise
 of a fresh CPU process, fp32, RealBasicVSRNet() (mid 64); see docs/MEMORY.md for the figures.
 Only mid 64 and fp32 on the CPU were measured; SAFETY_MARGIN covers the allocator's
 fragmentation, cuDNN workspaces on CUDA and what the model leaves out.
@@ -285,7 +285,7 @@ def measure_peak(
     sizes = f"mid_channels={mid_channels}" + ("" if num_blocks is None else f", num_blocks={num_blocks}")
     script = f"""
 import resource, torch
-from vsrealbasicvsr.engine import channels_last_but_spynet
+from vsrealbasicvsr.engine.engine import channels_last_but_spynet
 from vsrealbasicvsr.models import {architecture} as Network
 torch.set_grad_enabled(False)
 dtype = {{"fp32": torch.float32, "bf16": torch.bfloat16}}[{precision!r}]
@@ -321,8 +321,8 @@ def calibrate(
 ) -> None:
     """Print measured peaks next to `window_bytes` without its margin, for the engine's batch and,
     for RealBasicVSR in fp32, for all frames at once (MMEditing's):
-    `python -m vsrealbasicvsr.memory [bf16] [--architecture IconVSRNet] [--num-blocks N]` (about
-    20 minutes on 2 idle cores for RealBasicVSR in fp32)."""
+    `python -m vsrealbasicvsr.engine.memory [bf16] [--architecture IconVSRNet] [--num-blocks N]`
+    (about 20 minutes on 2 idle cores for RealBasicVSR in fp32)."""
     element_bytes = {"fp32": 4, "bf16": 2}[precision]
     # the CPU engine's batch, and MMEditing's where it was measured before
     batches = (1, None) if precision == "fp32" and architecture == "RealBasicVSRNet" else (1,)

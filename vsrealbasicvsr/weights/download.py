@@ -85,7 +85,7 @@ def size_cap(info: registry.ModelInfo) -> int:
         return info.size
     import torch
 
-    from . import models
+    from .. import models
 
     with torch.device("meta"):
         network = getattr(models, info.architecture)(**dict(info.config))

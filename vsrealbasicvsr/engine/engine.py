@@ -32,9 +32,10 @@ threads.prefer_passive_wait()
 import numpy as np  # noqa: E402 (after the wait policy, above)
 import torch  # noqa: E402
 
-from . import backends, memory, tiles  # noqa: E402
-from .models import Steps  # noqa: E402
-from .options import TILE_AUTO, TILE_OFF, UpscaleOptions  # noqa: E402
+from .. import backends  # noqa: E402
+from ..models import Steps  # noqa: E402
+from ..options import TILE_AUTO, TILE_OFF, UpscaleOptions  # noqa: E402
+from . import memory, tiles  # noqa: E402
 
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -292,7 +293,7 @@ def _frame_tile(tile: tuple[int, int], width: int, height: int) -> tuple[int, in
 
 def _load_network(model: str, checkpoint, keyframe_stride: int | None = None):
     """The network of `model` or `checkpoint`, with the run-time choices its weights do not fix."""
-    from . import checkpoints, registry
+    from ..weights import checkpoints, registry
 
     if checkpoint is not None:
         path = os.fspath(checkpoint)
@@ -322,7 +323,7 @@ def _load_network(model: str, checkpoint, keyframe_stride: int | None = None):
 def _check_deformable_precision(network: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> None:
     """IconVSR and BasicVSR++ align with torchvision's deformable convolution, whose CPU kernel
     has no bf16 (torchvision 0.29: "deformable_im2col" not implemented for 'BFloat16')."""
-    from .models.deform_align import ModulatedDeformConv2d
+    from ..models.deform_align import ModulatedDeformConv2d
 
     if device.type == "cpu" and dtype == torch.bfloat16:
         if any(isinstance(module, ModulatedDeformConv2d) for module in network.modules()):

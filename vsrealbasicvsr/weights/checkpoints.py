@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
+from ..models import BasicVSRNet, BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet
+from ..models import edvr as edvr_sizes
 from . import registry
-from .models import BasicVSRNet, BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet
-from .models import edvr as edvr_sizes
 
 
 class CheckpointError(ValueError):

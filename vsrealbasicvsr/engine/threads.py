@@ -15,7 +15,7 @@ the output depend on it (a different split of the work rounds differently).
 
 Why at import time: libgomp (torch's OpenMP on Linux) reads the variable once, when it is loaded,
 that is at `import torch`; set any later, even before the first torch operation, it has no
-effect, and OpenMP has no call to change it. So `vsrealbasicvsr.engine`, the module that brings
+effect, and OpenMP has no call to change it. So `vsrealbasicvsr.engine.engine`, the module that brings
 torch into a VapourSynth process when the first `Upscale` is created, calls `prefer_passive_wait`
 before it imports torch (docs/DESIGN.md). Where torch was loaded before (a script that imported
 it, another torch plugin), it is too late and nothing is changed; so it is where another library

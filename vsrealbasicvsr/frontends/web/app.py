@@ -33,7 +33,9 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import download, engine, job, registry
+from ... import job
+from ...engine import engine
+from ...weights import download, registry
 from . import jobs as web_jobs
 from . import preview as web_preview
 from .runner import Runner

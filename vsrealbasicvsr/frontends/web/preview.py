@@ -12,9 +12,9 @@ import os
 import threading
 from pathlib import Path
 
+from ...job import UpscaleError
+from ...job.segments import SegmentWriter
 from .. import compare
-from ..job import UpscaleError
-from ..job.segments import SegmentWriter
 from . import jobs as web_jobs
 
 # The largest crop shown, in output pixels: enough to judge detail, small enough for a page.

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import vapoursynth as vs
 
-from .job.errors import UpscaleError
-from .job.ffmpeg import unreadable
-from .job.graph import Colour
-from .registry import MODELS
-from .safe_files import new_file, place_new
+from ..job.errors import UpscaleError
+from ..job.ffmpeg import unreadable
+from ..job.graph import Colour
+from ..safe_files import new_file, place_new
+from ..weights.registry import MODELS
 
 # The band above the picture that holds the labels, the gap between the halves, in pixels.
 LABEL_HEIGHT, DIVIDER = 32, 4

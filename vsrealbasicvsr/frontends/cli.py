@@ -14,8 +14,10 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from . import job, options, ray_runner, registry
-from .job import ffmpeg
+from .. import job, options
+from ..job import ffmpeg
+from ..weights import registry
+from . import ray_runner
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -36,7 +38,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     """Fetch, verify and install weights."""
-    from .download import DownloadError, download
+    from ..weights.download import DownloadError, download
 
     names = args.models or [registry.DEFAULT_MODEL]
     if args.url and len(names) > 1:
@@ -59,8 +61,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Check that FILE loads into MODEL's architecture, then copy it into place."""
-    from .checkpoints import CheckpointError, load_model
-    from .download import DownloadError, create_new_file
+    from ..weights.checkpoints import CheckpointError, load_model
+    from ..weights.download import DownloadError, create_new_file
 
     try:
         info = registry.get(args.model)
@@ -109,7 +111,7 @@ STOP_AFTER_SEGMENTS_ENV = "VSREALBASICVSR_STOP_AFTER_SEGMENTS"
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     """Runs `vsrealbasicvsr upscale`; problems the user can fix are one line on stderr, exit 1."""
-    from .job.progress import ProgressPrinter
+    from ..job.progress import ProgressPrinter
 
     command = ["vsrealbasicvsr", *sys.argv[1:]]
     printer = ProgressPrinter(args.quiet)
@@ -243,7 +245,7 @@ def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
 
 def _fetch_plan(model: str) -> str:
     """What the run does about a model whose weights are not installed, as far as can be told now."""
-    from . import download
+    from ..weights import download
 
     info = registry.get(model)
     host = download.reachable_source(info)
@@ -357,7 +359,7 @@ def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-# -- serve: the web page (vsrealbasicvsr.web) ---------------------------------------------------
+# -- serve: the web page (vsrealbasicvsr.frontends.web) ---------------------------------------------------
 
 DEFAULT_PORT = 8765
 MAX_PORT = 65535

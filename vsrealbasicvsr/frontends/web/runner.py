@@ -15,8 +15,9 @@ import time
 import traceback
 from pathlib import Path
 
-from .. import engine, job
-from ..job.progress import Progress
+from ... import job
+from ...engine import engine
+from ...job.progress import Progress
 from . import jobs as web_jobs
 from .store import JobStore
 

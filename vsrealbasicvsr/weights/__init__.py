@@ -1,0 +1,2 @@
+"""The networks' weights: the registry of models, their download and check, and loading a
+checkpoint file into its network (MMEditing's, BasicSR's or bare layouts)."""
