@@ -19,8 +19,9 @@ MMEditing batches all T frames, whose cleaning dominates long windows (docs/MEMO
 measured growth).
 
 Calibration (docs/MEMORY.md; `python -m vsrealbasicvsr.engine.memory` re-measures): the peak RSS rise
-of a fresh CPU process, fp32, RealBasicVSRNet() (mid 64); see docs/MEMORY.md for the figures.
-Only mid 64 and fp32 on the CPU were measured; SAFETY_MARGIN covers the allocator's
+of a fresh CPU process, fp32, RealBasicVSRNet(), IconVSRNet and BasicVSRPlusPlusNet (mid 64,
+`--architecture`); see docs/MEMORY.md for the figures. Only mid 64 on the CPU was measured (and
+bf16 for RealBasicVSR); SAFETY_MARGIN covers the allocator's
 fragmentation, cuDNN workspaces on CUDA and what the model leaves out.
 """
 
@@ -38,8 +39,9 @@ MIN_AUTO_WINDOW = 8  # a choice: below this, tile rather than shorten the recurr
 
 # The networks of the family differ in what a window keeps per frame and in one frame's
 # reconstruction; the terms for IconVSR and BasicVSR++ follow from their structure (the tensors
-# each keeps), not from a measurement (docs/MEMORY.md). x1 BasicVSR++ computes its features and
-# flows at a quarter of the frame's size each way: 1/16 of the elements per input pixel.
+# each keeps), and their x4 networks' measured peaks are below them (docs/MEMORY.md). x1
+# BasicVSR++ computes its features and flows at a quarter of the frame's size each way: 1/16 of
+# the elements per input pixel.
 QUARTER_SIZE = 16
 
 
