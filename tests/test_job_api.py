@@ -58,6 +58,7 @@ def test_plan_without_weights_equals_the_runs_windows_and_segments(clip, uninter
 def test_progress_callback_gets_monotonic_progress_and_segment_events(uninterrupted):
     _, _, events = uninterrupted
     kinds = [event.kind for event in events]
+    assert all(isinstance(kind, job.ProgressKind) for kind in kinds)  # the kinds' one home
     assert kinds[0] == "started" and kinds[-1] == "joining"
     assert kinds.count("frame") == 12 and kinds.count("segment_done") == 3
     done = [event.frames_done for event in events]

@@ -16,7 +16,8 @@ import vsrealbasicvsr
 from vsrealbasicvsr.engine import engine as engine_module
 from vsrealbasicvsr.engine import memory, plan
 from vsrealbasicvsr.frontends import cli
-from vsrealbasicvsr.job import graph, job, segments
+from vsrealbasicvsr.job import graph, job
+from vsrealbasicvsr.job import spec as job_spec
 
 FLOAT = vs.FLOAT
 CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
@@ -163,7 +164,7 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
     engine = engine_module.Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
     window = job.window_of_run(spec, source)
     assert window == engine.max_seq_len == 9
-    assert segments.segment_length(window) == 9
+    assert job_spec.segment_length(window) == 9
     spec.work.mkdir()
     (spec.work / "job.json").write_text('{"segment_frames": 7, "segment_windows": 1}')
     assert job.window_of_run(spec, source) == 7

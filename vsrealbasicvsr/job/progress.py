@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+from .events import JobProgress, ProgressKind, percent
+
 # Seconds between progress lines when stderr is not a terminal; the environment variable sets
 # another (tests use a short one). A terminal's bar is redrawn every second, or at that
 # interval when it is shorter.
@@ -52,7 +54,8 @@ class Progress:
                 initial=done,
                 unit="frame",
                 dynamic_ncols=True,
-                bar_format="{percentage:3.0f}%|{bar}| {n:.1f}/{total} frames [{elapsed}{postfix}]",
+                desc=self.percent_text(done),
+                bar_format="{desc}|{bar}| {n:.1f}/{total} frames [{elapsed}{postfix}]",
             )
         period = min(self.interval, BAR_REDRAW_S) if self.bar is not None else self.interval
         self._ticker = threading.Thread(target=self._tick, args=(period,), name="rbvsr-progress", daemon=True)
@@ -85,16 +88,21 @@ class Progress:
         fps, left = speed
         return f"{fps:.2f} fps, ETA {time.strftime('%H:%M:%S', time.gmtime(left))}"
 
+    def percent_text(self, frames: float) -> str:
+        """'NNN%': the share of the job done, rounded down (a job at 99.9 % is not done)."""
+        return f"{int(percent(frames, self.total)):3d}%"
+
     def _show(self) -> None:
         with self._lock:
             frames = self.frames()
             if self.bar is not None:
                 self.bar.n = frames
+                self.bar.set_description_str(self.percent_text(frames), refresh=False)
                 self.bar.set_postfix_str(self.rate(frames))  # and redraws
             elif not self.quiet:
                 count = f"{frames:.1f}".removesuffix(".0")
                 print(
-                    f"upscale: {count}/{self.total} frames ({100 * frames // self.total:.0f}%), {self.rate(frames)}",
+                    f"upscale: {count}/{self.total} frames ({self.percent_text(frames).strip()}), {self.rate(frames)}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -123,14 +131,14 @@ class ProgressPrinter:
         self.quiet = quiet
         self.progress: Progress | None = None
 
-    def __call__(self, event) -> None:
-        if event.kind == "started":
+    def __call__(self, event: JobProgress) -> None:
+        if event.kind == ProgressKind.STARTED:
             self.progress = Progress(event.total_frames, event.frames_done, self.quiet, event.window_frames)
-        elif event.kind == "frame":
+        elif event.kind == ProgressKind.FRAME:
             self.progress.update(1)
-        elif event.kind == "segment_done":
+        elif event.kind == ProgressKind.SEGMENT_DONE:
             self.progress.update(0, segment_done=True)
-        elif event.kind == "joining":
+        elif event.kind == ProgressKind.JOINING:
             self.close()
 
     def close(self) -> None:

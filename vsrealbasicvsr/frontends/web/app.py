@@ -218,7 +218,7 @@ class Server:
         shown.update(
             frames_done=frames,
             total_frames=total,
-            percent=100 * frames / total,
+            percent=job.percent(frames, total),
             fps=live.get("fps"),
             eta_s=live.get("eta_s"),
             joining=live.get("joining", False),

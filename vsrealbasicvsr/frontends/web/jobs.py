@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ... import options
-from ...job import JobSpec, new_spec
-from ...job.ffmpeg import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF
+from ...job import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF, JobSpec, new_spec
 from ...weights import registry
 
 PAGE_OPTIONS = ("model", "max_seq_len", "device", "precision", "tile", "backend")
