@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import signal
 import sys
 from fractions import Fraction
@@ -61,7 +60,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """Check that FILE loads into MODEL's architecture, then copy it into place."""
     from ..weights.checkpoints import CheckpointError, load_model
-    from ..weights.download import DownloadError, create_new_file
+    from ..weights.download import DownloadError, install_file
 
     try:
         info = registry.get(args.model)
@@ -77,22 +76,10 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"{args.file} holds a {type(network).__name__}, but {args.model} is a "
             f"{info.architecture}; import it as a model of that architecture",
         )
-    destination = registry.installed_path(args.model)
-    # copy into a new file of ours first, as the download does: never a half file under the final name
     try:
-        fd, temporary = create_new_file(destination.parent, f".{destination.name}.")
+        destination = install_file(args.model, args.file)
     except DownloadError as error:
         return _fail("import", str(error))
-    try:
-        with os.fdopen(fd, "wb") as out, open(args.file, "rb") as source:
-            shutil.copyfileobj(source, out)
-        os.replace(temporary, destination)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        return _fail(
-            "import",
-            f"cannot install {destination} ({error.strerror or error}); set ${registry.HOME_ENV} to a writable folder",
-        )
     print(f"{args.model}: imported {args.file} as {destination}")
     return 0
 
