@@ -50,6 +50,17 @@ def describe(path: Path) -> str:
     ).stderr
 
 
+def video_packets(path: Path) -> int:
+    """The frames of the first video stream of the file `path`, counted from its packets without
+    decoding; 0 when ffmpeg cannot read it."""
+    copy_to_nowhere = ffmpeg_command(
+        "-progress", "pipe:1", "-i", ffmpeg_path(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"
+    )
+    result = subprocess.run(copy_to_nowhere, capture_output=True, text=True, check=False)
+    counts = [line.removeprefix("frame=") for line in result.stdout.splitlines() if line.startswith("frame=")]
+    return int(counts[-1]) if result.returncode == 0 and counts and counts[-1].isdigit() else 0
+
+
 def concat_input(listing: Path, names: list[str], durations: list[float] | None = None) -> list[str]:
     """Writes ffmpeg's concat list of the files `names` (in `listing`'s folder, named relative to
     it: names of our own, which the list's parser reads without quotes) into a new file

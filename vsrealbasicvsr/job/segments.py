@@ -24,7 +24,16 @@ import vapoursynth as vs
 
 from ..safe_files import digest, fsync_path, new_file, new_folder, own_folder, place_new, remove, write_new
 from .errors import UpscaleError
-from .ffmpeg import BITEXACT, MP4_SUFFIXES, concat_input, encoder_options, ffmpeg_command, ffmpeg_path, run_ffmpeg
+from .ffmpeg import (
+    BITEXACT,
+    MP4_SUFFIXES,
+    concat_input,
+    encoder_options,
+    ffmpeg_command,
+    ffmpeg_path,
+    run_ffmpeg,
+    video_packets,
+)
 from .graph import Colour, raw_pixel_format
 from .spec import JobSpec
 
@@ -266,12 +275,7 @@ def frames_in_file(path: Path) -> int:
     """The frames in an encoded segment: PNG files in a folder, or video packets in a file."""
     if path.is_dir():
         return sum(1 for entry in path.iterdir() if FRAME_NAME.fullmatch(entry.name))
-    copy_to_nowhere = ffmpeg_command(
-        "-progress", "pipe:1", "-i", ffmpeg_path(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"
-    )
-    result = subprocess.run(copy_to_nowhere, capture_output=True, text=True, check=False)
-    counts = [line.removeprefix("frame=") for line in result.stdout.splitlines() if line.startswith("frame=")]
-    return int(counts[-1]) if result.returncode == 0 and counts and counts[-1].isdigit() else 0
+    return video_packets(path)
 
 
 def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> None:

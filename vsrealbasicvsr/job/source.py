@@ -24,7 +24,7 @@ from .. import options
 from ..engine import memory
 from ..safe_files import own_folder, remove
 from .errors import UpscaleError
-from .ffmpeg import concat_input, describe, ffmpeg_command, ffmpeg_path, run_ffmpeg, unreadable
+from .ffmpeg import concat_input, describe, ffmpeg_command, ffmpeg_path, run_ffmpeg, unreadable, video_packets
 from .spec import FOLDER_FPS, JobSpec
 
 # bestsource keeps decoded frames up to `cachesize` MB (100 by default) whatever reads them: on small
@@ -152,9 +152,7 @@ def source_file(job: JobSpec, scratch: Path) -> Path:
 def _check_all_decoded(folder: Path, frames: list[Path], video: Path) -> None:
     """Refuses a folder of which ffmpeg read fewer frames than it holds (it skips one it cannot
     decode, e.g. a truncated PNG), naming the first such frame."""
-    from .segments import frames_in_file
-
-    if frames_in_file(video) == len(frames):
+    if video_packets(video) == len(frames):
         return
     for frame in frames:
         decoded = subprocess.run(
