@@ -1,7 +1,7 @@
 """The job package's boundary: every module of vsrealbasicvsr outside `job/` (the front ends
-above all: the command line, compare, the page, the Ray driver) uses only what
-`vsrealbasicvsr.job` exports (`job.__all__`), never a module inside it or a private name.
-Read from the source (ast), so nothing is imported and nothing runs."""
+above all: the command line, compare, the page, the Ray driver), and the example scripts, use
+only what `vsrealbasicvsr.job` exports (`job.__all__`), never a module inside it or a private
+name. Read from the source (ast), so nothing is imported and nothing runs."""
 
 import ast
 from pathlib import Path
@@ -14,8 +14,12 @@ PACKAGE = Path(job.__file__).parent.parent
 JOB = "vsrealbasicvsr.job"
 
 
+EXAMPLES = PACKAGE.parent / "examples"
+
+
 def modules_outside_job() -> list[Path]:
-    return sorted(path for path in PACKAGE.rglob("*.py") if (PACKAGE / "job") not in path.parents)
+    modules = sorted(path for path in PACKAGE.rglob("*.py") if (PACKAGE / "job") not in path.parents)
+    return modules + sorted(EXAMPLES.glob("*.vpy"))
 
 
 def dotted_name(path: Path) -> str:
@@ -69,10 +73,10 @@ def crossings(path: Path, text: str | None = None) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", modules_outside_job(), ids=lambda path: str(path.relative_to(PACKAGE)))
+@pytest.mark.parametrize("path", modules_outside_job(), ids=lambda path: str(path.relative_to(PACKAGE.parent)))
 def test_modules_outside_the_job_use_only_its_exports(path):
     found = crossings(path)
-    assert not found, f"{path.relative_to(PACKAGE)} reaches into the job package: {'; '.join(found)}"
+    assert not found, f"{path.relative_to(PACKAGE.parent)} reaches into the job package: {'; '.join(found)}"
 
 
 def test_the_scan_sees_each_way_of_reaching_in():

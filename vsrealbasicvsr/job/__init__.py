@@ -14,9 +14,9 @@ no private name (tests/test_job_boundary.py checks). What is exported:
 - what the front ends show or offer: the encoders (`DEFAULT_CODEC`, `DEFAULT_CRF`,
   `CRF_CODECS`), `FOLDER_FPS`, `ffmpeg_exe`, a finished segment's file (`segment_path`)
 - reading media as the job does, for `compare`: `open_video_file`, `Colour`
+- the job's clip graph, for scripts (examples/upscale_yuv.vpy): `upscaled_clip`
 
-Inside: `spec` (the spec, below the rest), `graph` (the clip graph and its colour:
-`upscaled_clip`, shared with examples/upscale_yuv.vpy), `source` (the input as a clip),
+Inside: `spec` (the spec, below the rest), `graph` (the clip graph and its colour), `source` (the input as a clip),
 `ffmpeg` (finding and running ffmpeg: every argument list starts in `ffmpeg_command`),
 `segments` (the segments of whole windows in the work folder, and joining them), `lock` (one
 job per output), `job` (the plan, the run), `events` and `progress`, `distributed`.
@@ -26,7 +26,7 @@ from .distributed import OpenJob, SegmentJob, open_job, write_segment
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
 from .events import JobProgress, ProgressCounts, ProgressKind, percent
 from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF, ffmpeg_exe
-from .graph import Colour
+from .graph import Colour, upscaled_clip
 from .job import JobPlan, JobResult, Segment, new_spec, plan, run, weights_file
 from .progress import Progress, ProgressPrinter
 from .segments import segment_path
@@ -61,6 +61,7 @@ __all__ = [
     "plan",
     "run",
     "segment_path",
+    "upscaled_clip",
     "weights_file",
     "write_segment",
 ]
