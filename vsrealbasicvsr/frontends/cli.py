@@ -225,7 +225,7 @@ def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
             f"output     {spec.output}: {scale * planned.width}x{scale * planned.height}, {frames} frames, "
             + ("PNG frames" if spec.folder_out else f"{spec.codec} via {ffmpeg.ffmpeg_exe()}"),
             f"model      {weights}: {clip_plan.network.architecture.removesuffix('Net')} x{scale}",
-            f"device     {settings.device} ({str(settings.dtype).removeprefix('torch.')})",
+            f"device     {settings.device} ({settings.precision})",
             f"scenes     {scenes}",
             (
                 f"windows    {len(clip_plan.windows)}: {min(window, frames)} frames each from frame 0"
