@@ -286,12 +286,12 @@ def check_budget(setup: Setup) -> list[Row]:
     budget = BUDGET_GIB * 2**30
     if not setup.cuda:
         settings = Settings.of(640, 360, 0, 8, 31, device="cpu", max_seq_len=0, tile=0, max_memory=budget)
-        plan = settings.first_plan(64)
-        estimate = plan.estimated_bytes()
+        sizes = settings.start_sizes(64)
+        estimate = sizes.estimated_bytes()
         return [
             Row(
                 f"{BUDGET_GIB} GiB budget: the plan for 640x360 (no run)",
-                f"windows of {plan.window}, tile {plan.tile}, estimate {estimate / 2**30:.2f} GiB",
+                f"windows of {sizes.window}, tile {sizes.tile}, estimate {estimate / 2**30:.2f} GiB",
                 f"<= {BUDGET_GIB} GiB",
                 "pass" if estimate <= budget else "fail",
             ),
@@ -339,7 +339,7 @@ def check_oom_recovery(setup: Setup) -> list[Row]:
         engine_module.reset_stats()
         engine = engine_for(frames, setup.device, setup.random_checkpoint, precision="fp32", tile=0, max_memory=told)
         count = sum(1 for _ in engine.run(views(frames), 0, 0, 0))
-        plan = engine._describe_plan()
+        sizes = engine.sizes.describe()
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, setup.device)
     retries = engine_module.stats()["oom_retries"]
@@ -347,7 +347,7 @@ def check_oom_recovery(setup: Setup) -> list[Row]:
     return [
         Row(
             "OOM recovery, real allocator (2 GiB cap, 8 GiB told)",
-            f"{count} of {len(frames)} frames, {retries} retries, ended with {plan}",
+            f"{count} of {len(frames)} frames, {retries} retries, ended with {sizes}",
             "all frames, >= 1 retry",
             "pass" if ok else "fail",
         )

@@ -275,7 +275,7 @@ def test_openvinos_out_of_memory_errors_make_the_engine_retry_smaller(monkeypatc
     engine_module.reset_stats()
     engine = openvino_engine(frames, 4)
     retried = np.stack([array for _, array, *_ in engine.run(float_views(frames), 0, 0, 0)])
-    assert engine_module.stats()["oom_retries"] == 1 and engine.plan.window == 2
+    assert engine_module.stats()["oom_retries"] == 1 and engine.sizes.window == 2
     assert np.array_equal(retried, expected)
 
     # Any other error of OpenVINO's is not taken for memory: it reaches the user as it is.

@@ -194,7 +194,7 @@ def test_an_injected_out_of_memory_recovers_with_the_smaller_windows_frames(tiny
     engine_module.reset_stats()
     engine = Engine(40, 24, 1, 32, max_seq_len=4, **arguments)
     results = list(engine.run(views, 0, 0, 0))
-    assert engine.plan.window == 2 and engine_module.stats()["oom_retries"] == 1
+    assert engine.sizes.window == 2 and engine_module.stats()["oom_retries"] == 1
     monkeypatch.delenv(engine_module.INJECT_OOM_ENV)
     fresh = Engine(40, 24, 1, 32, max_seq_len=2, **arguments)
     expected = list(fresh.run(views[0:3], 0, 0, 1)) + list(fresh.run(views[1:4], 1, 1, 0))

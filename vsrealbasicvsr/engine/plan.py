@@ -2,17 +2,17 @@
 dry run's alike.
 
 - `Settings`: an `Upscale` call's arguments checked and resolved (device and precision as names,
-  "cpu"/"cuda:0" and "fp32"/"fp16"/"bf16"; the engine turns them into torch objects), and its
-  first window and tile (`Settings.first_plan`, `FirstPlan`).
-- `Plan`: the window and tile an engine computes with, and how an out-of-memory error shrinks
-  them (`Plan.shrink`).
+  "cpu"/"cuda:0" and "fp32"/"fp16"/"bf16"; the engine turns them into torch objects), and the
+  window and tile an engine starts with (`Settings.start_sizes`, `StartSizes`).
+- `WindowSizes`: the window and tile an engine computes with, and how an out-of-memory error shrinks
+  them (`WindowSizes.shrink`).
 - `windows`, `aligned_window`, `sub_window`: the windows the native filter cuts a clip into (the
   Python twin of rbvsr.c's `find_window`; tests/test_plan.py pins the two to each other), and the
   shorter windows an engine computes within one of them after an out-of-memory error. The one
   home of window alignment in Python.
 - `network_shape`: the network's architecture, size and scale, from the registry or the
   checkpoint file's tensor shapes.
-- `plan_clip`: the first plan and the windows of a clip.
+- `plan_clip`: a clip's plan (`ClipPlan`): the sizes an engine starts with and the windows.
 
 Import-light: no torch and no engine. A CPU plan of a registered model loads no torch; asking
 for a CUDA device ("auto", "cuda") or reading a checkpoint file's shapes imports it there
@@ -90,7 +90,7 @@ def sub_window(frame: int, length: int, window: tuple[int, int], passed: tuple[i
     once an out-of-memory error shortened its windows to `length` frames: the window of `length`
     frames holding `frame` (the next frame to hand out), aligned as `windows` aligns a run with
     that length, within `window`; its context frames, up to `overlap` each side, from the
-    frames the filter passed, `passed` = [first, end). Clip indices. `Plan.shrink` keeps the
+    frames the filter passed, `passed` = [first, end). Clip indices. `WindowSizes.shrink` keeps the
     shorter windows nested in the longer ones, so the retried frames equal those of a run
     started with the shorter window."""
     first, end = aligned_window(frame, length)
@@ -207,8 +207,8 @@ def check_compile(backend: backends.Backend) -> None:
 
 
 @dataclass
-class Plan:
-    """The sizes the engine computes with; shrinks on out-of-memory (`shrink`)."""
+class WindowSizes:
+    """The window and tile an engine computes with now; they shrink on out-of-memory (`shrink`)."""
 
     window: int  # frames computed together, context not counted
     tile: tuple[int, int] | None  # (w, h) low-resolution pixels, None = untiled
@@ -238,7 +238,7 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class FirstPlan:
+class StartSizes:
     """The window and tile an engine starts with, the memory model that chose them, the budget."""
 
     window_memory: memory.WindowMemory
@@ -255,7 +255,7 @@ class FirstPlan:
 class Settings:
     """An `Upscale` call's arguments checked and resolved: all the engine needs but its weights.
 
-    `Settings.of` raises the call's `ValueError`s; `first_plan` sizes windows and tiles for a
+    `Settings.of` raises the call's `ValueError`s; `start_sizes` sizes windows and tiles for a
     network of `mid_channels` channels. The engine and the dry run both plan this way, so the
     dry run's plan is the run's."""
 
@@ -336,7 +336,7 @@ class Settings:
             scale,
         )
 
-    def first_plan(self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4) -> FirstPlan:
+    def start_sizes(self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4) -> StartSizes:
         """Window and tile for a network of `mid_channels` channels (of `architecture`, the
         class's name, at `scale`): `max_memory`, or what the device has free now."""
         window_memory = self.window_memory(mid_channels, architecture, scale)
@@ -344,22 +344,22 @@ class Settings:
         can_tile = self.tile != (TILE_OFF, TILE_OFF)
         fixed_tile = None if self.tile in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)) else self.tile
         window, tile = window_memory.choose(budget, self.max_seq_len, fixed_tile, can_tile)
-        return FirstPlan(window_memory, budget, window, tile, can_tile)
+        return StartSizes(window_memory, budget, window, tile, can_tile)
 
 
 @dataclass(frozen=True)
 class ClipPlan:
-    """The engine's first plan for a clip and the windows it will compute."""
+    """A clip's plan: the settings, the sizes the engine starts with, the windows it will compute."""
 
     settings: Settings
-    first: FirstPlan
+    sizes: StartSizes
     windows: list[Window]
     network: NetworkShape
 
     @property
     def window(self) -> int:
         """Frames per window before scene cuts split them."""
-        return self.first.window
+        return self.sizes.window
 
 
 def plan_clip(
@@ -380,5 +380,5 @@ def plan_clip(
     the planned window to the filter explicitly."""
     settings = Settings.of(width, height, sample_type, bits_per_sample, **options)
     network = network_shape(model, checkpoint)
-    first = settings.first_plan(network.mid_channels, network.architecture, network.scale)
-    return ClipPlan(settings, first, windows(num_frames, first.window, settings.overlap, cuts), network)
+    sizes = settings.start_sizes(network.mid_channels, network.architecture, network.scale)
+    return ClipPlan(settings, sizes, windows(num_frames, sizes.window, settings.overlap, cuts), network)

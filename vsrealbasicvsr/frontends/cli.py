@@ -196,7 +196,7 @@ def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
     Ray tasks)."""
     spec, clip_plan = planned.spec, planned.clip_plan
     upscale_options = spec.upscale_options
-    frames, first, window = planned.frames, clip_plan.first, planned.window
+    frames, first, window = planned.frames, clip_plan.sizes, planned.window
     checkpoint, model = upscale_options.get("checkpoint"), upscale_options.get("model", options.default("model"))
     if checkpoint is not None:
         weights = checkpoint

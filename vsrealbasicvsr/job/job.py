@@ -340,11 +340,11 @@ def _recorded_window(job: JobSpec) -> int | None:
 def _plan(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
     """The plan of the job's `Upscale` (on the RGBS clip the job makes) for these scene cuts,
     with `max_seq_len` instead of the job's when given."""
-    from ..engine import plan as plan_module
+    from ..engine.plan import plan_clip
 
     options = job.upscale_options | ({"max_seq_len": max_seq_len} if max_seq_len else {})
     try:
-        return plan_module.plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts, **options)
+        return plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts, **options)
     except ValueError as error:
         raise UpscaleError(filter_message(error)) from None
 
@@ -373,7 +373,7 @@ class JobPlan:
     fps: Fraction
     frames: int  # frames [start, end) of the input
     cuts: list[int] | None  # frames that start a scene; None without scene detection
-    clip_plan: ClipPlan  # the engine's first plan and the windows
+    clip_plan: ClipPlan  # the sizes the engine starts with, and the windows
     segments: list[Segment]
 
     @property

@@ -300,7 +300,7 @@ class Server:
             shutil.rmtree(output.parent / (output.name + ".rbvsr-work"), ignore_errors=True)
         spec = web_jobs.spec_of(self.jobs, row, request)
         planned = job.plan(spec)
-        clip_plan, first = planned.clip_plan, planned.clip_plan.first
+        clip_plan, first = planned.clip_plan, planned.clip_plan.sizes
         settings = clip_plan.settings
         device = settings.device
         model = request["options"].get("model", registry.DEFAULT_MODEL)
