@@ -46,6 +46,7 @@ import torch
 from windows_and_tiles import FLOAT, bikes_frames, psnr, views, weights_path
 
 from vsrealbasicvsr.engine import engine as engine_module
+from vsrealbasicvsr.engine import progress
 from vsrealbasicvsr.engine.plan import Settings
 from vsrealbasicvsr.models import BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet
 
@@ -304,7 +305,7 @@ def check_budget(setup: Setup) -> list[Row]:
     fresh_memory(setup.device)
     torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), setup.device)
     try:
-        engine_module.reset_stats()
+        progress.reset_stats()
         clip = budget_bench.real_clip(8)
         upscaled = vs.core.rbvsr.Upscale(
             clip, checkpoint=setup.random_checkpoint, device=setup.device, max_seq_len=0, tile=0, max_memory=budget
@@ -313,7 +314,7 @@ def check_budget(setup: Setup) -> list[Row]:
         peak = torch.cuda.max_memory_allocated(setup.device)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, setup.device)
-    retries = engine_module.stats()["oom_retries"]
+    retries = progress.stats()["oom_retries"]
     ok = count == clip.num_frames and peak <= budget and retries == 0
     return [
         Row(
@@ -336,13 +337,13 @@ def check_oom_recovery(setup: Setup) -> list[Row]:
     fresh_memory(setup.device)
     torch.cuda.set_per_process_memory_fraction(cap / total, setup.device)
     try:
-        engine_module.reset_stats()
+        progress.reset_stats()
         engine = engine_for(frames, setup.device, setup.random_checkpoint, precision="fp32", tile=0, max_memory=told)
         count = sum(1 for _ in engine.run(views(frames), 0, 0, 0))
         sizes = engine.sizes.describe()
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, setup.device)
-    retries = engine_module.stats()["oom_retries"]
+    retries = progress.stats()["oom_retries"]
     ok = count == len(frames) and retries >= 1
     return [
         Row(

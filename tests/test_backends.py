@@ -259,7 +259,7 @@ def openvino_engine(frames: np.ndarray, window: int) -> Engine:
 
 
 def test_openvinos_out_of_memory_errors_make_the_engine_retry_smaller(monkeypatch):
-    import vsrealbasicvsr.engine.engine as engine_module
+    from vsrealbasicvsr.engine import progress
 
     frames = np.load(GOLDEN_DIR / "realbasicvsr_tiny.npz")["input"][0][:4]
     expected = np.stack([array for _, array, *_ in openvino_engine(frames, 2).run(float_views(frames), 0, 0, 0)])
@@ -272,10 +272,10 @@ def test_openvinos_out_of_memory_errors_make_the_engine_retry_smaller(monkeypatc
         return step(self, *inputs)
 
     monkeypatch.setattr(openvino_backend._CompiledStep, "__call__", fails_once)
-    engine_module.reset_stats()
+    progress.reset_stats()
     engine = openvino_engine(frames, 4)
     retried = np.stack([array for _, array, *_ in engine.run(float_views(frames), 0, 0, 0)])
-    assert engine_module.stats()["oom_retries"] == 1 and engine.sizes.window == 2
+    assert progress.stats()["oom_retries"] == 1 and engine.sizes.window == 2
     assert np.array_equal(retried, expected)
 
     # Any other error of OpenVINO's is not taken for memory: it reaches the user as it is.

@@ -2,7 +2,7 @@
 
 The native filter creates one `Engine` per `Upscale` call (its `ValueError`s become the call's
 `vs.Error`) and calls `Engine.run` once per window from a VapourSynth thread, which waits while the
-thread of the engine's device (`TorchThread`) computes. The contract is in docs/DESIGN.md.
+thread of the engine's device (`threads.TorchThread`) computes. The contract is in docs/DESIGN.md.
 
 The planner (`plan.py`, no torch) decides the backend, the device and precision (as names),
 the window length and tile size that fit in memory, and how they shrink after an out-of-memory
@@ -19,10 +19,8 @@ from __future__ import annotations
 import copy
 import gc
 import os
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import Any
 
 from . import threads
 
@@ -32,186 +30,23 @@ threads.prefer_passive_wait()
 import numpy as np  # noqa: E402 (after the wait policy, above)
 import torch  # noqa: E402
 
-from .. import backends  # noqa: E402
-from ..models import Steps  # noqa: E402
 from ..options import UpscaleOptions  # noqa: E402
-from . import tiles  # noqa: E402
+from . import progress, tiles  # noqa: E402
 from .plan import SampleFormat, Settings, WindowSizes, sub_window  # noqa: E402
 
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 INJECT_OOM_ENV = "VSREALBASICVSR_INJECT_OOM"
 
-_stats = {"windows": 0, "frames": 0, "attempts": 0, "oom_retries": 0}
 
-
-def stats() -> dict:
-    """Counters since the process started (or `reset_stats`): `windows` computed (one per
-    (sub-)window attempt that ran, however many tiles it took), output `frames` yielded, engine
-    `attempts` (including those that failed), `oom_retries`."""
-    return dict(_stats)
-
-
-def reset_stats() -> None:
-    for key in _stats:
-        _stats[key] = 0
-    with _work_lock:
-        _finished_work.clear()
-
-
-def _inject_oom() -> None:
+def _inject_oom(attempts: int) -> None:
     """Fault injection for tests: the first K attempts of the process (counted since the start
-    or the last `reset_stats`) fail as out of memory. The variable is read on every attempt so
-    that a test can set and clear it around one window (docs/DESIGN.md, process-wide state)."""
+    or the last `progress.reset_stats`) fail as out of memory. The variable is read on every
+    attempt so that a test can set and clear it around one window (docs/DESIGN.md, process-wide
+    state)."""
     limit = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
-    if _stats["attempts"] <= limit:
+    if attempts <= limit:
         raise torch.OutOfMemoryError(f"injected out-of-memory ({INJECT_OOM_ENV}={limit})")
-
-
-class _WindowWork:
-    """One attempt at a window, as progress. Its network steps are counted as they run: for each
-    computed frame (context frames too) and each tile, one step each of cleaning, flows (both
-    directions), backward propagation, forward propagation and reconstruction, parts that take
-    comparable time. Done steps count as that share of the frames the attempt hands out."""
-
-    def __init__(self, output_frames: int, steps: int, device: str):
-        self.output_frames, self.steps, self.device = output_frames, max(1, steps), device
-        self.steps_done = 0.0
-        self.handed_out = 0
-        self.stopped = False  # set by `stop_windows`: the attempt fails at its next step
-
-    def frames(self) -> float:
-        """Output frames' worth of the work done, at least the frames handed out."""
-        share = min(1.0, self.steps_done / self.steps)
-        return max(float(self.handed_out), share * self.output_frames)
-
-
-_work_lock = threading.Lock()  # guards the two below; the poller reads while torch threads count
-_running_work: set[_WindowWork] = set()
-_finished_work: dict[str, int] = {}  # per device: frames handed out by the attempts that ended
-
-
-def device_name(device: torch.device | str) -> str:
-    """A device as progress and plans name it: "cpu", "cuda:0" (an index always for CUDA)."""
-    device = torch.device(device)
-    return f"{device.type}:{device.index or 0}" if device.type == "cuda" else device.type
-
-
-def progress(device: str | None = None) -> float:
-    """Output frames' worth of work done by this process's engines since it started (or
-    `reset_stats`), on `device` (`device_name`) or on all: the frames handed out, plus, for each
-    window being computed, the share of its network steps done. Frames leave a window at its end;
-    this moves while it is computed. Per device, so that jobs running at once on two devices
-    (one each, as the web page runs them) each count their own."""
-    with _work_lock:
-        finished = _finished_work.values() if device is None else [_finished_work.get(device, 0)]
-        running = (work.frames() for work in _running_work if device is None or work.device == device)
-        return sum(finished) + sum(running)
-
-
-class WindowStopped(RuntimeError):
-    """A window's computation was stopped by `stop_windows` (its job was cancelled)."""
-
-
-def stop_windows(options: dict) -> int:
-    """Stops the windows being computed now on the device that `Upscale` with these arguments
-    (`options.UpscaleOptions`) runs on: each fails with `WindowStopped` at its next network step,
-    which the filter reports as the error of that window's frames. Returns how many it stopped.
-
-    For a cancelled job: a window is the smallest unit of kept work, so the window in flight is
-    dropped anyway, and computing it to its end would only delay the cancel (and the next job on
-    the device) by up to a window's time. A process runs one job per device at a time (the
-    command; the page's queue), so the device names the job's windows."""
-    settings = UpscaleOptions.of(**options)
-    device = device_name(backends.of(settings.backend, settings.device).device)
-    with _work_lock:
-        running = [work for work in _running_work if work.device == device]
-        for work in running:
-            work.stopped = True
-    return len(running)
-
-
-class _StepCounter:
-    """Counts the network's steps into the running attempt's `_WindowWork`, as the `Steps` that
-    `counted` wraps run (the wrappers hold this counter, not the engine, so that no reference
-    cycle keeps an engine's memory after its filter is freed).
-
-    How much each step's call is worth is the network's (`STEP_WORK`: per item of its batch,
-    frames or frame pairs); a frame's worth is their sum, flows counted for both directions."""
-
-    def __init__(self, step_work: dict[str, float]):
-        self.step_work = dict(step_work)
-        self.steps_per_frame = sum(self.step_work.values()) + self.step_work.get("flow", 0)
-        self.work: _WindowWork | None = None
-
-    def counted(self, steps: Steps) -> Steps:
-        """steps, each counting its calls."""
-        return steps.replace(
-            **{
-                name: self._counting(step, self.step_work[name])
-                for name, step in steps.items()
-                if name in self.step_work
-            }
-        )
-
-    def _counting(self, step, per_item: float):
-        def count(*inputs):
-            if self.work is not None and self.work.stopped:
-                raise WindowStopped("Upscale: the window was stopped: its job was cancelled")
-            output = step(*inputs)
-            if self.work is not None:
-                self.work.steps_done += per_item * inputs[0].shape[0]
-            return output
-
-        return count
-
-
-class TorchThread:
-    """The thread on which the engines of one device run all their torch work: loading, windows,
-    conversions. One per device (`for_device`), shared by the engines on it.
-
-    Why: torch's CPU kernels parallelise with OpenMP, and libgomp gives every thread that starts
-    parallel work its own team of threads. VapourSynth creates a filter on the script's thread and
-    calls it from whichever of its worker threads is free, so engines run from the calling threads
-    build several teams; once a process has more OpenMP threads than cores, libgomp makes idle team
-    threads sleep instead of spin between kernels, and each of the network's thousands of kernels
-    per frame then waits for a wake-up (the measurement: docs/BENCHMARKS.md). Engines on one device take turns
-    step by step, as they would share its cores anyway; engines on different GPUs run side by side."""
-
-    _DONE = object()
-    _per_device: ClassVar[dict[str, TorchThread]] = {}
-    _per_device_lock = threading.Lock()
-
-    def __init__(self):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rbvsr-torch")
-
-    @classmethod
-    def for_device(cls, device: torch.device) -> TorchThread:
-        with cls._per_device_lock:
-            if str(device) not in cls._per_device:
-                cls._per_device[str(device)] = cls()
-            return cls._per_device[str(device)]
-
-    def call(self, function, *args):
-        """function(*args) on this thread; its exception is raised in the caller."""
-        return self._executor.submit(function, *args).result()
-
-    def iterate(self, generator):
-        """The items of `generator`, each computed on this thread when the caller asks for it, so
-        frames still leave one by one."""
-        try:
-            while (item := self.call(self._step, generator)) is not self._DONE:
-                yield item
-        finally:
-            if generator.gi_frame is not None:  # the caller stopped early: finish it where it ran
-                self.call(generator.close)
-
-    @classmethod
-    def _step(cls, generator):
-        # Inference mode is a per-thread state: entered per step, not across a yield, because the
-        # steps of several windows may alternate on this thread.
-        with torch.inference_mode():
-            return next(generator, cls._DONE)
 
 
 def _from_float(sample: SampleFormat, frame: torch.Tensor) -> np.ndarray:
@@ -326,14 +161,15 @@ class Engine:
         self.scene_split = opts.scene_split
         self.offload = opts.offload
 
-        self.torch_thread = TorchThread.for_device(self.device)
+        self.torch_thread = threads.TorchThread.for_device(self.device)
         self._fp32_host_network = None  # kept by _prepare_network for fp16/bf16 engines
         self._fp32_network = None  # built from it when a window's output overflows
         self.network = self.torch_thread.call(self._prepare_network, opts)
         self.mid_channels = self.network.mid_channels
         self.scale = self.network.scale  # output pixels per input pixel each way (4, or 1)
         self.backend = settings.backend
-        self._steps = _StepCounter(self.network.STEP_WORK)
+        self.job_work = progress.work_of_new_engine()
+        self._steps = progress.StepCounter(self.network.STEP_WORK)
         self.steps = self._steps.counted(self.torch_thread.call(self.backend.steps, self.network))
         # After loading: the budget is what is free once the weights are in place.
         start = settings.start_sizes(self.mid_channels, type(self.network).__name__, self.scale)
@@ -398,7 +234,7 @@ class Engine:
                 f"budget {self.budget / 2**20:.0f} MiB): {failure}; free memory on "
                 f"{self.device}, use smaller overlap/tile_overlap, or another device"
             )
-        _stats["oom_retries"] += 1
+        progress.count("oom_retries")
         if not self._warned_oom:
             self._warned_oom = True
             self._messages.append(
@@ -486,7 +322,7 @@ class Engine:
             failure, overflowed = None, False
             try:
                 for local, array, tile in self._attempt(lqs[:, start_ctx:end_ctx], start_ctx, done, end):
-                    _stats["frames"] += 1
+                    progress.count("frames")
                     yield first + local, array, first + start, end_ctx - start_ctx, tile[0], tile[1]
                     done = local + 1
             except _NonFiniteOutput:
@@ -508,9 +344,8 @@ class Engine:
 
     def _attempt(self, lqs, offset, core_first, core_end):
         """One try at frames core_first..core_end-1 (local indices; lqs starts at `offset`)."""
-        _stats["attempts"] += 1
-        _inject_oom()
-        _stats["windows"] += 1
+        _inject_oom(progress.count("attempts"))
+        progress.count("windows")
         work = self._start_work(lqs, core_end - core_first)
         try:
             if self.sizes.tile is None:
@@ -521,34 +356,27 @@ class Engine:
                 local = offset + i
                 if core_first <= local < core_end:  # context frames are computed, not converted
                     result = output if tile != (0, 0) else _from_float(self.sample, self._finite(output))
-                    with _work_lock:
-                        work.handed_out += 1
+                    self.job_work.hand_out(work)
                     yield local, result, tile
         finally:
             self._end_work(work)
 
     # -- progress ----------------------------------------------------------------------------
 
-    def _start_work(self, lqs, output_frames) -> _WindowWork:
+    def _start_work(self, lqs, output_frames) -> progress.WindowWork:
         _, frames, _, h, w = lqs.shape
         tiles_count = 1
         if self.sizes.tile is not None:
             tiles_count = len(tiles.spans(h, self.sizes.tile[1], self.tile_overlap)) * len(
                 tiles.spans(w, self.sizes.tile[0], self.tile_overlap)
             )
-        work = _WindowWork(output_frames, frames * self._steps.steps_per_frame * tiles_count, device_name(self.device))
-        with _work_lock:
-            _running_work.add(work)
+        work = self.job_work.start(output_frames, frames * self._steps.steps_per_frame * tiles_count)
         self._steps.work = work
         return work
 
-    def _end_work(self, work: _WindowWork) -> None:
-        """The attempt's handed-out frames become finished work (a failed attempt's other
-        steps are dropped: its retry does them again)."""
+    def _end_work(self, work: progress.WindowWork) -> None:
         self._steps.work = None
-        with _work_lock:
-            _running_work.discard(work)
-            _finished_work[work.device] = _finished_work.get(work.device, 0) + work.handed_out
+        self.job_work.end(work)
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None

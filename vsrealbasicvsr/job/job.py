@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import vapoursynth as vs
 
+from ..engine.progress import JobWork, counting_into
 from ..options import default, fields, without_defaults
 from ..safe_files import open_plain, remove
 from ..weights.registry import FALLBACK_MODEL
@@ -443,6 +444,9 @@ class JobProgress:
     window_frames: int  # frames per window before scene cuts split them
     segment: int | None = None  # the segment of a "frame" or "segment_done"
     window: int | None = None  # the first frame of the window of a "frame" (its RBVSRWindow)
+    # Frames' worth of this job's work so far in this process, ahead of `frames_done` within the
+    # windows being computed (a function: it moves between events; `engine.progress.JobWork`).
+    work: Callable[[], float] | None = None
 
 
 @dataclass(frozen=True)
@@ -473,14 +477,16 @@ def run(
     check_weights(spec)
     new_work = not os.path.lexists(spec.work)
     lock = lock_work(spec.work, spec.output)
+    job_work = JobWork()  # the work of this job's engines, and no other's
     try:
         try:
-            clip, colour, sar, window, job_record = _prepare(spec, new_work)
+            with counting_into(job_work):
+                clip, colour, sar, window, job_record = _prepare(spec, new_work)
         except (UpscaleError, KeyboardInterrupt):
             if new_work:  # nothing was done: leave nothing behind
                 shutil.rmtree(spec.work)
             raise
-        return _write(spec, lock, clip, colour, sar, window, job_record, report, cancel)
+        return _write(spec, lock, clip, colour, sar, window, job_record, report, cancel, job_work)
     finally:
         # At the end of a job the lock file went with the work folder, still locked: see `lock_work`.
         os.close(lock)
@@ -581,6 +587,7 @@ def _write(
     job_record: dict,
     report: Callable[[JobProgress], None],
     cancel: threading.Event,
+    job_work: JobWork,
 ) -> JobResult:
     """The segments not yet in the work folder, written by a worker thread, then checked again
     (a segment that changed meanwhile is computed again, once) and joined."""
@@ -589,12 +596,21 @@ def _write(
     counts = {"frames": sum(writer.frames_in(index) for index in finished), "segments": len(finished)}
 
     def event(kind: str, **where) -> JobProgress:
-        return JobProgress(kind, counts["frames"], clip.num_frames, counts["segments"], writer.count, window, **where)
+        return JobProgress(
+            kind,
+            counts["frames"],
+            clip.num_frames,
+            counts["segments"],
+            writer.count,
+            window,
+            **where,
+            work=job_work.frames,
+        )
 
     report(event("started"))
     for _round in range(2):
         pending = [index for index in range(writer.count) if index not in finished]
-        stopped = _write_segments(spec, writer, pending, counts, event, report, cancel)
+        stopped = _write_segments(spec, writer, pending, counts, event, report, cancel, job_work)
         if stopped is not None:
             return stopped
         check_work(spec.work, lock)
@@ -614,12 +630,6 @@ def _write(
     return JobResult(spec.output, clip.width, clip.height, clip.num_frames, False, writer.count, writer.count)
 
 
-def _stop_windows(spec: JobSpec) -> None:
-    from ..engine import engine  # loaded already: the job's filter runs it
-
-    engine.stop_windows(spec.upscale_options)
-
-
 def _write_segments(
     spec: JobSpec,
     writer: SegmentWriter,
@@ -628,6 +638,7 @@ def _write_segments(
     event: Callable[..., JobProgress],
     report: Callable[[JobProgress], None],
     cancel: threading.Event,
+    job_work: JobWork,
 ) -> JobResult | None:
     """Writes the `pending` segments from a worker thread; JobResult(cancelled) when `cancel` stopped it."""
     clip = writer.clip
@@ -656,7 +667,7 @@ def _write_segments(
             if cancel.is_set():
                 # The window in flight would be dropped anyway (a window is the unit of kept
                 # work): stop it now rather than at its end.
-                _stop_windows(spec)
+                job_work.stop_windows()
     except KeyboardInterrupt:
         writer.abort()
         # The VapourSynth threads may be inside a window that takes minutes: do not wait for them.
