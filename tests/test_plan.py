@@ -280,3 +280,25 @@ print(code, "torch" in sys.modules, "vsrealbasicvsr.engine.engine" in sys.module
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "0 False False None", result.stdout
+
+
+def test_after_a_shrink_the_engine_computes_the_shorter_runs_windows():
+    """An out-of-memory error shortens windows of W frames to a divisor of W (`WindowSizes.shrink`),
+    and the engine computes the rest of the filter's window in `sub_window`s: each is a window of
+    a run started with the shorter length (`plan.windows`, pinned to the filter above), with its
+    context from the frames the filter passed."""
+    frames, overlap = 23, 2
+    for length in (6, 7, 8):
+        sizes = plan.WindowSizes(length, None, can_tile=False)
+        while sizes.shrink(64, 64):
+            assert length % sizes.window == 0
+            shorter = {(window.first, window.end): window for window in plan.windows(frames, sizes.window, overlap)}
+            for window in plan.windows(frames, length, overlap):
+                passed = (window.first - window.before, window.end + window.after)
+                for frame in range(window.first, window.end):  # the next frame to hand out
+                    part = plan.sub_window(frame, sizes.window, (window.first, window.end), passed, overlap)
+                    run = shorter[(part.first, part.end)]
+                    assert part.first <= frame < part.end
+                    assert part.before == min(run.before, part.first - passed[0])
+                    assert part.after == min(run.after, passed[1] - part.end)
+        assert sizes.window == 1
