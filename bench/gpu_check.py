@@ -45,8 +45,8 @@ import numpy as np
 import torch
 from windows_and_tiles import FLOAT, bikes_frames, psnr, views, weights_path
 
-from vsrealbasicvsr.engine import engine as engine_module
 from vsrealbasicvsr.engine import progress
+from vsrealbasicvsr.engine.engine import Engine
 from vsrealbasicvsr.engine.plan import Settings
 from vsrealbasicvsr.models import BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet
 
@@ -104,13 +104,13 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def engine_for(frames: np.ndarray, device: str, checkpoint: str, **arguments) -> engine_module.Engine:
+def engine_for(frames: np.ndarray, device: str, checkpoint: str, **arguments) -> Engine:
     _, _, h, w = frames.shape
     arguments = {"max_seq_len": len(frames), "overlap": 0, "tile": -1} | arguments
-    return engine_module.Engine(w, h, FLOAT, 32, checkpoint=checkpoint, device=device, **arguments)
+    return Engine(w, h, FLOAT, 32, checkpoint=checkpoint, device=device, **arguments)
 
 
-def run_engine(engine: engine_module.Engine, frames: np.ndarray) -> tuple[np.ndarray, float]:
+def run_engine(engine: Engine, frames: np.ndarray) -> tuple[np.ndarray, float]:
     """(outputs (T, 3, 4h, 4w), fps) of one window over all frames, after a 2-frame warm-up."""
     list(engine.run(views(frames[:2]), 0, 0, 0))
     synchronize(str(engine.device))

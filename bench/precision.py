@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from windows_and_tiles import FLOAT, bikes_frames, psnr, size_arg, views, weights_path
 
-from vsrealbasicvsr.engine import engine as engine_module
 from vsrealbasicvsr.engine import plan
+from vsrealbasicvsr.engine.engine import Engine
 
 FULL_SIZE = (640, 272)  # bikes.mp4
 SCALE = 4
@@ -27,7 +27,7 @@ SCALE = 4
 
 def upscale(frames, precision, device):
     _, _, h, w = frames.shape
-    engine = engine_module.Engine(
+    engine = Engine(
         w,
         h,
         FLOAT,

