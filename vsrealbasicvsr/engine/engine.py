@@ -127,10 +127,12 @@ class Engine:
         sample_type, bits_per_sample: the clip's format (0 = integer, 1 = float).
         num_frames: the clip's length, when known: a longer max_seq_len is clamped to it.
         **arguments: the `Upscale` arguments the user gave (`options.UpscaleOptions`: names,
-            defaults, meaning; what needs no torch is checked there, the device, precision and
-            compile here). Tiled windows hold their outputs on the host until the last tile.
+            defaults, meaning; what needs no clip is checked there, the device, precision and
+            compile by the planner, `plan.Settings.of`). Tiled windows hold their outputs on the
+            host until the last tile.
 
     Attributes read by the filter: `max_seq_len` (resolved, >= 1), `overlap`, `scene_split`.
+    `job_work`: the `progress.JobWork` its windows count into (its job's, or its own).
 
     Process-wide effects (docs/DESIGN.md): a CUDA engine sets PYTORCH_CUDA_ALLOC_CONF when the
     process has none and turns on `torch.backends.cudnn.benchmark`.
