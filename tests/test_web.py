@@ -337,7 +337,7 @@ def test_the_page_offers_every_backend_and_the_plan_names_the_chosen_one(client,
     assert backend["choices"] == ["torch", "openvino"] and backend["default"] == "torch"
     job_id = planned_job(client, clip, {**OPTIONS, "backend": "openvino"})
     plan = client.get(f"/api/jobs/{job_id}").json()["plan"]
-    assert (plan["backend"], plan["device"], plan["precision"]) == ("openvino", "cpu", "float32")
+    assert (plan["backend"], plan["device"], plan["precision"]) == ("openvino", "cpu", "fp32")
 
 
 def test_a_token_is_needed_on_every_request(tmp_path):

@@ -6,7 +6,7 @@ what can be checked without torch or a clip. Everything else is made from it:
 - the native filter's argument list (`filter_signature`, read by rbvsr.c at plugin init);
 - `vsrealbasicvsr.upscale`'s signature and the Args part of its docstring (`parameters`,
   `docstring_args`);
-- the engine's defaults and checks (`engine.Settings.of`, `Engine`: `UpscaleOptions.of`);
+- the engine's defaults and checks (`plan.Settings.of`, `Engine`: `UpscaleOptions.of`);
 - the command line's flags and their --help (`add_arguments`, `from_arguments`).
 
 Adding an argument is one field here plus its implementation (in the engine, or the filter for

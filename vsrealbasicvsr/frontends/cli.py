@@ -180,7 +180,7 @@ def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
     Ray tasks)."""
     spec, clip_plan = planned.spec, planned.clip_plan
     upscale_options = spec.upscale_options
-    frames, first, window = planned.frames, clip_plan.first, planned.window
+    frames, first, window = planned.frames, clip_plan.sizes, planned.window
     checkpoint, model = upscale_options.get("checkpoint"), upscale_options.get("model", options.default("model"))
     if checkpoint is not None:
         weights = checkpoint
@@ -209,7 +209,7 @@ def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
             f"output     {spec.output}: {scale * planned.width}x{scale * planned.height}, {frames} frames, "
             + ("PNG frames" if spec.folder_out else f"{spec.codec} via {job.ffmpeg_exe()}"),
             f"model      {weights}: {clip_plan.network.architecture.removesuffix('Net')} x{scale}",
-            f"device     {settings.device} ({str(settings.dtype).removeprefix('torch.')})",
+            f"device     {settings.device} ({settings.precision})",
             f"scenes     {scenes}",
             (
                 f"windows    {len(clip_plan.windows)}: {min(window, frames)} frames each from frame 0"

@@ -3,6 +3,7 @@ gets, their kinds, the counts they are made from, and the percentage a front end
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,6 +30,9 @@ class JobProgress:
     window_frames: int  # frames per window before scene cuts split them
     segment: int | None = None  # the segment of a "frame" or "segment_done"
     window: int | None = None  # the first frame of the window of a "frame" (its RBVSRWindow)
+    # Frames' worth of this job's work so far in this process, ahead of `frames_done` within the
+    # windows being computed (a function: it moves between events; `engine.progress.JobWork`).
+    work: Callable[[], float] | None = None
 
 
 @dataclass
@@ -41,6 +45,7 @@ class ProgressCounts:
     window_frames: int
     frames_done: int = 0
     segments_done: int = 0
+    work: Callable[[], float] | None = None  # the job's live work (`JobProgress.work`)
 
     def event(self, kind: ProgressKind, segment: int | None = None, window: int | None = None) -> JobProgress:
         return JobProgress(
@@ -52,6 +57,7 @@ class ProgressCounts:
             self.window_frames,
             segment,
             window,
+            self.work,
         )
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import vapoursynth as vs
 
+from ..engine.progress import JobWork, counting_into
 from ..options import default, fields
 from ..safe_files import open_plain, remove
 from ..weights.registry import FALLBACK_MODEL
@@ -288,11 +289,11 @@ def _recorded_window(job: JobSpec) -> int | None:
 def clip_plan_of(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
     """The plan of the job's `Upscale` (on the RGBS clip the job makes) for these scene cuts,
     with `max_seq_len` instead of the job's when given."""
-    from ..engine import plan as plan_module
+    from ..engine.plan import plan_clip
 
     options = job.upscale_options | ({"max_seq_len": max_seq_len} if max_seq_len else {})
     try:
-        return plan_module.plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts, **options)
+        return plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts, **options)
     except ValueError as error:
         raise UpscaleError(filter_message(error)) from None
 
@@ -321,7 +322,7 @@ class JobPlan:
     fps: Fraction
     frames: int  # frames [start, end) of the input
     cuts: list[int] | None  # frames that start a scene; None without scene detection
-    clip_plan: ClipPlan  # the engine's first plan and the windows
+    clip_plan: ClipPlan  # the sizes the engine starts with, and the windows
     segments: list[Segment]
 
     @property
@@ -402,14 +403,16 @@ def run(
     check_weights(spec)
     new_work = not os.path.lexists(spec.work)
     lock = lock_work(spec.work, spec.output)
+    job_work = JobWork()  # the work of this job's engines, and no other's
     try:
         try:
-            clip, colour, sar, window, job_record = _prepare(spec, new_work)
+            with counting_into(job_work):
+                clip, colour, sar, window, job_record = _prepare(spec, new_work)
         except (UpscaleError, KeyboardInterrupt):
             if new_work:  # nothing was done: leave nothing behind
                 shutil.rmtree(spec.work)
             raise
-        return _write(spec, lock, clip, colour, sar, window, job_record, report, cancel)
+        return _write(spec, lock, clip, colour, sar, window, job_record, report, cancel, job_work)
     finally:
         # At the end of a job the lock file went with the work folder, still locked: see `lock_work`.
         os.close(lock)
@@ -510,18 +513,24 @@ def _write(
     job_record: dict,
     report: Callable[[JobProgress], None],
     cancel: threading.Event,
+    job_work: JobWork,
 ) -> JobResult:
     """The segments not yet in the work folder, written by a worker thread, then checked again
     (a segment that changed meanwhile is computed again, once) and joined."""
     writer = SegmentWriter(spec, clip, colour, sar, segment_length(window), job_record=job_record)
     finished = set(writer.check_finished())
     counts = ProgressCounts(
-        clip.num_frames, writer.count, window, sum(writer.frames_in(index) for index in finished), len(finished)
+        clip.num_frames,
+        writer.count,
+        window,
+        sum(writer.frames_in(index) for index in finished),
+        len(finished),
+        work=job_work.frames,
     )
     report(counts.event(ProgressKind.STARTED))
     for _round in range(2):
         pending = [index for index in range(writer.count) if index not in finished]
-        stopped = _write_segments(spec, writer, pending, counts, report, cancel)
+        stopped = _write_segments(spec, writer, pending, counts, report, cancel, job_work)
         if stopped is not None:
             return stopped
         check_work(spec.work, lock)
@@ -541,12 +550,6 @@ def _write(
     return JobResult(spec.output, clip.width, clip.height, clip.num_frames, False, writer.count, writer.count)
 
 
-def _stop_windows(spec: JobSpec) -> None:
-    from ..engine import engine  # loaded already: the job's filter runs it
-
-    engine.stop_windows(spec.upscale_options)
-
-
 def _write_segments(
     spec: JobSpec,
     writer: SegmentWriter,
@@ -554,6 +557,7 @@ def _write_segments(
     counts: ProgressCounts,
     report: Callable[[JobProgress], None],
     cancel: threading.Event,
+    job_work: JobWork,
 ) -> JobResult | None:
     """Writes the `pending` segments from a worker thread; JobResult(cancelled) when `cancel` stopped it."""
     clip = writer.clip
@@ -582,7 +586,7 @@ def _write_segments(
             if cancel.is_set():
                 # The window in flight would be dropped anyway (a window is the unit of kept
                 # work): stop it now rather than at its end.
-                _stop_windows(spec)
+                job_work.stop_windows()
     except KeyboardInterrupt:
         writer.abort()
         # The VapourSynth threads may be inside a window that takes minutes: do not wait for them.

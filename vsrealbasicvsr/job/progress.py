@@ -24,19 +24,17 @@ class Progress:
     """The job's progress on stderr: a tqdm bar on a terminal, plain lines otherwise (every
     PROGRESS_INTERVAL_S seconds and at each segment's end), or nothing (quiet).
 
-    Counted in frames of work: the frames handed over, or ahead of them the engine's work within
-    the windows being computed (`engine.progress()`, or `work`), since frames leave a window only
-    at its end, minutes apart on a CPU. The rate and the ETA come from the work measured since
+    Counted in frames of work: the frames handed over, or ahead of them `work()`, the job's work
+    within the windows being computed (`JobProgress.work`), since frames leave a window only at
+    its end, minutes apart on a CPU. The rate and the ETA come from the work measured since
     the start, once it covers a window or RATE_AFTER_S have passed (`ETA --` before: the first
     frames' rate means nothing).
     """
 
     def __init__(self, total: int, done: int, quiet: bool, window: int = 1, work=None):
-        from ..engine import engine
-
         self.total, self.done, self.quiet = total, done, quiet
         self.first, self.shown = done, float(done)
-        self.work = work or engine.progress
+        self.work = work or (lambda: 0.0)  # without it: the frames handed over only
         self.work_start = self.work()
         self.measured_enough = min(window, total - done)  # frames of work before a rate is shown
         self.started = time.monotonic()
@@ -133,7 +131,7 @@ class ProgressPrinter:
 
     def __call__(self, event: JobProgress) -> None:
         if event.kind == ProgressKind.STARTED:
-            self.progress = Progress(event.total_frames, event.frames_done, self.quiet, event.window_frames)
+            self.progress = Progress(event.total_frames, event.frames_done, self.quiet, event.window_frames, event.work)
         elif event.kind == ProgressKind.FRAME:
             self.progress.update(1)
         elif event.kind == ProgressKind.SEGMENT_DONE:

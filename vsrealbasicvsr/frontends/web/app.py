@@ -34,7 +34,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ... import job
-from ...engine import engine
 from ...weights import download, registry
 from . import jobs as web_jobs
 from . import preview as web_preview
@@ -301,9 +300,9 @@ class Server:
             shutil.rmtree(output.parent / (output.name + ".rbvsr-work"), ignore_errors=True)
         spec = web_jobs.spec_of(self.jobs, row, request)
         planned = job.plan(spec)
-        clip_plan, first = planned.clip_plan, planned.clip_plan.first
+        clip_plan, first = planned.clip_plan, planned.clip_plan.sizes
         settings = clip_plan.settings
-        device = engine.device_name(settings.device)
+        device = settings.device
         model = request["options"].get("model", registry.DEFAULT_MODEL)
         # The window is clamped to the clip (a clip shorter than max_seq_len is one window), and
         # so is what the plan shows of it.
@@ -312,7 +311,7 @@ class Server:
         return {
             "device": device,
             "ray": self.ray is not None,
-            "precision": str(settings.dtype).removeprefix("torch."),
+            "precision": settings.precision,
             "backend": settings.backend.name,
             "model": model,
             **weights_state(model),

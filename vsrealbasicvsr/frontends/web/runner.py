@@ -16,7 +16,6 @@ import traceback
 from pathlib import Path
 
 from ... import job
-from ...engine import engine
 from . import jobs as web_jobs
 from .store import JobStore
 
@@ -55,9 +54,9 @@ class RunningJob:
     def on_progress(self, event: job.JobProgress) -> None:
         """The job's callback, on the job's threads: counts, and the store at each segment."""
         if event.kind == job.ProgressKind.STARTED:
-            # This job's device only (another job may run on another device of this process); on
+            # This job's work only (another job may run on another device of this process); on
             # a Ray cluster the work is counted by the frames its tasks report.
-            work = (lambda: 0.0) if self.ray else (lambda: engine.progress(self.device))
+            work = (lambda: 0.0) if self.ray else event.work
             self.window_frames = event.window_frames
             self.progress = job.Progress(
                 event.total_frames, event.frames_done, quiet=True, window=event.window_frames, work=work
