@@ -124,6 +124,37 @@ def test_errors_stand_beside_their_control_and_go_when_it_is_fixed(browser, site
     page.close()
 
 
+def test_the_form_has_every_option_labelled_with_its_meaning(browser, site):
+    from playwright.sync_api import expect
+
+    form = call_json(site["base"], "GET", "/api/config")
+    page = open_page(browser, site, path=f"/#{site['failed']}")
+    failed(page, site)
+    more = page.locator("#more-options")
+    expect(more).not_to_have_attribute("open", "")
+    for name, about in [*form["options"].items(), *form["output"].items()]:
+        control = page.get_by_label(name, exact=True)  # the option's name labels its control
+        expect(control).to_have_count(1)
+        described = control.get_attribute("aria-describedby")
+        assert page.locator(f"#{described}").text_content() == about["help"]
+        assert more.locator(control).count() == (0 if about["main"] else 1)
+    # The options after the first ones open with the keyboard; a field in focus says what it does.
+    page.focus("#more-options summary")
+    page.keyboard.press("Enter")
+    expect(more).to_have_attribute("open", "")
+    page.focus("input[name=overlap]")
+    expect(page.locator("#option-help")).to_have_text(form["options"]["overlap"]["help"])
+    # An error about one of them opens them again, the message beside it.
+    page.fill("input[name=overlap]", "-1")
+    page.locator("input[name=overlap]").dispatch_event("change")
+    page.click("#more-options summary")
+    beside = page.locator('.field-error[data-for="overlap"]')
+    expect(beside).to_contain_text("overlap must be >= 0", timeout=60_000)
+    expect(more).to_have_attribute("open", "")
+    expect(beside).to_be_visible()
+    page.close()
+
+
 def test_a_failed_job_shows_failed_in_its_row_and_why_in_its_panel(browser, site):
     from playwright.sync_api import expect
 

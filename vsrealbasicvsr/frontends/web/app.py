@@ -419,7 +419,7 @@ async def config(request: Request):
         {
             "input_dir": server.input_dir is not None,
             "max_upload": server.max_upload,
-            "options": web_jobs.option_choices(),
+            **web_jobs.form(),
         }
     )
 
