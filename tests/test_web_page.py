@@ -152,6 +152,14 @@ def test_the_form_has_every_option_labelled_with_its_meaning(browser, site):
     expect(beside).to_contain_text("overlap must be >= 0", timeout=60_000)
     expect(more).to_have_attribute("open", "")
     expect(beside).to_be_visible()
+    # A message that names two options ("compile=True needs a CUDA device") stands beside the
+    # first it names.
+    page.fill("input[name=overlap]", "8")
+    page.locator("input[name=overlap]").dispatch_event("change")  # its message goes: the fields move up
+    page.check("input[name=compile]")  # on the job's device, the CPU
+    beside = page.locator('.field-error[data-for="compile"]')
+    expect(beside).to_contain_text("compile=True needs a CUDA device", timeout=60_000)
+    assert page.locator('.field-error[data-for="device"]').is_hidden()
     page.close()
 
 

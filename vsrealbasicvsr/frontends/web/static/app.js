@@ -52,12 +52,13 @@ function showAt(element, message) {
 // The form's fields: the server's description of Upscale's options, then of the output.
 const fieldsOf = () => [...Object.entries(config.options), ...Object.entries(config.output)];
 
-// The form's field a plan's error is about, from the option it names (the server's messages
-// name the option, as the form's labels do).
+// The form's field a plan's error is about, from the option it names first (the server's
+// messages begin with the option that is wrong, named as the form's labels name it).
 function fieldOf(message) {
   const text = message.toLowerCase();
-  const named = fieldsOf().map(([name]) => name).find((name) => new RegExp(`\\b${name}\\b`).test(text));
-  if (named) return named;
+  const named = fieldsOf().map(([name]) => [name, text.search(new RegExp(`\\b${name}\\b`))])
+    .filter(([, at]) => at >= 0).sort(([, a], [, b]) => a - b);
+  if (named.length) return named[0][0];
   if (/weights|checkpoint/.test(text)) return "model";
   if (/\bcuda\b|\bgpu\b|\bcpu\b/.test(text)) return "device";
   if (/openvino/.test(text)) return "backend";
