@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import WEB_OPTIONS
 from starlette.testclient import TestClient
+from test_web_restart import wait_for
 
 from vsrealbasicvsr import options
 from vsrealbasicvsr.engine import memory
@@ -61,17 +61,6 @@ def events_of(client, job_id) -> list[dict]:
     """The job's event stream, read to its end (the job's end)."""
     text = client.get(f"/api/jobs/{job_id}/events").text
     return [json.loads(line.removeprefix("data: ")) for line in text.splitlines() if line.startswith("data: ")]
-
-
-def wait_for(client, job_id, condition, timeout=300) -> dict:
-    """The job once `condition(job)` holds (polled)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if condition(job):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not get there: {job}")
 
 
 def frames_of(path: Path) -> list[np.ndarray]:
