@@ -37,8 +37,8 @@ def form() -> dict:
     """The page's form (GET /api/config): {"options": Upscale's, "output": codec and crf}, each
     {name: field} in the order shown, a field what the page needs to ask for it: {"kind": text |
     select | number | flag | tile, "default", "default_text", "help", "main" (shown first), and
-    "choices" (select: {value: {"label", ...}}), "suggestions" (text), "min", "max" (number),
-    "min", "special" (tile: the size's smallest side, the values of auto and off)}."""
+    "choices" (select: {value: {"label", ...}}), "suggestions" (text), "min" (number; tile: a
+    size's smallest side), "max" (crf: per codec), "special" (tile: the values of auto and off)}."""
     by_name = {option.name: option for option in options.fields()}
     shown = {}
     for name in page_options():
@@ -67,38 +67,40 @@ def form() -> dict:
             f"{shown['tile']['min']})."
         ),
     )
-    output = {}
-    output["codec"] = {
-        "kind": "select",
-        "default": DEFAULT_CODEC,
-        "choices": {codec: {"label": codec} for codec in CODECS},
-        "help": "x264 into MP4 (plays in the page), or lossless FFV1 into Matroska.",
-        "main": True,
-    }
-    output["crf"] = {
-        "kind": "number",
-        "default": None,
-        "default_text": f"{DEFAULT_CRF}",
-        "min": 0,
-        # The highest crf of each codec that takes one: the field's range follows the codec.
-        "max": {codec: CRF_CODECS[codec] for codec in CODECS if codec in CRF_CODECS},
-        "help": "Quality of x264: lower is better and larger.",
-        "main": True,
+    output = {
+        "codec": {
+            "kind": "select",
+            "default": DEFAULT_CODEC,
+            "choices": {codec: {"label": codec} for codec in CODECS},
+            "help": "x264 into MP4 (plays in the page), or lossless FFV1 into Matroska.",
+            "main": True,
+        },
+        "crf": {
+            "kind": "number",
+            "default": None,
+            "default_text": f"{DEFAULT_CRF}",
+            "min": 0,
+            # The highest crf of each codec that takes one: the field's range follows the codec.
+            "max": {codec: CRF_CODECS[codec] for codec in CODECS if codec in CRF_CODECS},
+            "help": "Quality of x264: lower is better and larger.",
+            "main": True,
+        },
     }
     return {"options": shown, "output": output}
 
 
 def model_choices() -> dict:
     """The registry's models as the page offers them: a description, the scale, installed or not."""
-    return {
-        name: {
-            "label": name if registry.resolve(name) is not None else f"{name} (not installed)",
+    choices = {}
+    for name, info in registry.MODELS.items():
+        installed = registry.resolve(name) is not None
+        choices[name] = {
+            "label": name if installed else f"{name} (not installed)",
             "description": f"x{info.scale}, {info.purpose}: {info.description}",
             "scale": info.scale,
-            "installed": registry.resolve(name) is not None,
+            "installed": installed,
         }
-        for name, info in registry.MODELS.items()
-    }
+    return choices
 
 
 def default_model() -> str:
