@@ -345,6 +345,12 @@ def test_the_form_is_every_option_of_options_py_but_paths(client):
     assert form["output"]["crf"]["max"] == {"libx264": CRF_CODECS["libx264"]}  # ffv1 takes none
 
 
+def test_a_request_with_the_defaults_written_out_is_the_same_request():
+    written_out = {**OPTIONS, "overlap": 8, "scene_split": True, "precision": None, "crf": ""}
+    assert web_jobs.parse_request(written_out) == web_jobs.parse_request(OPTIONS)
+    assert web_jobs.parse_request(OPTIONS)["options"] == {"max_seq_len": 2, "device": "cpu", "tile": -1}
+
+
 def test_an_option_added_to_options_py_comes_to_the_page(client, monkeypatch):
     added = dataclasses.field(default=3, metadata=options._about("int", "A new option.", minimum=2))
     added.name = "new_option"

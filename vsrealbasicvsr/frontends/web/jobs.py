@@ -136,7 +136,9 @@ def parse_request(body: object) -> dict:
         raise RequestError(f"crf applies to {takes}, not {codec}; leave it empty")
     elif not isinstance(crf, int) or isinstance(crf, bool) or not 0 <= crf <= CRF_CODECS[codec]:
         raise RequestError(f"crf of {codec} must be a whole number from 0 to {CRF_CODECS[codec]}, not {crf!r}")
-    return {"options": chosen, "codec": codec, "crf": crf}
+    # Defaults written out are left out: the page sends every option, and a request that differs
+    # only in those is the same job (its kept segments continue).
+    return {"options": options.without_defaults(chosen), "codec": codec, "crf": crf}
 
 
 def job_folder(jobs: Path, job_id: str) -> Path:
