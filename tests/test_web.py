@@ -349,6 +349,9 @@ def test_a_request_with_the_defaults_written_out_is_the_same_request():
     written_out = {**OPTIONS, "overlap": 8, "scene_split": True, "precision": None, "crf": ""}
     assert web_jobs.parse_request(written_out) == web_jobs.parse_request(OPTIONS)
     assert web_jobs.parse_request(OPTIONS)["options"] == {"max_seq_len": 2, "device": "cpu", "tile": -1}
+    # The model stays, the registry's default too: the page may start with another one.
+    default_model = {**OPTIONS, "model": registry.DEFAULT_MODEL}
+    assert web_jobs.parse_request(default_model)["options"]["model"] == registry.DEFAULT_MODEL
 
 
 def test_an_option_added_to_options_py_comes_to_the_page(client, monkeypatch):

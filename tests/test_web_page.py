@@ -95,6 +95,10 @@ def test_the_page_starts_with_an_installed_model_and_says_when_one_is_missing(br
     expect(beside).to_contain_text("choose an installed model (basicvsr-reds4)")
     expect(page.locator("#plan")).to_contain_text("realbasicvsr: weights not installed, and cannot be fetched")
     expect(page.locator("#start-button")).to_be_disabled()
+    # The job planned with the registry's default model shows it when opened again.
+    again = open_page(browser, site, path=f"/#{site['failed']}")
+    expect(again.locator("select[name=model]")).to_have_value("realbasicvsr")
+    again.close()
     model.select_option("basicvsr-reds4")
     expect(beside).to_be_hidden(timeout=60_000)
     page.close()

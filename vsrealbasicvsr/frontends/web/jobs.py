@@ -137,8 +137,10 @@ def parse_request(body: object) -> dict:
     elif not isinstance(crf, int) or isinstance(crf, bool) or not 0 <= crf <= CRF_CODECS[codec]:
         raise RequestError(f"crf of {codec} must be a whole number from 0 to {CRF_CODECS[codec]}, not {crf!r}")
     # Defaults written out are left out: the page sends every option, and a request that differs
-    # only in those is the same job (its kept segments continue).
-    return {"options": options.without_defaults(chosen), "codec": codec, "crf": crf}
+    # only in those is the same job (its kept segments continue). The model stays: the page's
+    # first choice may not be the registry's default, and the form shows the job's.
+    recorded = options.without_defaults(chosen) | ({"model": chosen["model"]} if "model" in chosen else {})
+    return {"options": recorded, "codec": codec, "crf": crf}
 
 
 def job_folder(jobs: Path, job_id: str) -> Path:
