@@ -220,28 +220,28 @@ async function pick() {
 
 // -- options and plan -----------------------------------------------------------------------
 
+const control = (name) => $("#options").elements.namedItem(name);  // the form's control of that name
+
 // Builds the form from the server's description: a labelled control per option, named as the
 // option is, with its meaning as the control's description and, while it has the focus, below
 // the fields; an error box per option.
-const control = (name) => $("#options").elements.namedItem(name);
-
 function fillOptionForm() {
   for (const [name, about] of fieldsOf()) {
     const field = document.createElement("div");
     field.className = `field ${about.kind}`;
     field.dataset.name = name;
     const label = document.createElement("label");
-    const control = controlOf(name, about);
-    control.id = label.htmlFor = `option-${name}`;
+    const asked = controlOf(name, about);
+    asked.id = label.htmlFor = `option-${name}`;
     label.textContent = name;
     label.title = about.help;
     const help = document.createElement("p");
     help.id = `help-${name}`;
     help.hidden = true;
     help.textContent = about.help;
-    control.setAttribute("aria-describedby", help.id);
-    if (about.kind === "flag") field.append(control, label);
-    else field.append(label, control);
+    asked.setAttribute("aria-describedby", help.id);
+    if (about.kind === "flag") field.append(asked, label);
+    else field.append(label, asked);
     if (about.kind === "tile") field.append(tileSizeOf(name, about, help.id));
     const error = document.createElement("p");
     error.className = "error field-error";
