@@ -11,13 +11,9 @@ upscale`, as an API for the command line and the front ends after it (docs/DESIG
 
 from .distributed import OpenJob, SegmentJob, open_job, write_segment
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
-from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF
 from .job import JobPlan, JobProgress, JobResult, JobSpec, Segment, new_spec, plan, run
 
 __all__ = [
-    "CRF_CODECS",
-    "DEFAULT_CODEC",
-    "DEFAULT_CRF",
     "JobInterrupted",
     "JobPlan",
     "JobProgress",
