@@ -27,7 +27,6 @@ from vsrealbasicvsr.engine import memory
 from vsrealbasicvsr.frontends.web import app as web_app
 from vsrealbasicvsr.frontends.web import jobs as web_jobs
 from vsrealbasicvsr.frontends.web import runner as web_runner
-from vsrealbasicvsr.job import CRF_CODECS
 from vsrealbasicvsr.weights import registry
 
 OPTIONS = WEB_OPTIONS
@@ -342,7 +341,7 @@ def test_the_form_is_every_option_of_options_py_but_paths(client):
     assert list(form["options"]["precision"]["choices"]) == list(options.PRECISIONS)
     assert form["options"]["device"]["suggestions"] == list(options.DEVICES)
     assert form["options"]["scene_split"] | {"kind": "flag", "default": True} == form["options"]["scene_split"]
-    assert form["output"]["crf"]["max"] == {"libx264": CRF_CODECS["libx264"]}  # ffv1 takes none
+    assert form["output"]["crf"]["max"] == {"libx264": web_jobs.CRF_CODECS["libx264"]}  # ffv1 takes none
 
 
 def test_a_request_with_the_defaults_written_out_is_the_same_request():

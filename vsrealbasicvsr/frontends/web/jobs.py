@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ... import options
-from ...job import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF, JobSpec, new_spec
+from ...job import JobSpec, new_spec
+from ...job.ffmpeg import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF
 from ...weights import registry
 
 # The options shown first, in this order; the others come under "More options".
