@@ -24,8 +24,8 @@ from helpers import free_port
 from PIL import Image
 from starlette.testclient import TestClient
 from test_ray import local_ray  # noqa: F401 - a fixture
-from test_web import LOCAL, events_of, planned_job, upload, wait_for
-from test_web_restart import call, call_json, start_server
+from test_web import LOCAL, events_of, planned_job, upload
+from test_web_restart import call, call_json, start_server, wait_for
 
 from vsrealbasicvsr.frontends import cli
 from vsrealbasicvsr.frontends.web import app as web_app
