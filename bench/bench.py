@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time, numpy as np, torch
 sys.path.insert(0, sys.argv[5])
-from vsrealbasicvsr import engine as E
+from vsrealbasicvsr.engine import engine
 from vsrealbasicvsr.models import RealBasicVSRNet
 mode, frames, height, width = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 device = torch.device(sys.argv[6])
@@ -43,8 +43,10 @@ def rss():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) * 1024
 if mode.startswith("engine"):
-    E._load_network = lambda model, checkpoint: network
-    eng = E.Engine(width, height, 1, 32, checkpoint="-", max_seq_len=frames, overlap=0, tile=-1, device=str(device))
+    engine._load_network = lambda model, checkpoint, keyframe_stride=None: network
+    eng = engine.Engine(
+        width, height, 1, 32, checkpoint="-", max_seq_len=frames, overlap=0, tile=-1, device=str(device)
+    )
     if mode == "engine-batched":
         eng.batch_frames = frames
     views = [tuple(memoryview(data[t, p]) for p in range(3)) + (width * 4,) for t in range(frames)]
@@ -124,7 +126,7 @@ def vspipe_vs_engine(frames, window, height, width, rounds):
         )
         windows = f"range(0, {frames}, {window})"
         engine = (
-            source + f"eng = E.Engine({width}, {height}, 1, 32, checkpoint={str(checkpoint)!r}, "
+            source + f"eng = engine.Engine({width}, {height}, 1, 32, checkpoint={str(checkpoint)!r}, "
             f"max_seq_len={window}, overlap=0, tile=-1);"
             f"views = [tuple(memoryview(p) for p in f) + ({width} * 4,) for f in planes];"
             f"t = time.perf_counter(); [a for s in {windows} for _, a, *_ in eng.run(views[s:s + {window}], s, 0, 0)];"

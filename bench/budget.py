@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import vapoursynth as vs
 
-from vsrealbasicvsr.engine import engine
+from vsrealbasicvsr.engine import progress
 from vsrealbasicvsr.models import RealBasicVSRNet
 
 
@@ -66,7 +66,7 @@ def main():
         upscaled = vs.core.rbvsr.Upscale(
             clip, checkpoint=str(checkpoint), device=args.device, max_seq_len=0, tile=0, max_memory=budget
         )
-        engine.reset_stats()
+        progress.reset_stats()
         base = peak_rss()
         start = time.perf_counter()
         plans = {}
@@ -83,7 +83,7 @@ def main():
         seconds = time.perf_counter() - start
 
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else peak_rss() - base
-    counters = engine.stats()
+    counters = progress.stats()
     print(
         f"{upscaled.num_frames} of {clip.num_frames} frames of {clip.width}x{clip.height} -> "
         f"{upscaled.width}x{upscaled.height} on {args.device}, budget {budget / 2**30:.2f} GiB, {seconds:.0f} s"

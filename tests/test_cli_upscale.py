@@ -170,7 +170,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(clip, tiny_checkpoint, tmp_p
     result = run_cli(clip, output, "--checkpoint", tiny_checkpoint, "--max-seq-len", "4", "--dry-run")
     assert f"{WIDTH}x{HEIGHT}" in result.stdout and f"{4 * WIDTH}x{4 * HEIGHT}" in result.stdout
     assert "windows    4: 4 frames each" in result.stdout  # 3 aligned, one split at the cut (frame 6)
-    assert "device     cpu" in result.stdout
+    assert "device     cpu (fp32)" in result.stdout  # the precision as the option names it
     assert list(tmp_path.iterdir()) == []
 
 

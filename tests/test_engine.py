@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vsrealbasicvsr.engine import engine as engine_module
-from vsrealbasicvsr.engine import memory, tiles
-from vsrealbasicvsr.engine.engine import Engine, channels_last_but_spynet
+from vsrealbasicvsr.engine import memory, progress, tiles
+from vsrealbasicvsr.engine.engine import INJECT_OOM_ENV, Engine, _load_network, channels_last_but_spynet
 from vsrealbasicvsr.weights.checkpoints import load_model
 
 FLOAT, INTEGER = 1, 0
@@ -63,7 +62,7 @@ def test_all_torch_work_runs_on_the_engine_thread_whoever_calls(tiny_checkpoint,
     # VapourSynth creates the engine on the script's thread and calls it from any worker thread;
     # each thread that runs torch would get its own OpenMP team (see engine.TorchThread).
     threads = set()
-    load = engine_module._load_network
+    load = _load_network
 
     def load_and_record(*args):
         threads.add(threading.get_ident())
@@ -72,7 +71,7 @@ def test_all_torch_work_runs_on_the_engine_thread_whoever_calls(tiny_checkpoint,
             module.register_forward_pre_hook(lambda *_: threads.add(threading.get_ident()))
         return network
 
-    monkeypatch.setattr(engine_module, "_load_network", load_and_record)
+    monkeypatch.setattr("vsrealbasicvsr.engine.engine._load_network", load_and_record)
     engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0)
     from_main = outputs_of(engine, as_views(frames))
     from_other = []
@@ -168,7 +167,7 @@ def test_one_tile_larger_than_the_frame_equals_untiled(tiny_checkpoint, frames):
 
 def test_a_tile_beyond_the_frame_is_clamped_to_it_and_one_beyond_any_frame_refused(tiny_checkpoint):
     engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, tile=(2**31 - 1, 64))
-    assert engine.plan.tile == (40, 24)
+    assert engine.sizes.tile == (40, 24)
     # a size no frame has (the filter hands frame sizes and tiles around as C ints) is a mistake
     with pytest.raises(ValueError, match=r"^Upscale: tile \[1099511627776, 8589934592\] is out of range.*40x24"):
         Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, tile=(2**40, 2**33))
@@ -209,19 +208,19 @@ def test_tiles_are_stitched_close_to_the_untiled_frame(tiny_checkpoint):
 def test_injected_out_of_memory_recovers_with_the_frames_of_the_smaller_setting(tiny_checkpoint, monkeypatch):
     rng = np.random.default_rng(3)
     frames = rng.random((4, 3, 72, 136), dtype=np.float32)
-    monkeypatch.setenv(engine_module.INJECT_OOM_ENV, "3")
-    engine_module.reset_stats()
+    monkeypatch.setenv(INJECT_OOM_ENV, "3")
+    progress.reset_stats()
     engine = Engine(136, 72, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=1, tile_overlap=8)
     results = outputs_of(engine, as_views(frames))
     messages = engine.take_messages()
     assert [r[0] for r in results] == list(range(4))
-    assert engine_module.stats()["oom_retries"] == 3
+    assert progress.stats()["oom_retries"] == 3
     assert len(messages) == 1 and "out of memory" in messages[0]
     # retries: tiles of 68x64 (the height stays at the minimum), 64x64, then windows of 2 frames
     assert {(r[4], r[5]) for r in results} == {(64, 64)}
     assert [(r[2], r[3]) for r in results] == [(0, 3), (0, 3), (2, 3), (2, 3)]
-    assert engine.plan.window == 2  # later windows keep the smaller setting
-    monkeypatch.delenv(engine_module.INJECT_OOM_ENV)
+    assert engine.sizes.window == 2  # later windows keep the smaller setting
+    monkeypatch.delenv(INJECT_OOM_ENV)
     fresh = Engine(
         136, 72, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=1, tile=(64, 64), tile_overlap=8
     )
@@ -231,12 +230,12 @@ def test_injected_out_of_memory_recovers_with_the_frames_of_the_smaller_setting(
 
 def test_an_odd_window_shrinks_to_a_divisor_so_retried_windows_nest(tiny_checkpoint, six_frames, monkeypatch):
     frames = six_frames
-    monkeypatch.setenv(engine_module.INJECT_OOM_ENV, "1")
-    engine_module.reset_stats()
+    monkeypatch.setenv(INJECT_OOM_ENV, "1")
+    progress.reset_stats()
     engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=6, overlap=1, tile=-1)
     results = outputs_of(engine, as_views(frames))
-    assert engine.plan.window == 3
-    monkeypatch.delenv(engine_module.INJECT_OOM_ENV)
+    assert engine.sizes.window == 3
+    monkeypatch.delenv(INJECT_OOM_ENV)
     fresh = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=3, overlap=1, tile=-1)
     expected = outputs_of(fresh, as_views(frames[0:4]), 0, 0, 1) + outputs_of(fresh, as_views(frames[2:6]), 2, 1, 0)
     assert [r[:1] + r[2:] for r in results] == [r[:1] + r[2:] for r in expected]
@@ -244,32 +243,32 @@ def test_an_odd_window_shrinks_to_a_divisor_so_retried_windows_nest(tiny_checkpo
 
 
 def test_out_of_memory_at_the_smallest_setting_says_so(tiny_checkpoint, frames, monkeypatch):
-    monkeypatch.setenv(engine_module.INJECT_OOM_ENV, "100")
-    engine_module.reset_stats()
+    monkeypatch.setenv(INJECT_OOM_ENV, "100")
+    progress.reset_stats()
     engine = Engine(40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=0, tile=-1)
     with pytest.raises(RuntimeError, match="^Upscale: out of memory even with the smallest setting"):
         outputs_of(engine, as_views(frames))
 
 
 def test_automatic_sizing_follows_the_budget(tiny_checkpoint):
-    def plan(budget, **kw):
+    def sizes(budget, **kw):
         engine = Engine(
             640, 360, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, overlap=2, max_memory=budget, **kw
         )
-        return engine.plan
+        return engine.sizes
 
-    roomy, tight = plan(8 << 30), plan(2 << 30)
+    roomy, tight = sizes(8 << 30), sizes(2 << 30)
     assert roomy.tile is None and tight.window <= roomy.window
-    smaller = plan(800 << 20)  # 506 MiB of it hold the tiled window's outputs (12 frames) on the host
+    smaller = sizes(800 << 20)  # 506 MiB of it hold the tiled window's outputs (12 frames) on the host
     assert smaller.tile is not None and smaller.tile[0] * smaller.tile[1] < 640 * 360
-    assert plan(8 << 30).window >= plan(1 << 30).window >= 1
+    assert sizes(8 << 30).window >= sizes(1 << 30).window >= 1
     with pytest.raises(ValueError, match="does not fit"):
-        plan(1 << 20)
+        sizes(1 << 20)
     # with tiles off, a small budget shortens the window instead, down to 1 frame, then says so
     five_frames = memory.window_bytes(5 + 2 * 2, 360, 640, 4, 4, batch=1)  # the CPU engine cleans 1 frame at a time
-    assert plan(five_frames, tile=-1).window == 5 and plan(five_frames, tile=-1).tile is None
+    assert sizes(five_frames, tile=-1).window == 5 and sizes(five_frames, tile=-1).tile is None
     with pytest.raises(ValueError, match="not even a window of 1 frame"):
-        plan(100 << 20, tile=-1)
+        sizes(100 << 20, tile=-1)
 
 
 @pytest.mark.parametrize(

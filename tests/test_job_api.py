@@ -58,6 +58,7 @@ def test_plan_without_weights_equals_the_runs_windows_and_segments(clip, uninter
 def test_progress_callback_gets_monotonic_progress_and_segment_events(uninterrupted):
     _, _, events = uninterrupted
     kinds = [event.kind for event in events]
+    assert all(isinstance(kind, job.ProgressKind) for kind in kinds)  # the kinds' one home
     assert kinds[0] == "started" and kinds[-1] == "joining"
     assert kinds.count("frame") == 12 and kinds.count("segment_done") == 3
     done = [event.frames_done for event in events]
@@ -100,10 +101,10 @@ def test_cancel_keeps_every_finished_window_that_resume_completes(clip, tiny_che
 def test_cancel_stops_the_window_in_flight(clip, tiny_checkpoint, tmp_path, monkeypatch):
     """Cancel mid-window: the window in flight (dropped anyway) stops at its next network step
     instead of being computed to its end."""
-    from vsrealbasicvsr.engine import engine
+    from vsrealbasicvsr.engine import progress
 
     cancel = threading.Event()
-    counting = engine._StepCounter._counting
+    counting = progress.StepCounter._counting
     attempts = []  # the engine's attempts at windows, in the order their steps began
 
     def cancelling_in_the_second_window(counter, step, per_item):
@@ -121,12 +122,12 @@ def test_cancel_stops_the_window_in_flight(clip, tiny_checkpoint, tmp_path, monk
 
         return call
 
-    monkeypatch.setattr(engine._StepCounter, "_counting", cancelling_in_the_second_window)
-    engine.reset_stats()
+    monkeypatch.setattr(progress.StepCounter, "_counting", cancelling_in_the_second_window)
+    progress.reset_stats()
     stopped = job.run(spec_of(clip, tmp_path / "x4.mkv", tiny_checkpoint), cancel=cancel)
     assert stopped.cancelled and (stopped.segments_done, stopped.segment_count) == (1, 3)
     assert len(attempts) == 2 and attempts[1].stopped
-    assert engine.stats()["frames"] == 4  # the second window handed out nothing: it was stopped
+    assert progress.stats()["frames"] == 4  # the second window handed out nothing: it was stopped
 
 
 def test_a_job_file_that_writes_out_defaults_is_the_same_job(clip, tmp_path):

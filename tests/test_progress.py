@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import REPO, make_clip_with_cut
 
-from vsrealbasicvsr.engine import engine as engine_module
+from vsrealbasicvsr.engine import progress
+from vsrealbasicvsr.engine.engine import Engine
 from vsrealbasicvsr.job import progress as job_progress
 
 FLOAT = 1
@@ -23,19 +24,20 @@ def views(frames: np.ndarray):
     return [(*(memoryview(np.ascontiguousarray(plane)) for plane in frame), frame.shape[2] * 4) for frame in frames]
 
 
+def tiny_engine(checkpoint, window: int) -> Engine:
+    return Engine(40, 24, FLOAT, 32, checkpoint=checkpoint, max_seq_len=window, overlap=0, tile=-1, device="cpu")
+
+
 def test_engine_progress_moves_before_a_window_hands_out_frames(tiny_checkpoint):
     frames = np.random.default_rng(0).random((4, 3, 24, 40), dtype=np.float32)
-    engine = engine_module.Engine(
-        40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=4, overlap=0, tile=-1, device="cpu"
-    )
-    engine_module.reset_stats()
+    engine = tiny_engine(tiny_checkpoint, 4)
     seen = []
     for _ in engine.run(views(frames), 0, 0, 0):
-        seen.append(engine_module.progress())
+        seen.append(engine.job_work.frames())
     # When frame 0 leaves, cleaning, flows and backward propagation of all 4 frames are done,
     # 3 of each frame's 5 steps: more than half the window's work, though 1 frame was handed out.
     assert seen[0] > 2
-    assert seen == sorted(seen) and engine_module.progress() == 4
+    assert seen == sorted(seen) and engine.job_work.frames() == 4
 
 
 def test_rate_and_eta_only_once_a_window_of_work_is_measured():
@@ -105,11 +107,13 @@ PTY_SCRIPT = """
 import sys
 import vapoursynth as vs
 import vsrealbasicvsr
+from vsrealbasicvsr.engine.progress import JobWork, counting_into
 from vsrealbasicvsr.job.progress import Progress
 
 clip = vs.core.std.BlankClip(format=vs.RGBS, width=128, height=128, length=12, color=[0.2, 0.5, 0.8])
-upscaled = vsrealbasicvsr.upscale(clip, checkpoint=sys.argv[1], max_seq_len=12, overlap=0, tile=-1, device="cpu")
-progress = Progress(12, 0, False)
+with counting_into(JobWork()) as work:  # the engine the filter creates here counts into work
+    upscaled = vsrealbasicvsr.upscale(clip, checkpoint=sys.argv[1], max_seq_len=12, overlap=0, tile=-1, device="cpu")
+progress = Progress(12, 0, False, work=work.frames)
 for n, frame in enumerate(upscaled.frames()):
     if n == 0:
         print("\\n<first frame handed over>", file=sys.stderr, flush=True)
@@ -148,15 +152,34 @@ def test_the_bar_on_a_terminal_moves_within_a_window(tiny_checkpoint):
     assert len(moving) >= 3, before
 
 
-def test_engine_progress_counts_per_device(tiny_checkpoint):
-    """Two jobs at once on two devices (the web page runs one per device) each see their own work."""
-    frames = np.random.default_rng(0).random((2, 3, 24, 40), dtype=np.float32)
-    engine = engine_module.Engine(
-        40, 24, FLOAT, 32, checkpoint=tiny_checkpoint, max_seq_len=2, overlap=0, tile=-1, device="cpu"
-    )
-    engine_module.reset_stats()
-    for _ in engine.run(views(frames), 0, 0, 0):
-        pass
-    assert engine_module.progress("cpu") == 2 and engine_module.progress() == 2
-    assert engine_module.progress("cuda:0") == 0
-    assert engine_module.device_name("cuda") == "cuda:0" and engine_module.device_name("cpu") == "cpu"
+def test_each_jobs_engines_count_their_own_work(tiny_checkpoint):
+    """Two jobs at once (the page runs one per device; the job API lets a program run several)
+    and one after the other each see their own work, and a cancel stops its own job's window
+    only: engines count into the work of the job that created them."""
+    frames = np.random.default_rng(0).random((4, 3, 24, 40), dtype=np.float32)
+    first_job, second_job = progress.JobWork(), progress.JobWork()
+    with progress.counting_into(first_job):
+        first = tiny_engine(tiny_checkpoint, 4)
+    with progress.counting_into(second_job):
+        second = tiny_engine(tiny_checkpoint, 2)
+    on_its_own = tiny_engine(tiny_checkpoint, 4)  # outside any job: its own work
+    assert first.job_work is first_job and second.job_work is second_job
+    assert on_its_own.job_work not in (first_job, second_job)
+
+    in_flight = first.run(views(frames), 0, 0, 0)
+    next(in_flight)  # the first job's window is being computed
+    assert 1 <= first_job.frames() < 4 and second_job.frames() == 0
+    assert len(list(second.run(views(frames[:2]), 0, 0, 0))) == 2  # the second job, meanwhile
+    assert second_job.frames() == 2 and 1 <= first_job.frames() < 4
+    assert second_job.stop_windows() == 0  # the second job's cancel: nothing of the first's stops
+    assert len(list(in_flight)) == 3
+    assert (first_job.frames(), second_job.frames()) == (4, 2)
+
+    list(on_its_own.run(views(frames), 0, 0, 0))  # a later engine, in no job
+    assert (first_job.frames(), second_job.frames(), on_its_own.job_work.frames()) == (4, 2, 4)
+
+    in_flight = first.run(views(frames), 4, 0, 0)
+    next(in_flight)
+    assert first_job.stop_windows() == 1  # the first job's cancel stops its window at the next step
+    with pytest.raises(progress.WindowStopped):
+        list(in_flight)

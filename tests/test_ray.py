@@ -33,6 +33,7 @@ import pytest
 from conftest import REPO, make_clip_with_cut
 from helpers import free_port, spec_of, wait_for_port
 
+from vsrealbasicvsr import job
 from vsrealbasicvsr.frontends import cli, ray_runner
 
 ray = pytest.importorskip("ray", reason='needs Ray: pip install "vsrealbasicvsr[ray]" (make install does)')
@@ -282,6 +283,7 @@ def test_shared_folder_run_writes_the_one_process_output(clip, tiny_checkpoint, 
     assert_has_audio(output)
     assert not (tmp_path / "x4.mkv.rbvsr-work").exists()
     kinds = [event.kind for event in events]
+    assert all(isinstance(kind, job.ProgressKind) for kind in kinds)  # the kinds' one home, as in one process
     assert kinds[0] == "started" and kinds[-1] == "joining"
     assert kinds.count("frame") == 12 and kinds.count("segment_done") == 3
     done = [event.frames_done for event in events]

@@ -7,12 +7,12 @@ segments of one window each, so a job has 3 segments. The weights are the tiny c
 the realbasicvsr model's (`tiny_weights_home`). FFV1 keeps the frames as the pipeline made them.
 """
 
+import dataclasses
 import errno
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -20,7 +20,10 @@ import numpy as np
 import pytest
 from conftest import WEB_OPTIONS
 from starlette.testclient import TestClient
+from test_web_restart import wait_for
 
+from vsrealbasicvsr import options
+from vsrealbasicvsr.engine import memory
 from vsrealbasicvsr.frontends.web import app as web_app
 from vsrealbasicvsr.frontends.web import jobs as web_jobs
 from vsrealbasicvsr.frontends.web import runner as web_runner
@@ -57,17 +60,6 @@ def events_of(client, job_id) -> list[dict]:
     """The job's event stream, read to its end (the job's end)."""
     text = client.get(f"/api/jobs/{job_id}/events").text
     return [json.loads(line.removeprefix("data: ")) for line in text.splitlines() if line.startswith("data: ")]
-
-
-def wait_for(client, job_id, condition, timeout=300) -> dict:
-    """The job once `condition(job)` holds (polled)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if condition(job):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not get there: {job}")
 
 
 def frames_of(path: Path) -> list[np.ndarray]:
@@ -316,7 +308,9 @@ def test_a_full_disk_is_a_message_and_the_server_keeps_serving(client, clip, tmp
         ({"max_seq_len": -1}, "max_seq_len must be >= 0"),
         ({"tile": 8}, "smaller than the minimum"),
         ({"device": "quantum"}, "unknown device 'quantum'"),
-        ({"overlap": 2}, "unknown option overlap"),
+        ({"checkpoint": "/etc/passwd"}, "unknown option checkpoint"),  # a path on the server
+        ({"overlap": -1}, "overlap must be >= 0"),
+        ({"crf": 52}, "crf of libx264 must be a whole number from 0 to 51"),
         ({"codec": "prores"}, "unknown codec 'prores'"),
         ({"codec": "ffv1", "crf": 18}, "crf applies to libx264"),
         ({"model": "nope"}, "unknown model 'nope'"),
@@ -332,12 +326,54 @@ def test_bad_options_are_messages(client, clip, options, message):
     assert client.post(f"/api/jobs/{job_id}/start").status_code == 409  # not planned
 
 
+def test_the_form_is_every_option_of_options_py_but_paths(client):
+    form = client.get("/api/config").json()
+    asked = {option.name: option for option in options.fields() if option.metadata["kind"] != "path"}
+    assert set(form["options"]) == set(asked) and set(form["output"]) == {"codec", "crf"}
+    for name, field in form["options"].items():
+        about = asked[name].metadata
+        assert field["help"] == about["help"] or name == "tile"  # the tile's, in the page's words
+        assert field.get("min") == about["minimum"]
+    assert (
+        form["options"]["tile"]["min"] == memory.MIN_TILE
+        and f"at least {memory.MIN_TILE}" in form["options"]["tile"]["help"]
+    )
+    assert list(form["options"]["precision"]["choices"]) == list(options.PRECISIONS)
+    assert form["options"]["device"]["suggestions"] == list(options.DEVICES)
+    assert form["options"]["scene_split"] | {"kind": "flag", "default": True} == form["options"]["scene_split"]
+    assert form["output"]["crf"]["max"] == {"libx264": web_jobs.CRF_CODECS["libx264"]}  # ffv1 takes none
+
+
+def test_a_request_with_the_defaults_written_out_is_the_same_request():
+    written_out = {**OPTIONS, "overlap": 8, "scene_split": True, "precision": None, "crf": ""}
+    assert web_jobs.parse_request(written_out) == web_jobs.parse_request(OPTIONS)
+    assert web_jobs.parse_request(OPTIONS)["options"] == {"max_seq_len": 2, "device": "cpu", "tile": -1}
+    # The model stays, the registry's default too: the page may start with another one.
+    default_model = {**OPTIONS, "model": registry.DEFAULT_MODEL}
+    assert web_jobs.parse_request(default_model)["options"]["model"] == registry.DEFAULT_MODEL
+
+
+def test_an_option_added_to_options_py_comes_to_the_page(client, monkeypatch):
+    added = dataclasses.field(default=3, metadata=options._about("int", "A new option.", minimum=2))
+    added.name = "new_option"
+    monkeypatch.setattr(options, "fields", lambda fields=options.fields: (*fields(), added))
+    field = client.get("/api/config").json()["options"]["new_option"]
+    assert field == {
+        "kind": "number",
+        "default": 3,
+        "default_text": "3",
+        "help": "A new option.",
+        "main": False,
+        "min": 2,
+    }
+
+
 def test_the_page_offers_every_backend_and_the_plan_names_the_chosen_one(client, clip):
     backend = client.get("/api/config").json()["options"]["backend"]
-    assert backend["choices"] == ["torch", "openvino"] and backend["default"] == "torch"
+    assert list(backend["choices"]) == ["torch", "openvino"] and backend["default"] == "torch"
     job_id = planned_job(client, clip, {**OPTIONS, "backend": "openvino"})
     plan = client.get(f"/api/jobs/{job_id}").json()["plan"]
-    assert (plan["backend"], plan["device"], plan["precision"]) == ("openvino", "cpu", "float32")
+    assert (plan["backend"], plan["device"], plan["precision"]) == ("openvino", "cpu", "fp32")
 
 
 def test_a_token_is_needed_on_every_request(tmp_path):

@@ -97,6 +97,10 @@ def test_the_page_starts_with_an_installed_model_and_says_when_one_is_missing(br
         "realbasicvsr (RealBasicVSR x4): weights not installed, and cannot be fetched"
     )
     expect(page.locator("#start-button")).to_be_disabled()
+    # The job planned with the registry's default model shows it when opened again.
+    again = open_page(browser, site, path=f"/#{site['failed']}")
+    expect(again.locator("select[name=model]")).to_have_value("realbasicvsr")
+    again.close()
     model.select_option("basicvsr-reds4")
     expect(beside).to_be_hidden(timeout=60_000)
     page.close()
@@ -123,6 +127,46 @@ def test_errors_stand_beside_their_control_and_go_when_it_is_fixed(browser, site
     page.click("#pick-button")
     expect(page.locator("#pick-error")).to_contain_text("notes.txt is not a video", timeout=60_000)
     assert "notes.txt" not in page.inner_text("#job")
+    page.close()
+
+
+def test_the_form_has_every_option_labelled_with_its_meaning(browser, site):
+    from playwright.sync_api import expect
+
+    form = call_json(site["base"], "GET", "/api/config")
+    page = open_page(browser, site, path=f"/#{site['failed']}")
+    failed(page, site)
+    more = page.locator("#more-options")
+    expect(more).not_to_have_attribute("open", "")
+    for name, about in [*form["options"].items(), *form["output"].items()]:
+        control = page.get_by_label(name, exact=True)  # the option's name labels its control
+        expect(control).to_have_count(1)
+        described = control.get_attribute("aria-describedby")
+        assert page.locator(f"#{described}").text_content() == about["help"]
+        assert more.locator(control).count() == (0 if about["main"] else 1)
+    # The options after the first ones open with the keyboard; a field in focus says what it does.
+    page.focus("#more-options summary")
+    page.keyboard.press("Enter")
+    expect(more).to_have_attribute("open", "")
+    page.focus("input[name=overlap]")
+    expect(page.locator("#option-help")).to_have_text(form["options"]["overlap"]["help"])
+    # An error about one of them opens them again, the message beside it.
+    page.fill("input[name=overlap]", "-1")
+    page.locator("input[name=overlap]").dispatch_event("change")
+    page.click("#more-options summary")
+    beside = page.locator('.field-error[data-for="overlap"]')
+    expect(beside).to_contain_text("overlap must be >= 0", timeout=60_000)
+    expect(more).to_have_attribute("open", "")
+    expect(beside).to_be_visible()
+    # A message that names two options ("compile=True needs a CUDA device") stands beside the
+    # first it names.
+    page.fill("input[name=overlap]", "8")
+    page.keyboard.press("Tab")  # a change: its message goes and the fields move; then a plan
+    expect(page.locator("#plan")).to_be_visible(timeout=60_000)  # planned: nothing moves under the click
+    page.check("input[name=compile]")  # on the job's device, the CPU
+    beside = page.locator('.field-error[data-for="compile"]')
+    expect(beside).to_contain_text("compile=True needs a CUDA device", timeout=60_000)
+    assert page.locator('.field-error[data-for="device"]').is_hidden()
     page.close()
 
 

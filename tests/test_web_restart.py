@@ -58,10 +58,13 @@ def start_server(arguments: list[str], env: dict) -> subprocess.Popen:
     raise AssertionError("the server did not answer")
 
 
-def wait_for(base: str, job_id: str, condition, timeout=300) -> dict:
+def wait_for(server, job_id: str, condition, timeout=300) -> dict:
+    """The job once `condition(job)` holds (polled), from `server`: a server's base URL, or a
+    TestClient of the app."""
+    path = f"/api/jobs/{job_id}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = call_json(base, "GET", f"/api/jobs/{job_id}")
+        job = call_json(server, "GET", path) if isinstance(server, str) else server.get(path).json()
         if condition(job):
             return job
         time.sleep(0.2)

@@ -24,8 +24,8 @@ from helpers import free_port
 from PIL import Image
 from starlette.testclient import TestClient
 from test_ray import local_ray  # noqa: F401 - a fixture
-from test_web import LOCAL, events_of, planned_job, upload, wait_for
-from test_web_restart import call, call_json, start_server
+from test_web import LOCAL, events_of, planned_job, upload
+from test_web_restart import call, call_json, start_server, wait_for
 
 from vsrealbasicvsr.frontends import cli
 from vsrealbasicvsr.frontends.web import app as web_app
@@ -308,9 +308,9 @@ def test_sigterm_with_a_page_watching_stops_quietly(tmp_path, tiny_weights_home,
 
 @pytest.mark.usefixtures("local_ray")
 def test_serve_with_ray_runs_the_jobs_segments_on_the_cluster(clip_with_audio, clip_with_audio_x4, tmp_path):
-    from vsrealbasicvsr.engine import engine
+    from vsrealbasicvsr.engine import progress
 
-    engine.reset_stats()
+    progress.reset_stats()
     with TestClient(web_app.create_app(tmp_path / "jobs", ray=""), base_url=LOCAL) as client:
         job_id = planned_job(client, clip_with_audio)
         assert client.get(f"/api/jobs/{job_id}").json()["plan"]["ray"] is True
@@ -319,7 +319,7 @@ def test_serve_with_ray_runs_the_jobs_segments_on_the_cluster(clip_with_audio, c
         assert events[-1]["state"] == "done", events[-1]
         assert [event["frames_done"] for event in events] == sorted(event["frames_done"] for event in events)
         output = client.get(f"/api/jobs/{job_id}/output").content
-    assert engine.stats()["windows"] == 0  # computed by Ray's workers, none in this process
+    assert progress.stats()["windows"] == 0  # computed by Ray's workers, none in this process
     with av.open(io.BytesIO(output)) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     with av.open(str(clip_with_audio_x4)) as container:

@@ -79,9 +79,9 @@ upscale.__doc__ = f"""Upscales an RGB clip 4x with RealBasicVSR (`core.rbvsr.Ups
 
 def stats() -> dict:
     """The engine's counters (`windows`: engine runs so far), for tests and benchmarks."""
-    from vsrealbasicvsr.engine import engine
+    from vsrealbasicvsr.engine import progress
 
-    return engine.stats()
+    return progress.stats()
 
 
 def _plugin(core: vs.Core):

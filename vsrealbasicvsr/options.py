@@ -6,8 +6,9 @@ what can be checked without torch or a clip. Everything else is made from it:
 - the native filter's argument list (`filter_signature`, read by rbvsr.c at plugin init);
 - `vsrealbasicvsr.upscale`'s signature and the Args part of its docstring (`parameters`,
   `docstring_args`);
-- the engine's defaults and checks (`engine.Settings.of`, `Engine`: `UpscaleOptions.of`);
+- the engine's defaults and checks (`plan.Settings.of`, `Engine`: `UpscaleOptions.of`);
 - the command line's flags and their --help (`add_arguments`, `from_arguments`).
+- the web page's form (`frontends/web/jobs.py`, `form`): names, choices, minimums, help.
 
 Adding an argument is one field here plus its implementation (in the engine, or the filter for
 what the filter reads back from the engine). The README's argument table is pinned to these
@@ -35,18 +36,45 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 # What runs the network's steps; each is a module of vsrealbasicvsr/backends/ of that name.
 BACKENDS = ("torch", "openvino")
 TILE_AUTO, TILE_OFF = 0, -1
-# cuda for torch, gpu (an Intel GPU) for OpenVINO; which backend has which: backends/
-_DEVICE_FORM = re.compile(r"auto|cpu|(cuda|gpu)(:\d+)?")
+# cuda for torch, gpu (an Intel GPU) for OpenVINO; which backend has which: backends/. The
+# numbered ones take ":N" too.
+NUMBERED_DEVICES = ("cuda", "gpu")
+DEVICES = ("auto", "cpu", *NUMBERED_DEVICES)
+_DEVICE_FORM = re.compile(rf"auto|cpu|({'|'.join(NUMBERED_DEVICES)})(:\d+)?")
 
 # How each kind of argument is declared to VapourSynth (registerFunction's types).
 _FILTER_TYPES = {"text": "data", "path": "data", "int": "int", "flag": "int", "tile": "int[]"}
 
 
-def _about(kind: str, help: str, *, none: str = "", flag_help: str = "", metavar: str | None = None) -> dict[str, Any]:
+def _about(
+    kind: str,
+    help: str,
+    *,
+    none: str = "",
+    flag_help: str = "",
+    metavar: str | None = None,
+    choices: tuple[str, ...] = (),
+    suggestions: tuple[str, ...] = (),
+    minimum: int | None = None,
+    below: str = "",
+) -> dict[str, Any]:
     """A field's metadata. kind: text, path, int, flag or tile (how it is checked and passed
     on); help: its meaning, in the words of a Python call; none: what a None default means;
-    flag_help: the command line's words where they differ; metavar: the flag's value."""
-    return {"kind": kind, "help": help, "none": none, "flag_help": flag_help, "metavar": metavar}
+    flag_help: the command line's words where they differ; metavar: the flag's value; choices:
+    the only values a text takes; suggestions: common values of a text of another form;
+    minimum: the smallest int (a tile's smallest side); below: the error's words for a value
+    under it, with {minimum} and {value}."""
+    return {
+        "kind": kind,
+        "help": help,
+        "none": none,
+        "flag_help": flag_help,
+        "metavar": metavar,
+        "choices": choices,
+        "suggestions": suggestions,
+        "minimum": minimum,
+        "below": below,
+    }
 
 
 @dataclass(frozen=True)
@@ -74,6 +102,8 @@ class UpscaleOptions:
             "memory. Longer windows give the recurrence more context and take more memory. Clamped to the "
             "clip's length.",
             metavar="N",
+            minimum=0,
+            below="must be >= {minimum}, not {value}; 0 = automatic, else the number of frames computed together",
         ),
     )
     device: str = field(
@@ -85,6 +115,7 @@ class UpscaleOptions:
             "(not tested here).",
             flag_help="auto, cpu, cuda, cuda:N; with --backend openvino: auto (the CPU), cpu, gpu, gpu:N (Intel GPUs, "
             "not tested here)",
+            suggestions=DEVICES,
         ),
     )
     precision: str | None = field(
@@ -93,6 +124,7 @@ class UpscaleOptions:
             "text",
             '"fp32", "fp16" (CUDA only) or "bf16"; SPyNet always runs in fp32.',
             none="fp16 for RGBH clips on CUDA, else fp32",
+            choices=PRECISIONS,
         ),
     )
     scene_split: bool = field(
@@ -111,6 +143,8 @@ class UpscaleOptions:
             "Context frames computed on each side of a window and then dropped, so frames at window "
             "edges see their neighbours; they never cross a scene cut.",
             metavar="N",
+            minimum=0,
+            below="must be >= {minimum}, not {value}; it counts context frames on each side",
         ),
     )
     tile: int | tuple[int, int] | list[int] = field(
@@ -121,6 +155,7 @@ class UpscaleOptions:
             f"{memory.MIN_TILE}; 0 = automatic (tiles only when a window, its context frames included, does "
             "not fit in memory), -1 = never tile.",
             flag_help="tile size in input pixels: W H, auto (only when a window does not fit in memory) or off",
+            minimum=memory.MIN_TILE,
         ),
     )
     tile_overlap: int = field(
@@ -130,6 +165,8 @@ class UpscaleOptions:
             "Pixels each tile computes beyond its edges, discarded when stitching; more is closer "
             "to untiled output, at a cost.",
             metavar="PX",
+            minimum=0,
+            below="must be >= {minimum}, not {value}; it counts pixels",
         ),
     )
     offload: bool = field(
@@ -147,6 +184,8 @@ class UpscaleOptions:
             "Memory budget of the engine on its device, in bytes.",
             none="what is free when the filter is created",
             metavar="BYTES",
+            minimum=1,
+            below="must be a positive number of bytes, not {value}; leave it out to use what is free",
         ),
     )
     compile: bool = field(
@@ -161,6 +200,8 @@ class UpscaleOptions:
             "included), and its last, get EDVR's refill features; smaller is slower and may be sharper.",
             none="the network's own, 5",
             metavar="N",
+            minimum=1,
+            below="must be >= {minimum}, not {value}; it counts frames between keyframes",
         ),
     )
     backend: str = field(
@@ -171,6 +212,7 @@ class UpscaleOptions:
             'fp32; needs `pip install "vsrealbasicvsr[openvino]"`): the same network and weights, the same '
             "windows and tiles.",
             flag_help="torch or openvino (OpenVINO: CPU or Intel GPU, fp32)",
+            choices=BACKENDS,
         ),
     )
 
@@ -232,53 +274,40 @@ def _checked(option: dataclasses.Field, value: Any) -> Any:
                 f"Upscale: {name} must be a string, not {type(value).__name__}; "
                 f"e.g. {name}={option.default or PRECISIONS[0]!r}"
             )
-        return _checked_text(name, value)
+        return _checked_text(option, value)
     if kind == "flag":
         if not _is_int(value):
             raise ValueError(f"Upscale: {name} must be True or False, not {value!r}; pass {name}=True or False")
         return bool(value)
     if kind == "tile":
-        return _checked_tile(value)
+        return _checked_tile(value, option.metadata["minimum"])
     if not _is_int(value) or isinstance(value, bool):
         raise ValueError(f"Upscale: {name} must be an int, not {value!r}; pass a whole number")
-    return _checked_int(name, int(value))
+    return _checked_int(option, int(value))
 
 
-def _checked_text(name: str, value: str) -> str:
+def _checked_text(option: dataclasses.Field, value: str) -> str:
+    name, choices = option.name, option.metadata["choices"]
     if name == "device" and not _DEVICE_FORM.fullmatch(value):
         raise ValueError(
             f'Upscale: unknown device {value!r}; use "auto", "cpu", "cuda" or "cuda:N" '
             '("gpu" or "gpu:N" with backend="openvino")'
         )
-    if name == "precision" and value not in PRECISIONS:
-        raise ValueError(f"Upscale: unknown precision {value!r}; use one of {', '.join(PRECISIONS)}")
-    if name == "backend" and value not in BACKENDS:
-        raise ValueError(f"Upscale: unknown backend {value!r}; use one of {', '.join(BACKENDS)}")
+    if choices and value not in choices:
+        raise ValueError(f"Upscale: unknown {name} {value!r}; use one of {', '.join(choices)}")
     return value
 
 
-def _checked_int(name: str, value: int) -> int:
-    if name == "max_seq_len" and value < 0:
-        raise ValueError(
-            f"Upscale: max_seq_len must be >= 0, not {value}; 0 = automatic, else the number "
-            "of frames computed together"
-        )
-    if name == "overlap" and value < 0:
-        raise ValueError(f"Upscale: overlap must be >= 0, not {value}; it counts context frames on each side")
-    if name == "tile_overlap" and value < 0:
-        raise ValueError(f"Upscale: tile_overlap must be >= 0, not {value}; it counts pixels")
-    if name == "keyframe_stride" and value < 1:
-        raise ValueError(f"Upscale: keyframe_stride must be >= 1, not {value}; it counts frames between keyframes")
-    if name == "max_memory" and value <= 0:
-        raise ValueError(
-            f"Upscale: max_memory must be a positive number of bytes, not {value}; leave it out to use what is free"
-        )
+def _checked_int(option: dataclasses.Field, value: int) -> int:
+    minimum = option.metadata["minimum"]
+    if minimum is not None and value < minimum:
+        raise ValueError(f"Upscale: {option.name} " + option.metadata["below"].format(minimum=minimum, value=value))
     return value
 
 
-def _checked_tile(tile: Any) -> tuple[int, int]:
+def _checked_tile(tile: Any, minimum: int) -> tuple[int, int]:
     """(w, h) from one int or [width, height]: (0, 0) automatic, (-1, -1) off, or a size of at
-    least MIN_TILE each way (the engine clamps it to the frame)."""
+    least `minimum` each way (the engine clamps it to the frame)."""
     if _is_int(tile):
         tile = (tile, tile)
     if (
@@ -294,10 +323,10 @@ def _checked_tile(tile: Any) -> tuple[int, int]:
     tile_w, tile_h = (int(tile[0]), int(tile[-1]))
     if (tile_w, tile_h) in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)):
         return tile_w, tile_h
-    if min(tile_w, tile_h) < memory.MIN_TILE:
+    if min(tile_w, tile_h) < minimum:
         raise ValueError(
-            f"Upscale: tile {[tile_w, tile_h]} is smaller than the minimum of {memory.MIN_TILE} px; "
-            f"use tiles of at least {memory.MIN_TILE}x{memory.MIN_TILE}, 0 (automatic) or -1 (off)"
+            f"Upscale: tile {[tile_w, tile_h]} is smaller than the minimum of {minimum} px; "
+            f"use tiles of at least {minimum}x{minimum}, 0 (automatic) or -1 (off)"
         )
     return tile_w, tile_h
 
@@ -378,7 +407,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None =
                 flag(name),
                 type=int if kind == "int" else str,
                 default=option.default,
-                choices={"precision": PRECISIONS, "backend": BACKENDS}.get(name),
+                choices=option.metadata["choices"] or None,
                 metavar=option.metadata["metavar"],
                 help=help_text.replace("%", "%%"),
             )

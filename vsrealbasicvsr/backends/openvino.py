@@ -1,6 +1,6 @@
 """backend="openvino": the network's steps run by OpenVINO, on the CPU or an Intel GPU.
 
-Each step (`backends.step_modules`) is converted from the loaded torch module, with the
+Each step (`backends.modules.step_modules`) is converted from the loaded torch module, with the
 checkpoint's weights (no model files of ours), the first time it meets an input shape, compiled
 for the device in fp32, and kept for the life of the process, keyed by the step's weights, the
 shapes and the device: a second engine on the same weights and shapes converts and compiles
@@ -17,7 +17,7 @@ The conversion goes through OpenVINO's PyTorch frontend directly rather than
 out; converting a user's video filter's steps is nothing to report.
 
 The compiled steps are shared by the engines of the process; they run on the engine's torch
-thread (`engine.TorchThread`), which is the CPU's for every OpenVINO engine, so one step runs
+thread (`engine.threads.TorchThread`), which is the CPU's for every OpenVINO engine, so one step runs
 at a time and each keeps one infer request.
 """
 
@@ -30,13 +30,17 @@ import re
 import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from ..models import Steps
 from ..weights import registry
-from . import Backend, step_modules
+from . import Backend
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models import Steps
 
 INSTALL = 'pip install "vsrealbasicvsr[openvino]"'
 CACHE_FOLDER = "openvino-cache"  # in registry.weights_dir()
@@ -120,8 +124,8 @@ class OpenVINOBackend(Backend):
     precisions = ("fp32",)
 
     def __init__(self, device: str):
-        super().__init__(torch.device("cpu"))  # the recurrence's tensors stay on the host
-        self.device = device  # OpenVINO's name
+        super().__init__("cpu")  # the recurrence's tensors stay on the host
+        self.openvino_name = device  # OpenVINO's name of the device
 
     @classmethod
     def on(cls, device: str) -> OpenVINOBackend:
@@ -138,7 +142,12 @@ class OpenVINOBackend(Backend):
         return super().is_out_of_memory(error) or _says_out_of_memory(error)
 
     def steps(self, network: torch.nn.Module) -> Steps:
-        return Steps({name: _CompiledStep(name, module, self.device) for name, module in step_modules(network).items()})
+        from ..models import Steps
+        from .modules import step_modules
+
+        return Steps(
+            {name: _CompiledStep(name, module, self.openvino_name) for name, module in step_modules(network).items()}
+        )
 
 
 class _CompiledStep:
@@ -149,6 +158,8 @@ class _CompiledStep:
         self.digest = _digest(module)
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        import torch
+
         arrays = [np.ascontiguousarray(tensor.float().numpy()) for tensor in inputs]
         request = self._request(arrays)
         request.infer(arrays, share_inputs=True)
@@ -193,6 +204,8 @@ class _CompiledStep:
 
     def _convert(self, arrays):
         """The module traced on copies of these inputs and converted for their shapes."""
+        import torch
+
         openvino = _openvino()
         from openvino.frontend import FrontEndManager
         from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder

@@ -2,15 +2,16 @@
 
 The native filter creates one `Engine` per `Upscale` call (its `ValueError`s become the call's
 `vs.Error`) and calls `Engine.run` once per window from a VapourSynth thread, which waits while the
-thread of the engine's device (`TorchThread`) computes. The contract is in docs/DESIGN.md.
+thread of the engine's device (`threads.TorchThread`) computes. The contract is in docs/DESIGN.md.
 
-What the engine decides: the backend that runs the network's steps (`backends/`; the
-recurrence and everything below stay here and in the models whatever it is), the device and
-precision, the window length and tile size that fit in
-memory (`memory.py`), how a window is cut into tiles, and what to do when the device runs out
-of memory: free the cache, halve the tile (then the window), retry the same window, and keep the
-smaller setting for the windows that follow (an out-of-memory error costs a retry once, not on
-every window; a new `Upscale` call starts from its own plan again).
+The planner (`plan.py`, no torch) decides the backend, the device and precision (as names),
+the window length and tile size that fit in memory, and how they shrink after an out-of-memory
+error. The engine does the rest on the device: it loads and places the network, runs its
+steps on the backend (the recurrence stays in the models whatever the backend is), cuts a
+window into tiles (`tiles.py`), and when the device runs out of memory frees the cache, shrinks
+the plan, retries the same window and keeps the smaller setting for the windows that follow (an
+out-of-memory error costs a retry once, not on every window; a new `Upscale` call starts from
+its own plan again). fp16/bf16 outputs that overflowed are computed again in fp32.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ from __future__ import annotations
 import copy
 import gc
 import os
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from . import threads
 
@@ -32,263 +30,35 @@ threads.prefer_passive_wait()
 import numpy as np  # noqa: E402 (after the wait policy, above)
 import torch  # noqa: E402
 
-from .. import backends  # noqa: E402
-from ..models import Steps  # noqa: E402
-from ..options import TILE_AUTO, TILE_OFF, UpscaleOptions  # noqa: E402
-from . import memory, tiles  # noqa: E402
+from ..options import UpscaleOptions  # noqa: E402
+from . import progress, tiles  # noqa: E402
+from .plan import SampleFormat, Settings, WindowSizes, sub_window  # noqa: E402
 
 # The torch type of each of options.PRECISIONS.
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# No frame is wider or taller than a C int (VapourSynth's frame sizes, the filter's frame properties).
-MAX_TILE = 2**31 - 1
 INJECT_OOM_ENV = "VSREALBASICVSR_INJECT_OOM"
 
-_stats = {"windows": 0, "frames": 0, "attempts": 0, "oom_retries": 0}
 
-
-def stats() -> dict:
-    """Counters since the process started (or `reset_stats`): `windows` computed (one per
-    (sub-)window attempt that ran, however many tiles it took), output `frames` yielded, engine
-    `attempts` (including those that failed), `oom_retries`."""
-    return dict(_stats)
-
-
-def reset_stats() -> None:
-    for key in _stats:
-        _stats[key] = 0
-    with _work_lock:
-        _finished_work.clear()
-
-
-def _inject_oom() -> None:
+def _inject_oom(attempts: int) -> None:
     """Fault injection for tests: the first K attempts of the process (counted since the start
-    or the last `reset_stats`) fail as out of memory. The variable is read on every attempt so
-    that a test can set and clear it around one window (docs/DESIGN.md, process-wide state)."""
+    or the last `progress.reset_stats`) fail as out of memory. The variable is read on every
+    attempt so that a test can set and clear it around one window (docs/DESIGN.md, process-wide
+    state)."""
     limit = int(os.environ.get(INJECT_OOM_ENV, "0") or 0)
-    if _stats["attempts"] <= limit:
+    if attempts <= limit:
         raise torch.OutOfMemoryError(f"injected out-of-memory ({INJECT_OOM_ENV}={limit})")
 
 
-class _WindowWork:
-    """One attempt at a window, as progress. Its network steps are counted as they run: for each
-    computed frame (context frames too) and each tile, one step each of cleaning, flows (both
-    directions), backward propagation, forward propagation and reconstruction, parts that take
-    comparable time. Done steps count as that share of the frames the attempt hands out."""
-
-    def __init__(self, output_frames: int, steps: int, device: str):
-        self.output_frames, self.steps, self.device = output_frames, max(1, steps), device
-        self.steps_done = 0.0
-        self.handed_out = 0
-        self.stopped = False  # set by `stop_windows`: the attempt fails at its next step
-
-    def frames(self) -> float:
-        """Output frames' worth of the work done, at least the frames handed out."""
-        share = min(1.0, self.steps_done / self.steps)
-        return max(float(self.handed_out), share * self.output_frames)
-
-
-_work_lock = threading.Lock()  # guards the two below; the poller reads while torch threads count
-_running_work: set[_WindowWork] = set()
-_finished_work: dict[str, int] = {}  # per device: frames handed out by the attempts that ended
-
-
-def device_name(device: torch.device | str) -> str:
-    """A device as progress and plans name it: "cpu", "cuda:0" (an index always for CUDA)."""
-    device = torch.device(device)
-    return f"{device.type}:{device.index or 0}" if device.type == "cuda" else device.type
-
-
-def progress(device: str | None = None) -> float:
-    """Output frames' worth of work done by this process's engines since it started (or
-    `reset_stats`), on `device` (`device_name`) or on all: the frames handed out, plus, for each
-    window being computed, the share of its network steps done. Frames leave a window at its end;
-    this moves while it is computed. Per device, so that jobs running at once on two devices
-    (one each, as the web page runs them) each count their own."""
-    with _work_lock:
-        finished = _finished_work.values() if device is None else [_finished_work.get(device, 0)]
-        running = (work.frames() for work in _running_work if device is None or work.device == device)
-        return sum(finished) + sum(running)
-
-
-class WindowStopped(RuntimeError):
-    """A window's computation was stopped by `stop_windows` (its job was cancelled)."""
-
-
-def stop_windows(options: dict) -> int:
-    """Stops the windows being computed now on the device that `Upscale` with these arguments
-    (`options.UpscaleOptions`) runs on: each fails with `WindowStopped` at its next network step,
-    which the filter reports as the error of that window's frames. Returns how many it stopped.
-
-    For a cancelled job: a window is the smallest unit of kept work, so the window in flight is
-    dropped anyway, and computing it to its end would only delay the cancel (and the next job on
-    the device) by up to a window's time. A process runs one job per device at a time (the
-    command; the page's queue), so the device names the job's windows."""
-    settings = UpscaleOptions.of(**options)
-    device = device_name(backends.of(settings.backend, settings.device).torch_device)
-    with _work_lock:
-        running = [work for work in _running_work if work.device == device]
-        for work in running:
-            work.stopped = True
-    return len(running)
-
-
-class _StepCounter:
-    """Counts the network's steps into the running attempt's `_WindowWork`, as the `Steps` that
-    `counted` wraps run (the wrappers hold this counter, not the engine, so that no reference
-    cycle keeps an engine's memory after its filter is freed).
-
-    How much each step's call is worth is the network's (`STEP_WORK`: per item of its batch,
-    frames or frame pairs); a frame's worth is their sum, flows counted for both directions."""
-
-    def __init__(self, step_work: dict[str, float]):
-        self.step_work = dict(step_work)
-        self.steps_per_frame = sum(self.step_work.values()) + self.step_work.get("flow", 0)
-        self.work: _WindowWork | None = None
-
-    def counted(self, steps: Steps) -> Steps:
-        """steps, each counting its calls."""
-        return steps.replace(
-            **{
-                name: self._counting(step, self.step_work[name])
-                for name, step in steps.items()
-                if name in self.step_work
-            }
-        )
-
-    def _counting(self, step, per_item: float):
-        def count(*inputs):
-            if self.work is not None and self.work.stopped:
-                raise WindowStopped("Upscale: the window was stopped: its job was cancelled")
-            output = step(*inputs)
-            if self.work is not None:
-                self.work.steps_done += per_item * inputs[0].shape[0]
-            return output
-
-        return count
-
-
-class TorchThread:
-    """The thread on which the engines of one device run all their torch work: loading, windows,
-    conversions. One per device (`for_device`), shared by the engines on it.
-
-    Why: torch's CPU kernels parallelise with OpenMP, and libgomp gives every thread that starts
-    parallel work its own team of threads. VapourSynth creates a filter on the script's thread and
-    calls it from whichever of its worker threads is free, so engines run from the calling threads
-    build several teams; once a process has more OpenMP threads than cores, libgomp makes idle team
-    threads sleep instead of spin between kernels, and each of the network's thousands of kernels
-    per frame then waits for a wake-up (the measurement: docs/BENCHMARKS.md). Engines on one device take turns
-    step by step, as they would share its cores anyway; engines on different GPUs run side by side."""
-
-    _DONE = object()
-    _per_device: ClassVar[dict[str, TorchThread]] = {}
-    _per_device_lock = threading.Lock()
-
-    def __init__(self):
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rbvsr-torch")
-
-    @classmethod
-    def for_device(cls, device: torch.device) -> TorchThread:
-        with cls._per_device_lock:
-            if str(device) not in cls._per_device:
-                cls._per_device[str(device)] = cls()
-            return cls._per_device[str(device)]
-
-    def call(self, function, *args):
-        """function(*args) on this thread; its exception is raised in the caller."""
-        return self._executor.submit(function, *args).result()
-
-    def iterate(self, generator):
-        """The items of `generator`, each computed on this thread when the caller asks for it, so
-        frames still leave one by one."""
-        try:
-            while (item := self.call(self._step, generator)) is not self._DONE:
-                yield item
-        finally:
-            if generator.gi_frame is not None:  # the caller stopped early: finish it where it ran
-                self.call(generator.close)
-
-    @classmethod
-    def _step(cls, generator):
-        # Inference mode is a per-thread state: entered per step, not across a yield, because the
-        # steps of several windows may alternate on this thread.
-        with torch.inference_mode():
-            return next(generator, cls._DONE)
-
-
-@dataclass(frozen=True)
-class SampleFormat:
-    """How the clip's samples map to [0, 1] floats and back."""
-
-    dtype: np.dtype
-    peak: int  # 0 for float formats
-
-    @classmethod
-    def of(cls, sample_type: int, bits_per_sample: int) -> SampleFormat:
-        if sample_type == 0 and bits_per_sample == 8:
-            return cls(np.dtype(np.uint8), 255)
-        if sample_type == 0 and 9 <= bits_per_sample <= 16:
-            return cls(np.dtype(np.uint16), (1 << bits_per_sample) - 1)
-        if sample_type == 1 and bits_per_sample == 16:
-            return cls(np.dtype(np.float16), 0)
-        if sample_type == 1 and bits_per_sample == 32:
-            return cls(np.dtype(np.float32), 0)
-        raise ValueError(
-            f"Upscale: unsupported sample format ({'float' if sample_type else 'integer'}, "
-            f"{bits_per_sample} bits); convert to RGBS, e.g. core.resize.Bicubic(clip, format=vs.RGBS)"
-        )
-
-    def to_float(self, plane: np.ndarray) -> np.ndarray:
-        if self.peak:
-            return plane.astype(np.float32) / np.float32(self.peak)
-        return plane.astype(np.float32, copy=False)
-
-    def from_float(self, frame: torch.Tensor) -> np.ndarray:
-        """(3, H, W) float on any device -> C-contiguous host array of this format."""
-        # Outputs are clamped to [0, 1] also for float clips: the network overshoots at edges,
-        # and values outside the nominal range break the conversions that usually follow.
-        frame = frame.clamp(0, 1)
-        if self.peak:
-            ints = torch.round(frame.float() * self.peak).to(torch.int32)
-            return np.ascontiguousarray(ints.cpu().numpy().astype(self.dtype))
-        target = torch.float16 if self.dtype == np.float16 else torch.float32
-        return np.ascontiguousarray(frame.to(target).cpu().numpy())
-
-
-@dataclass
-class Plan:
-    """The sizes the engine computes with; shrinks on out-of-memory."""
-
-    window: int  # frames computed together, context not counted
-    tile: tuple[int, int] | None  # (w, h) low-resolution pixels, None = untiled
-    can_tile: bool  # False when the user said tile=-1
-
-
-def _resolve_precision(precision: str | None, device: torch.device, sample: SampleFormat) -> torch.dtype:
-    if precision is None:
-        # RGBH computes in fp16 on a GPU; CPUs have no fast fp16 convolutions, so fp32 there.
-        return torch.float16 if sample.dtype == np.float16 and device.type == "cuda" else torch.float32
-    if precision == "fp16" and device.type == "cpu":
-        # torch's CPU fp16 convolutions are slow, bf16 is fast on CPUs with native bf16 and slow
-        # on others, so only fp16 is refused (figures: docs/BENCHMARKS.md).
-        raise ValueError(
-            'Upscale: precision="fp16" is for CUDA devices, the engine runs on the CPU; '
-            'use precision="fp32" (or "bf16") on the CPU, or device="cuda"'
-        )
-    return DTYPES[precision]
-
-
-def _frame_tile(tile: tuple[int, int], width: int, height: int) -> tuple[int, int]:
-    """The checked tile option (options.UpscaleOptions) for frames of width x height: sizes
-    beyond the frame are clamped to it (one tile spans it), sizes beyond any frame refused."""
-    tile_w, tile_h = tile
-    if (tile_w, tile_h) in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)):
-        return tile_w, tile_h
-    if max(tile_w, tile_h) > MAX_TILE:
-        raise ValueError(
-            f"Upscale: tile {[tile_w, tile_h]} is out of range (at most {MAX_TILE} px); "
-            f"use at most the frame's size ({width}x{height}), 0 (automatic) or -1 (off)"
-        )
-    return min(tile_w, width), min(tile_h, height)
+def _from_float(sample: SampleFormat, frame: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float on any device -> C-contiguous host array of the clip's format."""
+    # Outputs are clamped to [0, 1] also for float clips: the network overshoots at edges,
+    # and values outside the nominal range break the conversions that usually follow.
+    frame = frame.clamp(0, 1)
+    if sample.peak:
+        ints = torch.round(frame.float() * sample.peak).to(torch.int32)
+        return np.ascontiguousarray(ints.cpu().numpy().astype(sample.dtype))
+    target = torch.float16 if sample.dtype == np.float16 else torch.float32
+    return np.ascontiguousarray(frame.to(target).cpu().numpy())
 
 
 def _load_network(model: str, checkpoint, keyframe_stride: int | None = None):
@@ -333,12 +103,9 @@ def _check_deformable_precision(network: torch.nn.Module, device: torch.device, 
             )
 
 
-def _check_compile(device: torch.device) -> None:
-    """compile=True only on CUDA: on the CPU inductor needs a C++ toolchain at run time and the
-    first window would stall for minutes inside a frame request (not tried further on CPUs), so
-    it is refused at call time instead."""
-    if device.type != "cuda":
-        raise ValueError("Upscale: compile=True needs a CUDA device, the engine runs on the CPU; use compile=False")
+def _check_dynamo() -> None:
+    """compile=True where this torch and Python can compile (what the arguments allow is the
+    planner's: `plan.check_compile`)."""
     if not torch._dynamo.is_dynamo_supported():
         raise ValueError("Upscale: compile=True is not supported by this torch and Python; use compile=False")
 
@@ -352,123 +119,6 @@ def _compile(network: torch.nn.Module) -> torch.nn.Module:
     return network
 
 
-@dataclass(frozen=True)
-class FirstPlan:
-    """The window and tile an engine starts with, the memory model that chose them, the budget."""
-
-    window_memory: memory.WindowMemory
-    budget: int
-    window: int  # frames computed together, context not counted
-    tile: tuple[int, int] | None  # (w, h) low-resolution pixels, None = untiled
-    can_tile: bool
-
-    def estimated_bytes(self) -> int:
-        return self.window_memory.needed_bytes(self.window, self.tile)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """An `Upscale` call's arguments checked and resolved: all the engine needs but its weights.
-
-    `Settings.of` raises the call's `ValueError`s; `first_plan` sizes windows and tiles for a
-    network of `mid_channels` channels. The engine and the dry run (`plan.py`) both plan this way,
-    so the dry run's plan is the run's."""
-
-    options: UpscaleOptions  # the arguments as given, checked; the fields below are resolved
-    backend: backends.Backend
-    width: int
-    height: int
-    sample: SampleFormat
-    device: torch.device
-    dtype: torch.dtype
-    max_seq_len: int  # 0 = automatic
-    overlap: int
-    tile: tuple[int, int]  # as asked: (0, 0) automatic, (-1, -1) off, or a size
-    tile_overlap: int
-    max_memory: int | None
-
-    @classmethod
-    def of(
-        cls,
-        width: int,
-        height: int,
-        sample_type: int,
-        bits_per_sample: int,
-        num_frames: int | None = None,
-        **arguments: Any,
-    ) -> Settings:
-        """The arguments as `Engine` takes them (see there), checked: what needs no torch by
-        `UpscaleOptions.of`, the backend and device by the backend, precision and compile here."""
-        opts = UpscaleOptions.of(**arguments)
-        sample = SampleFormat.of(sample_type, bits_per_sample)
-        tile = _frame_tile(opts.tile, int(width), int(height))
-        backend = backends.of(opts.backend, opts.device)
-        device = backend.torch_device
-        dtype = _resolve_precision(opts.precision, device, sample)
-        precision = next(name for name, candidate in DTYPES.items() if candidate == dtype)
-        if precision not in backend.precisions:
-            raise ValueError(
-                f'Upscale: backend="{backend.name}" computes in {", ".join(backend.precisions)} only; '
-                f'use precision="{backend.precisions[0]}" (or leave it out), or backend="torch"'
-            )
-        if opts.compile:
-            if backend.name != "torch":
-                raise ValueError(
-                    f'Upscale: compile=True is torch.compile, for backend="torch"; '
-                    f'backend="{backend.name}" compiles its steps anyway: use compile=False'
-                )
-            _check_compile(device)
-        # A window longer than the clip is the whole clip; memory is then sized for the clip.
-        max_seq_len = opts.max_seq_len if num_frames is None else min(opts.max_seq_len, int(num_frames))
-        return cls(
-            opts,
-            backend,
-            int(width),
-            int(height),
-            sample,
-            device,
-            dtype,
-            max_seq_len,
-            opts.overlap,
-            tile,
-            opts.tile_overlap,
-            opts.max_memory,
-        )
-
-    def window_memory(
-        self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4
-    ) -> memory.WindowMemory:
-        # Cleaning and SPyNet need no recurrence, so they can run on a few frames at a time
-        # instead of the whole window (MMEditing's way, whose cleaning dominates the peak of long
-        # windows). On CUDA, batches as large as fit under one frame's reconstruction keep the
-        # GPU busy on small frames; CPU convolutions gain nothing from batching (docs/BENCHMARKS.md)
-        # and each extra frame costs memory, so one frame at a time there.
-        on_cpu = self.device.type == "cpu"
-        return memory.WindowMemory(
-            self.width,
-            self.height,
-            mid_channels,
-            torch.finfo(self.dtype).bits // 8,
-            1 if on_cpu else memory.batch_frames(mid_channels),
-            self.overlap,
-            self.tile_overlap,
-            # tiled windows' outputs wait on the host, which is the CPU engine's budget too
-            self.sample.dtype.itemsize if on_cpu else 0,
-            architecture,
-            scale,
-        )
-
-    def first_plan(self, mid_channels: int, architecture: str = "BasicVSRNet", scale: int = 4) -> FirstPlan:
-        """Window and tile for a network of `mid_channels` channels (of `architecture`, the
-        class's name, at `scale`): `max_memory`, or what the device has free now."""
-        window_memory = self.window_memory(mid_channels, architecture, scale)
-        budget = self.max_memory if self.max_memory is not None else memory.available_bytes(self.device)
-        can_tile = self.tile != (TILE_OFF, TILE_OFF)
-        fixed_tile = None if self.tile in ((TILE_AUTO, TILE_AUTO), (TILE_OFF, TILE_OFF)) else self.tile
-        window, tile = window_memory.choose(budget, self.max_seq_len, fixed_tile, can_tile)
-        return FirstPlan(window_memory, budget, window, tile, can_tile)
-
-
 class Engine:
     """One `Upscale` call's network and sizes. See docs/DESIGN.md for the contract.
 
@@ -477,10 +127,12 @@ class Engine:
         sample_type, bits_per_sample: the clip's format (0 = integer, 1 = float).
         num_frames: the clip's length, when known: a longer max_seq_len is clamped to it.
         **arguments: the `Upscale` arguments the user gave (`options.UpscaleOptions`: names,
-            defaults, meaning; what needs no torch is checked there, the device, precision and
-            compile here). Tiled windows hold their outputs on the host until the last tile.
+            defaults, meaning; what needs no clip is checked there, the device, precision and
+            compile by the planner, `plan.Settings.of`). Tiled windows hold their outputs on the
+            host until the last tile.
 
     Attributes read by the filter: `max_seq_len` (resolved, >= 1), `overlap`, `scene_split`.
+    `job_work`: the `progress.JobWork` its windows count into (its job's, or its own).
 
     Process-wide effects (docs/DESIGN.md): a CUDA engine sets PYTORCH_CUDA_ALLOC_CONF when the
     process has none and turns on `torch.backends.cudnn.benchmark`.
@@ -499,7 +151,9 @@ class Engine:
         settings = Settings.of(width, height, sample_type, bits_per_sample, num_frames, **arguments)
         opts = settings.options
         self.width, self.height, self.sample = settings.width, settings.height, settings.sample
-        self.device, self.dtype = settings.device, settings.dtype
+        self.device, self.dtype = torch.device(settings.device), DTYPES[settings.precision]
+        if opts.compile:
+            _check_dynamo()
         if self.device.type == "cuda" and "PYTORCH_CUDA_ALLOC_CONF" not in os.environ:
             # Fewer out-of-memory errors from fragmentation when window sizes change; it only
             # takes effect if set before CUDA's allocator starts, which is why it is set here.
@@ -509,21 +163,22 @@ class Engine:
         self.scene_split = opts.scene_split
         self.offload = opts.offload
 
-        self.torch_thread = TorchThread.for_device(self.device)
+        self.torch_thread = threads.TorchThread.for_device(self.device)
         self._fp32_host_network = None  # kept by _prepare_network for fp16/bf16 engines
         self._fp32_network = None  # built from it when a window's output overflows
         self.network = self.torch_thread.call(self._prepare_network, opts)
         self.mid_channels = self.network.mid_channels
         self.scale = self.network.scale  # output pixels per input pixel each way (4, or 1)
         self.backend = settings.backend
-        self._steps = _StepCounter(self.network.STEP_WORK)
+        self.job_work = progress.work_of_new_engine()
+        self._steps = progress.StepCounter(self.network.STEP_WORK)
         self.steps = self._steps.counted(self.torch_thread.call(self.backend.steps, self.network))
         # After loading: the budget is what is free once the weights are in place.
-        sizes = settings.first_plan(self.mid_channels, type(self.network).__name__, self.scale)
-        self.window_memory, self.budget = sizes.window_memory, sizes.budget
+        start = settings.start_sizes(self.mid_channels, type(self.network).__name__, self.scale)
+        self.window_memory, self.budget = start.window_memory, start.budget
         self.batch_frames = self.window_memory.batch_frames
-        self.plan = Plan(sizes.window, sizes.tile, sizes.can_tile)
-        self.max_seq_len = self.plan.window
+        self.sizes = WindowSizes(start.window, start.tile, start.can_tile)
+        self.max_seq_len = self.sizes.window
         self._messages: list[str] = []
         self._warned_oom = False
         self._warned_non_finite_input = False
@@ -569,41 +224,25 @@ class Engine:
 
     def estimated_bytes(self) -> int:
         """The memory model's peak for one window of the current plan (`memory.py`)."""
-        return self.window_memory.needed_bytes(self.plan.window, self.plan.tile)
+        return self.window_memory.needed_bytes(self.sizes.window, self.sizes.tile)
 
     def _shrink(self, failure: str) -> None:
-        """After an out-of-memory error: halve the tile, then the window, or give up.
-
-        A tile is halved in each dimension down to MIN_TILE. A window of W frames becomes its
-        largest divisor <= W/2 (W/2 when W is even), so the shorter windows, aligned from frame 0
-        as the filter aligns them, nest inside the longer ones: the retried frames equal those of
-        a run started with the shorter window."""
-        plan = self.plan
-        before = self._describe_plan()
-        current = plan.tile or (self.width, self.height)
-        half = tuple(min(size, max(memory.MIN_TILE, (size + 1) // 2)) for size in current)
-        if plan.can_tile and half != current and half != (self.width, self.height):
-            plan.tile = half
-        elif plan.window > 1:
-            plan.window = max(d for d in range(1, plan.window // 2 + 1) if plan.window % d == 0)
-        else:
+        """After an out-of-memory error: the smaller tile or window (`WindowSizes.shrink`), or give up."""
+        before = self.sizes.describe()
+        if not self.sizes.shrink(self.width, self.height):
             raise RuntimeError(
                 f"Upscale: out of memory even with the smallest setting ({before}, "
                 f"{self.width}x{self.height} frames, +{self.overlap} context frames each side, "
                 f"budget {self.budget / 2**20:.0f} MiB): {failure}; free memory on "
                 f"{self.device}, use smaller overlap/tile_overlap, or another device"
             )
-        _stats["oom_retries"] += 1
+        progress.count("oom_retries")
         if not self._warned_oom:
             self._warned_oom = True
             self._messages.append(
-                f"Upscale: out of memory with {before}; retrying with {self._describe_plan()} "
+                f"Upscale: out of memory with {before}; retrying with {self.sizes.describe()} "
                 "(later windows keep the smaller setting)"
             )
-
-    def _describe_plan(self) -> str:
-        tile = f"tiles of {self.plan.tile[0]}x{self.plan.tile[1]}" if self.plan.tile else "no tiles"
-        return f"windows of {self.plan.window} frames and {tile}"
 
     def take_messages(self) -> list[str]:
         """Warnings to log once through VapourSynth; each is returned once."""
@@ -671,17 +310,21 @@ class Engine:
         core_first, core_end = context_before, len(frames) - context_after
         done = core_first  # local index of the next frame to hand out
         while done < core_end:
-            # Sub-windows are aligned as a run with the current (possibly shortened) window
-            # aligns them, and take their context from the frames the filter passed. After an
+            # The current (possibly shortened) window's part of the filter's window. After an
             # out-of-memory error, frames already handed out are computed again but not repeated.
-            window = self.plan.window
-            start = max(core_first, (first + done) // window * window - first)
-            end = min(core_end, start + window - (first + start) % window)
-            start_ctx, end_ctx = max(0, start - self.overlap), min(len(frames), end + self.overlap)
+            part = sub_window(
+                first + done,
+                self.sizes.window,
+                (first + core_first, first + core_end),
+                (first, first + len(frames)),
+                self.overlap,
+            )
+            start, end = part.first - first, part.end - first
+            start_ctx, end_ctx = start - part.before, end + part.after
             failure, overflowed = None, False
             try:
                 for local, array, tile in self._attempt(lqs[:, start_ctx:end_ctx], start_ctx, done, end):
-                    _stats["frames"] += 1
+                    progress.count("frames")
                     yield first + local, array, first + start, end_ctx - start_ctx, tile[0], tile[1]
                     done = local + 1
             except _NonFiniteOutput:
@@ -703,47 +346,39 @@ class Engine:
 
     def _attempt(self, lqs, offset, core_first, core_end):
         """One try at frames core_first..core_end-1 (local indices; lqs starts at `offset`)."""
-        _stats["attempts"] += 1
-        _inject_oom()
-        _stats["windows"] += 1
+        _inject_oom(progress.count("attempts"))
+        progress.count("windows")
         work = self._start_work(lqs, core_end - core_first)
         try:
-            if self.plan.tile is None:
+            if self.sizes.tile is None:
                 outputs, tile = (out[0] for out in self._stream(lqs)), (0, 0)
             else:
-                outputs, tile = iter(self._tiled(lqs, self.plan.tile)), self.plan.tile
+                outputs, tile = iter(self._tiled(lqs, self.sizes.tile)), self.sizes.tile
             for i, output in enumerate(outputs):
                 local = offset + i
                 if core_first <= local < core_end:  # context frames are computed, not converted
-                    result = output if tile != (0, 0) else self.sample.from_float(self._finite(output))
-                    with _work_lock:
-                        work.handed_out += 1
+                    result = output if tile != (0, 0) else _from_float(self.sample, self._finite(output))
+                    self.job_work.hand_out(work)
                     yield local, result, tile
         finally:
             self._end_work(work)
 
     # -- progress ----------------------------------------------------------------------------
 
-    def _start_work(self, lqs, output_frames) -> _WindowWork:
+    def _start_work(self, lqs, output_frames) -> progress.WindowWork:
         _, frames, _, h, w = lqs.shape
         tiles_count = 1
-        if self.plan.tile is not None:
-            tiles_count = len(tiles.spans(h, self.plan.tile[1], self.tile_overlap)) * len(
-                tiles.spans(w, self.plan.tile[0], self.tile_overlap)
+        if self.sizes.tile is not None:
+            tiles_count = len(tiles.spans(h, self.sizes.tile[1], self.tile_overlap)) * len(
+                tiles.spans(w, self.sizes.tile[0], self.tile_overlap)
             )
-        work = _WindowWork(output_frames, frames * self._steps.steps_per_frame * tiles_count, device_name(self.device))
-        with _work_lock:
-            _running_work.add(work)
+        work = self.job_work.start(output_frames, frames * self._steps.steps_per_frame * tiles_count)
         self._steps.work = work
         return work
 
-    def _end_work(self, work: _WindowWork) -> None:
-        """The attempt's handed-out frames become finished work (a failed attempt's other
-        steps are dropped: its retry does them again)."""
+    def _end_work(self, work: progress.WindowWork) -> None:
         self._steps.work = None
-        with _work_lock:
-            _running_work.discard(work)
-            _finished_work[work.device] = _finished_work.get(work.device, 0) + work.handed_out
+        self.job_work.end(work)
 
     def _stream(self, lqs):
         feature_device = "cpu" if self.offload and self.device.type == "cuda" else None
@@ -769,7 +404,7 @@ class Engine:
                 crop = lqs[:, :, :, cy0:cy1, cx0:cx1]
                 for i, out in enumerate(self._stream(crop)):
                     inner = out[0, :, s * (y0 - cy0) : s * (y1 - cy0), s * (x0 - cx0) : s * (x1 - cx0)]
-                    result[i, :, s * y0 : s * y1, s * x0 : s * x1] = self.sample.from_float(self._finite(inner))
+                    result[i, :, s * y0 : s * y1, s * x0 : s * x1] = _from_float(self.sample, self._finite(inner))
         return result
 
     @staticmethod

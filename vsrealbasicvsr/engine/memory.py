@@ -110,12 +110,14 @@ def window_bytes(
     return int(elements * element_bytes * SAFETY_MARGIN)
 
 
-def available_bytes(device) -> int:
-    """What the device has free now: CUDA's free memory, or the host's MemAvailable."""
-    import torch
+def available_bytes(device: str) -> int:
+    """What the device ("cpu", "cuda:N") has free now: CUDA's free memory, or the host's
+    MemAvailable. Only CUDA's needs torch, imported then (`threads.import_torch`): a CPU plan
+    loads no torch."""
+    if device.startswith("cuda"):
+        from .threads import import_torch
 
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
+        free, _total = import_torch().cuda.mem_get_info(device)
         return int(free)
     try:
         with open("/proc/meminfo") as meminfo:

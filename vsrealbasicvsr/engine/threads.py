@@ -1,4 +1,5 @@
-"""How the CPU engine's OpenMP threads wait: passively, unless the user chose otherwise.
+"""Torch's and OpenMP's threads: the engines' thread per device (`TorchThread`), and how the CPU
+engine's OpenMP threads wait: passively, unless the user chose otherwise.
 
 Torch's CPU kernels run on OpenMP threads, one per core by default, which meet at a barrier at the
 end of every kernel (thousands per frame). By default OpenMP's idle threads spin at that barrier
@@ -26,6 +27,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
 
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
 DEFAULT_WAIT_POLICY = "PASSIVE"
@@ -38,3 +42,65 @@ def prefer_passive_wait() -> bool:
         return False
     os.environ[WAIT_POLICY_ENV] = DEFAULT_WAIT_POLICY
     return True
+
+
+def import_torch():
+    """torch, imported after `prefer_passive_wait`. For the modules below the engine that need
+    torch on some paths only (asking for CUDA devices, reading a checkpoint file): they import it
+    there, through this, rather than at their top, so that planning for the CPU loads no torch, and
+    a process that plans first still gets the wait policy when its engine starts."""
+    prefer_passive_wait()
+    import torch
+
+    return torch
+
+
+class TorchThread:
+    """The thread on which the engines of one device run all their torch work: loading, windows,
+    conversions. One per device (`for_device`), shared by the engines on it.
+
+    Why: torch's CPU kernels parallelise with OpenMP, and libgomp gives every thread that starts
+    parallel work its own team of threads. VapourSynth creates a filter on the script's thread and
+    calls it from whichever of its worker threads is free, so engines run from the calling threads
+    build several teams; once a process has more OpenMP threads than cores, libgomp makes idle team
+    threads sleep instead of spin between kernels, and each of the network's thousands of kernels
+    per frame then waits for a wake-up (the measurement: docs/BENCHMARKS.md). Engines on one device take turns
+    step by step, as they would share its cores anyway; engines on different GPUs run side by side."""
+
+    _DONE = object()
+    _per_device: ClassVar[dict[str, TorchThread]] = {}
+    _per_device_lock = threading.Lock()
+
+    def __init__(self):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rbvsr-torch")
+
+    @classmethod
+    def for_device(cls, device) -> TorchThread:
+        """The thread of `device` (a torch device, or its name)."""
+        with cls._per_device_lock:
+            if str(device) not in cls._per_device:
+                cls._per_device[str(device)] = cls()
+            return cls._per_device[str(device)]
+
+    def call(self, function, *args):
+        """function(*args) on this thread; its exception is raised in the caller."""
+        return self._executor.submit(function, *args).result()
+
+    def iterate(self, generator):
+        """The items of `generator`, each computed on this thread when the caller asks for it, so
+        frames still leave one by one."""
+        try:
+            while (item := self.call(self._step, generator)) is not self._DONE:
+                yield item
+        finally:
+            if generator.gi_frame is not None:  # the caller stopped early: finish it where it ran
+                self.call(generator.close)
+
+    @classmethod
+    def _step(cls, generator):
+        import torch  # loaded already: the engine that runs on this thread imported it
+
+        # Inference mode is a per-thread state: entered per step, not across a yield, because the
+        # steps of several windows may alternate on this thread.
+        with torch.inference_mode():
+            return next(generator, cls._DONE)

@@ -8,14 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import signal
 import sys
 from fractions import Fraction
 from pathlib import Path
 
 from .. import job, options
-from ..job import ffmpeg
 from ..weights import registry
 from . import ray_runner
 
@@ -62,7 +60,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """Check that FILE loads into MODEL's architecture, then copy it into place."""
     from ..weights.checkpoints import CheckpointError, load_model
-    from ..weights.download import DownloadError, create_new_file
+    from ..weights.download import DownloadError, install_file
 
     try:
         info = registry.get(args.model)
@@ -78,22 +76,10 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"{args.file} holds a {type(network).__name__}, but {args.model} is a "
             f"{info.architecture}; import it as a model of that architecture",
         )
-    destination = registry.installed_path(args.model)
-    # copy into a new file of ours first, as the download does: never a half file under the final name
     try:
-        fd, temporary = create_new_file(destination.parent, f".{destination.name}.")
+        destination = install_file(args.model, args.file)
     except DownloadError as error:
         return _fail("import", str(error))
-    try:
-        with os.fdopen(fd, "wb") as out, open(args.file, "rb") as source:
-            shutil.copyfileobj(source, out)
-        os.replace(temporary, destination)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        return _fail(
-            "import",
-            f"cannot install {destination} ({error.strerror or error}); set ${registry.HOME_ENV} to a writable folder",
-        )
     print(f"{args.model}: imported {args.file} as {destination}")
     return 0
 
@@ -111,10 +97,8 @@ STOP_AFTER_SEGMENTS_ENV = "VSREALBASICVSR_STOP_AFTER_SEGMENTS"
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     """Runs `vsrealbasicvsr upscale`; problems the user can fix are one line on stderr, exit 1."""
-    from ..job.progress import ProgressPrinter
-
     command = ["vsrealbasicvsr", *sys.argv[1:]]
-    printer = ProgressPrinter(args.quiet)
+    printer = job.ProgressPrinter(args.quiet)
     try:
         if args.ray is not None and not args.dry_run:
             ray_runner.import_ray()  # before any work: one line naming the install command when it is missing
@@ -126,7 +110,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
         def progress(event: job.JobProgress) -> None:
             printer(event)
-            if event.kind == "segment_done" and event.segments_done == stop_after:
+            if event.kind == job.ProgressKind.SEGMENT_DONE and event.segments_done == stop_after:
                 os.kill(os.getpid(), signal.SIGINT)
 
         if args.ray is None:
@@ -196,7 +180,7 @@ def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
     Ray tasks)."""
     spec, clip_plan = planned.spec, planned.clip_plan
     upscale_options = spec.upscale_options
-    frames, first, window = planned.frames, clip_plan.first, planned.window
+    frames, first, window = planned.frames, clip_plan.sizes, planned.window
     checkpoint, model = upscale_options.get("checkpoint"), upscale_options.get("model", options.default("model"))
     if checkpoint is not None:
         weights = checkpoint
@@ -223,9 +207,9 @@ def _plan_text(planned: job.JobPlan, ray_address: str | None = None) -> str:
                 f"at {planned.fps.numerator}/{planned.fps.denominator} fps"
             ),
             f"output     {spec.output}: {scale * planned.width}x{scale * planned.height}, {frames} frames, "
-            + ("PNG frames" if spec.folder_out else f"{spec.codec} via {ffmpeg.ffmpeg_exe()}"),
+            + ("PNG frames" if spec.folder_out else f"{spec.codec} via {job.ffmpeg_exe()}"),
             f"model      {weights}: {clip_plan.network.architecture.removesuffix('Net')} x{scale}",
-            f"device     {settings.device} ({str(settings.dtype).removeprefix('torch.')})",
+            f"device     {settings.device} ({settings.precision})",
             f"scenes     {scenes}",
             (
                 f"windows    {len(clip_plan.windows)}: {min(window, frames)} frames each from frame 0"
@@ -285,7 +269,7 @@ def _replace_model(command: list[str], model: str) -> list[str]:
 
 def _ffmpeg_for_help() -> str:
     try:
-        return ffmpeg.ffmpeg_exe()
+        return job.ffmpeg_exe()
     except job.UpscaleError:
         return "none found"
 
@@ -310,12 +294,12 @@ def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
     # scene_split: without a detection pass there are no cuts to split at.
     options.add_arguments(parser, [option.name for option in options.fields() if option.name != "scene_split"])
     parser.add_argument(
-        "--codec", default=ffmpeg.DEFAULT_CODEC, help=f"ffmpeg video encoder (default {ffmpeg.DEFAULT_CODEC})"
+        "--codec", default=job.DEFAULT_CODEC, help=f"ffmpeg video encoder (default {job.DEFAULT_CODEC})"
     )
-    parser.add_argument("--crf", type=int, help=f"quality of x264/x265/vp9/av1 encoders (default {ffmpeg.DEFAULT_CRF})")
+    parser.add_argument("--crf", type=int, help=f"quality of x264/x265/vp9/av1 encoders (default {job.DEFAULT_CRF})")
     parser.add_argument("--start", type=int, default=0, help="first frame to upscale (default 0)")
     parser.add_argument("--end", type=int, help="frame after the last one to upscale (default: the end)")
-    parser.add_argument("--fps", help="frame rate of a folder of frames (default 25), e.g. 24000/1001")
+    parser.add_argument("--fps", help=f"frame rate of a folder of frames (default {job.FOLDER_FPS}), e.g. 24000/1001")
     parser.add_argument(
         "--no-scene-detect",
         dest="scene_detect",

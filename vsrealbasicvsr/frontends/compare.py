@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 import vapoursynth as vs
 
-from ..job.errors import UpscaleError
-from ..job.ffmpeg import unreadable
-from ..job.graph import Colour
+from ..job import Colour, UpscaleError, open_video_file
 from ..safe_files import new_file, place_new
 from ..weights.registry import MODELS
 
@@ -46,15 +44,13 @@ def parse_crop(text: str) -> tuple[int, int, int, int]:
 
 
 def open_video(path: Path) -> vs.VideoNode:
-    core = vs.core
+    """`path` read as the job reads its input (`job.open_video_file`), of one size and format."""
     if not path.is_file():
         raise CompareError(f"{path} does not exist; check the path")
-    if not hasattr(core, "bs"):
-        raise CompareError("reading videos needs bestsource; pip install vapoursynth-bestsource")
     try:
-        clip = core.bs.VideoSource(str(path))
-    except vs.Error:
-        raise CompareError(unreadable(path)) from None
+        clip = open_video_file(path)
+    except UpscaleError as error:
+        raise CompareError(str(error)) from None
     if clip.format is None or clip.width == 0 or clip.format.color_family not in (vs.YUV, vs.RGB):
         raise CompareError(
             f"{path} changes size or format, or is not YUV or RGB; pass a video of one YUV or RGB format"

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import job
-from ..job.job import weights_file
 from ..safe_files import digest_file, own_folder, write_new
 
 DATA_MODES = ("shared", "object-store")
@@ -254,15 +253,11 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
     spec, unit, segments = opened.spec, opened.unit, opened.segments
     pending = opened.pending()
     finished_frames = sum(segments.frames_in(index) for index in range(segments.count) if index not in pending)
-    state = {"frames": finished_frames, "segments": segments.count - len(pending)}
-
-    def event(kind: str, **where) -> job.JobProgress:
-        return job.JobProgress(
-            kind, state["frames"], unit.frames, state["segments"], segments.count, unit.window, **where
-        )
-
+    counts = job.ProgressCounts(
+        unit.frames, segments.count, unit.window, finished_frames, segments.count - len(pending)
+    )
     copies = _node_copies(ray, unit, data)  # before "started": from then on, no task reads the input's path
-    report(event("started"))
+    report(counts.event(job.ProgressKind.STARTED))
     counter = ray.remote(num_cpus=0)(FrameCounter).remote()
     # A GPU each where the cluster has them, unless the job was told to run on the CPU.
     gpu = ray.cluster_resources().get("GPU", 0) >= 1 and spec.upscale_options.get("device") != "cpu"
@@ -300,26 +295,25 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
                     continue
                 nodes.add(result.node)
                 finished_frames += segments.frames_in(index)
-                state["segments"] += 1
-                _report_frames(report, event, state, finished_frames, {})
-                report(event("segment_done", segment=index))
+                counts.segments_done += 1
+                _report_frames(report, counts, finished_frames, {})
+                report(counts.event(job.ProgressKind.SEGMENT_DONE, segment=index))
             if running:
-                counts = ray.get(counter.counts.remote())
+                handed = ray.get(counter.counts.remote())  # frames each running task handed to ffmpeg
                 _report_frames(
                     report,
-                    event,
-                    state,
+                    counts,
                     finished_frames,
-                    {index: min(counts.get(index, 0), segments.frames_in(index)) for index in running.values()},
+                    {index: min(handed.get(index, 0), segments.frames_in(index)) for index in running.values()},
                 )
             if cancel.is_set() and running:
                 _cancel(ray, running)
                 return job.JobResult(
-                    spec.output, opened.width, opened.height, unit.frames, True, state["segments"], segments.count
+                    spec.output, opened.width, opened.height, unit.frames, True, counts.segments_done, segments.count
                 )
     except KeyboardInterrupt:
         _cancel(ray, running)
-        raise job.JobInterrupted(state["segments"], segments.count, spec.work) from None
+        raise job.JobInterrupted(counts.segments_done, segments.count, spec.work) from None
     finally:
         ray.kill(counter)
         _remove_copies(ray, copies)
@@ -327,21 +321,21 @@ def _run(ray, opened: job.OpenJob, data: str, report, cancel: threading.Event) -
         index = min(failures)
         others = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise job.UpscaleError(
-            f"segment {index} failed{others}: {failures[index]}; {state['segments']} of "
+            f"segment {index} failed{others}: {failures[index]}; {counts.segments_done} of "
             f"{segments.count} windows are kept in {spec.work}, continue with --resume"
         )
     if not spec.quiet and nodes:
         print(f"upscale: {len(pending)} segments computed on {len(nodes)} Ray node(s)", file=sys.stderr)
-    report(event("joining"))
+    report(counts.event(job.ProgressKind.JOINING))
     return opened.join()
 
 
-def _report_frames(report, event, state: dict, finished_frames: int, running_counts: dict[int, int]) -> None:
+def _report_frames(report, counts: job.ProgressCounts, finished_frames: int, running_counts: dict[int, int]) -> None:
     """A "frame" event for each frame done since the last report (frames_done only grows)."""
     now = finished_frames + sum(running_counts.values())
-    while state["frames"] < now:
-        state["frames"] += 1
-        report(event("frame"))
+    while counts.frames_done < now:
+        counts.frames_done += 1
+        report(counts.event(job.ProgressKind.FRAME))
 
 
 def _node_copies(ray, unit: job.SegmentJob, data: str) -> NodeCopies:
@@ -349,7 +343,7 @@ def _node_copies(ray, unit: job.SegmentJob, data: str) -> NodeCopies:
     is no longer the file the job began with."""
     objects = []
     for path, sha256, wanted in (
-        (weights_file(unit.spec.upscale_options), unit.weights_sha256, True),
+        (job.weights_file(unit.spec.upscale_options), unit.weights_sha256, True),
         (unit.source, unit.source_sha256, data == "object-store"),
     ):
         if not wanted:

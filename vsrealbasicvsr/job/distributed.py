@@ -31,10 +31,9 @@ from .errors import UpscaleError
 from .graph import filter_message, output_format, sample_aspect_ratio, scene_cuts, upscaled_clip
 from .job import (
     JobResult,
-    JobSpec,
-    _plan,
     check_encodable,
     check_weights,
+    clip_plan_of,
     note_dropped_metadata,
     open_work,
     record_job,
@@ -43,8 +42,9 @@ from .job import (
     weights_fingerprint,
 )
 from .lock import check_work, lock_work
-from .segments import Segments, SegmentWriter, frames_in_file, join, segment_length
+from .segments import Segments, SegmentWriter, frames_in_file, join
 from .source import open_video
+from .spec import JobSpec, segment_length
 
 
 @dataclass(frozen=True)
@@ -234,13 +234,13 @@ def open_job(spec: JobSpec) -> OpenJob:
         source_path, source, window = open_work(spec, new_work)
         out_format, colour = output_format(source, spec.folder_out)
         # the options, checked as the filter checks them, before the scene cuts' decoding pass
-        scale = _plan(spec, source, [], window).network.scale  # x4, or x1 for restoration models
+        scale = clip_plan_of(spec, source, [], window).network.scale  # x4, or x1 for restoration models
         width, height = scale * source.width, scale * source.height
         check_encodable(spec, out_format, width, height)
         say_input_notes(spec, source.fps)
         note_dropped_metadata(spec, colour)
         cuts = tuple(scene_cuts(source)) if spec.scene_detect else None
-        _plan(spec, source, list(cuts or []), window)  # and with the cuts
+        clip_plan_of(spec, source, list(cuts or []), window)  # and with the cuts
         job_record = record_job(spec, source.num_frames, window)
         source_sha256 = digest_file(source_path)[1]
     except BaseException as error:

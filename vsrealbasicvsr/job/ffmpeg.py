@@ -1,4 +1,5 @@
-"""Finding and running ffmpeg, and the options the job encodes with."""
+"""Finding and running ffmpeg, and the options the job encodes with: every ffmpeg command line
+starts in `ffmpeg_command`, and ffmpeg's concat lists are written by `concat_input`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..safe_files import write_new
 from .errors import UpscaleError
 
 # Output containers that only take mov_text subtitles.
@@ -34,8 +36,41 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def ffmpeg_command(*args: str) -> list[str]:
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+def ffmpeg_command(*args: str, loglevel: str = "error") -> list[str]:
+    """An ffmpeg command line with `args`: no banner, never reading stdin (it would take the
+    terminal's keys), output files replaced (they are new files of ours), messages from `loglevel` up."""
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", loglevel, "-y", *args]
+
+
+def describe(path: Path) -> str:
+    """What ffmpeg sees in `path` (its streams, one line each), without decoding: the stderr of
+    `ffmpeg -i PATH`, which ends with ffmpeg's complaint that no output was given."""
+    return subprocess.run(
+        ffmpeg_command("-i", ffmpeg_path(path), loglevel="info"), capture_output=True, text=True, check=False
+    ).stderr
+
+
+def video_packets(path: Path) -> int:
+    """The frames of the first video stream of the file `path`, counted from its packets without
+    decoding; 0 when ffmpeg cannot read it."""
+    copy_to_nowhere = ffmpeg_command(
+        "-progress", "pipe:1", "-i", ffmpeg_path(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"
+    )
+    result = subprocess.run(copy_to_nowhere, capture_output=True, text=True, check=False)
+    counts = [line.removeprefix("frame=") for line in result.stdout.splitlines() if line.startswith("frame=")]
+    return int(counts[-1]) if result.returncode == 0 and counts and counts[-1].isdigit() else 0
+
+
+def concat_input(listing: Path, names: list[str], durations: list[float] | None = None) -> list[str]:
+    """Writes ffmpeg's concat list of the files `names` (in `listing`'s folder, named relative to
+    it: names of our own, which the list's parser reads without quotes) into a new file
+    `listing`, each with its duration in seconds when given; returns the input options that
+    read it."""
+    lines = [f"file {name}\n" for name in names]
+    if durations is not None:
+        lines = [f"{line}duration {duration:.9f}\n" for line, duration in zip(lines, durations, strict=True)]
+    write_new(listing, "".join(lines).encode())
+    return ["-f", "concat", "-safe", "0", "-i", ffmpeg_path(listing)]
 
 
 def ffmpeg_path(path: Path) -> str:
@@ -52,9 +87,7 @@ def run_ffmpeg(args: list[str], what: str) -> None:
 
 
 def video_encoders() -> set[str]:
-    listing = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, text=True, check=False
-    ).stdout
+    listing = subprocess.run(ffmpeg_command("-encoders"), capture_output=True, text=True, check=False).stdout
     return {line.split()[1] for line in listing.splitlines() if line.startswith(" V") and len(line.split()) > 1}
 
 
@@ -69,9 +102,7 @@ def encoder_options(codec: str, crf: int | None) -> list[str]:
 
 def unreadable(path: Path) -> str:
     """Why bestsource could not open `path`, from what ffmpeg sees in it."""
-    probe = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_path(path)], capture_output=True, check=False, text=True
-    ).stderr
+    probe = describe(path)
     if "Video:" in probe:
         return f"{path} has no video frames that can be decoded; pass a video with at least one frame"
     if "Stream #" in probe:

@@ -28,70 +28,24 @@ from typing import TYPE_CHECKING
 
 import vapoursynth as vs
 
-from ..options import default, fields, without_defaults
+from ..engine.progress import JobWork, counting_into
+from ..options import default, fields
 from ..safe_files import open_plain, remove
 from ..weights.registry import FALLBACK_MODEL
 from .errors import JobInterrupted, UpscaleError, WeightsUnavailable
+from .events import JobProgress, ProgressCounts, ProgressKind
 from .ffmpeg import CRF_CODECS, DEFAULT_CODEC, VIDEO_SUFFIXES, encode_problem, ffmpeg_exe, video_encoders
 from .graph import Colour, filter_message, raw_pixel_format, sample_aspect_ratio, scene_cuts, upscaled_clip
 from .lock import LOCK_NAME, check_work, lock_work
-from .segments import (
-    FRAME_NAME,
-    JOB_FILE,
-    SEGMENT_WINDOWS,
-    SegmentWriter,
-    join,
-    recorded_segment,
-    segment_length,
-    write_job_file,
-)
+from .segments import FRAME_NAME, JOB_FILE, SegmentWriter, join, recorded_segment, segment_path, write_job_file
 from .source import input_notes, open_source, open_video, source_file
+from .spec import SEGMENT_WINDOWS, JobSpec, segment_length
 
 if TYPE_CHECKING:
     from ..engine.plan import ClipPlan
 
 # Frame rates a folder of frames may be given (--fps): what ffmpeg's and VapourSynth's rationals hold.
 MAX_FPS, MAX_FPS_DENOMINATOR = 10_000, 1_000_000
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What a job was asked to do, checked (`new_spec`)."""
-
-    input: Path
-    output: Path
-    folder_out: bool
-    work: Path
-    codec: str
-    crf: int | None
-    start: int
-    end: int | None
-    fps: Fraction | None  # for image folders
-    scene_detect: bool
-    upscale_options: dict
-    quiet: bool  # no download progress, no notes on stderr
-    overwrite: bool  # start an unfinished job of OUTPUT over (OUTPUT itself is checked in `new_spec`)
-    resume: bool
-
-    def fingerprint(self, frames: int, segment_frames: int) -> dict:
-        stat = self.input.stat()
-        return {
-            "input": str(self.input.resolve()),
-            "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
-            "frames": frames,
-            "segment_frames": segment_frames,
-            # Work folders of versions that cut segments of other numbers of windows are not resumed.
-            "segment_windows": SEGMENT_WINDOWS,
-            "codec": self.codec,
-            "crf": self.crf,
-            "start": self.start,
-            "end": self.end,
-            "fps": None if self.fps is None else f"{self.fps.numerator}/{self.fps.denominator}",
-            "scene_detect": self.scene_detect,
-            "folder_out": self.folder_out,
-            "options": _recorded_options(self.upscale_options),
-        }
 
 
 def is_folder_output(path: Path) -> bool:
@@ -282,11 +236,6 @@ def _read_job_file(job_file: Path) -> dict | None:
     return recorded if isinstance(recorded, dict) else {}
 
 
-def _recorded_options(upscale_options: dict) -> dict[str, str]:
-    """The options as job.json records them: those that differ from their default, as text."""
-    return {name: str(value) for name, value in sorted(without_defaults(upscale_options).items())}
-
-
 def _check_same_job(recorded: dict, fingerprint: dict, work: Path) -> None:
     """Refuses to continue the job in `work` with another input, other options or other weights.
     Options are compared without those at their default, as older job files wrote them too."""
@@ -323,7 +272,7 @@ def window_of_run(job: JobSpec, source: vs.VideoNode) -> int:
     return (
         job.upscale_options.get("max_seq_len", default("max_seq_len"))
         or _recorded_window(job)
-        or _plan(job, source, cuts=[]).window
+        or clip_plan_of(job, source, cuts=[]).window
     )
 
 
@@ -337,14 +286,14 @@ def _recorded_window(job: JobSpec) -> int | None:
     return frames // SEGMENT_WINDOWS
 
 
-def _plan(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
+def clip_plan_of(job: JobSpec, source: vs.VideoNode, cuts: list[int], max_seq_len: int | None = None):
     """The plan of the job's `Upscale` (on the RGBS clip the job makes) for these scene cuts,
     with `max_seq_len` instead of the job's when given."""
-    from ..engine import plan as plan_module
+    from ..engine.plan import plan_clip
 
     options = job.upscale_options | ({"max_seq_len": max_seq_len} if max_seq_len else {})
     try:
-        return plan_module.plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts, **options)
+        return plan_clip(source.width, source.height, vs.FLOAT, 32, source.num_frames, cuts, **options)
     except ValueError as error:
         raise UpscaleError(filter_message(error)) from None
 
@@ -373,7 +322,7 @@ class JobPlan:
     fps: Fraction
     frames: int  # frames [start, end) of the input
     cuts: list[int] | None  # frames that start a scene; None without scene detection
-    clip_plan: ClipPlan  # the engine's first plan and the windows
+    clip_plan: ClipPlan  # the sizes the engine starts with, and the windows
     segments: list[Segment]
 
     @property
@@ -395,7 +344,7 @@ def segments_of(spec: JobSpec, frames: int, segment_frames: int) -> list[Segment
             index,
             first,
             min(first + segment_frames, frames),
-            recorded_segment(recorded, index) is not None and os.path.lexists(SegmentWriter.final_path_of(spec, index)),
+            recorded_segment(recorded, index) is not None and os.path.lexists(segment_path(spec, index)),
         )
         for index, first in enumerate(range(0, frames, segment_frames))
     ]
@@ -409,7 +358,7 @@ def plan(spec: JobSpec) -> JobPlan:
     with tempfile.TemporaryDirectory() as temporary:
         source = open_source(spec, Path(temporary))
         cuts = scene_cuts(source) if spec.scene_detect else None
-        clip_plan = _plan(spec, source, cuts or [], window_of_run(spec, source))
+        clip_plan = clip_plan_of(spec, source, cuts or [], window_of_run(spec, source))
         return JobPlan(
             spec,
             source.width,
@@ -424,25 +373,6 @@ def plan(spec: JobSpec) -> JobPlan:
 
 
 # -- the run -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobProgress:
-    """What a job's progress callback gets.
-
-    `kind` is "started" (once, before any frame: `frames_done` counts the frames of segments an
-    earlier run finished), "frame" (a frame was handed to ffmpeg), "segment_done" (`segment` has
-    its final name in the work folder) or "joining" (all segments are done; the output is being
-    written). `frames_done` only grows."""
-
-    kind: str
-    frames_done: int
-    total_frames: int
-    segments_done: int
-    segment_count: int
-    window_frames: int  # frames per window before scene cuts split them
-    segment: int | None = None  # the segment of a "frame" or "segment_done"
-    window: int | None = None  # the first frame of the window of a "frame" (its RBVSRWindow)
 
 
 @dataclass(frozen=True)
@@ -473,14 +403,16 @@ def run(
     check_weights(spec)
     new_work = not os.path.lexists(spec.work)
     lock = lock_work(spec.work, spec.output)
+    job_work = JobWork()  # the work of this job's engines, and no other's
     try:
         try:
-            clip, colour, sar, window, job_record = _prepare(spec, new_work)
+            with counting_into(job_work):
+                clip, colour, sar, window, job_record = _prepare(spec, new_work)
         except (UpscaleError, KeyboardInterrupt):
             if new_work:  # nothing was done: leave nothing behind
                 shutil.rmtree(spec.work)
             raise
-        return _write(spec, lock, clip, colour, sar, window, job_record, report, cancel)
+        return _write(spec, lock, clip, colour, sar, window, job_record, report, cancel, job_work)
     finally:
         # At the end of a job the lock file went with the work folder, still locked: see `lock_work`.
         os.close(lock)
@@ -581,53 +513,51 @@ def _write(
     job_record: dict,
     report: Callable[[JobProgress], None],
     cancel: threading.Event,
+    job_work: JobWork,
 ) -> JobResult:
     """The segments not yet in the work folder, written by a worker thread, then checked again
     (a segment that changed meanwhile is computed again, once) and joined."""
     writer = SegmentWriter(spec, clip, colour, sar, segment_length(window), job_record=job_record)
     finished = set(writer.check_finished())
-    counts = {"frames": sum(writer.frames_in(index) for index in finished), "segments": len(finished)}
-
-    def event(kind: str, **where) -> JobProgress:
-        return JobProgress(kind, counts["frames"], clip.num_frames, counts["segments"], writer.count, window, **where)
-
-    report(event("started"))
+    counts = ProgressCounts(
+        clip.num_frames,
+        writer.count,
+        window,
+        sum(writer.frames_in(index) for index in finished),
+        len(finished),
+        work=job_work.frames,
+    )
+    report(counts.event(ProgressKind.STARTED))
     for _round in range(2):
         pending = [index for index in range(writer.count) if index not in finished]
-        stopped = _write_segments(spec, writer, pending, counts, event, report, cancel)
+        stopped = _write_segments(spec, writer, pending, counts, report, cancel, job_work)
         if stopped is not None:
             return stopped
         check_work(spec.work, lock)
         finished = set(writer.check_finished())  # what the join reads: checked again, just before
         if len(finished) == writer.count:
             break
-        counts["segments"] = len(finished)
+        counts.segments_done = len(finished)
     else:
         raise UpscaleError(
             f"segments in {spec.work} changed again while the job ran; make sure nothing else writes "
             "there, then continue with --resume"
         )
-    report(event("joining"))
+    report(counts.event(ProgressKind.JOINING))
     join(spec, writer, clip.num_frames, clip.fps)
     check_work(spec.work, lock)
     shutil.rmtree(spec.work)  # the lock file with it, still locked: see `lock_work`
     return JobResult(spec.output, clip.width, clip.height, clip.num_frames, False, writer.count, writer.count)
 
 
-def _stop_windows(spec: JobSpec) -> None:
-    from ..engine import engine  # loaded already: the job's filter runs it
-
-    engine.stop_windows(spec.upscale_options)
-
-
 def _write_segments(
     spec: JobSpec,
     writer: SegmentWriter,
     pending: list[int],
-    counts: dict,
-    event: Callable[..., JobProgress],
+    counts: ProgressCounts,
     report: Callable[[JobProgress], None],
     cancel: threading.Event,
+    job_work: JobWork,
 ) -> JobResult | None:
     """Writes the `pending` segments from a worker thread; JobResult(cancelled) when `cancel` stopped it."""
     clip = writer.clip
@@ -638,13 +568,13 @@ def _write_segments(
 
                 def frame_done(frame: vs.VideoFrame, index: int = index) -> None:
                     # a segment computed again (it changed meanwhile) counts its frames once
-                    counts["frames"] = min(counts["frames"] + 1, clip.num_frames)
-                    report(event("frame", segment=index, window=frame.props.get("RBVSRWindow")))
+                    counts.frames_done = min(counts.frames_done + 1, clip.num_frames)
+                    report(counts.event(ProgressKind.FRAME, segment=index, window=frame.props.get("RBVSRWindow")))
 
                 if not writer.write(index, frame_done, cancel):
                     return
-                counts["segments"] += 1
-                report(event("segment_done", segment=index))
+                counts.segments_done += 1
+                report(counts.event(ProgressKind.SEGMENT_DONE, segment=index))
         except BaseException as error:  # noqa: BLE001 - handed to the calling thread
             writer.error = error
 
@@ -656,7 +586,7 @@ def _write_segments(
             if cancel.is_set():
                 # The window in flight would be dropped anyway (a window is the unit of kept
                 # work): stop it now rather than at its end.
-                _stop_windows(spec)
+                job_work.stop_windows()
     except KeyboardInterrupt:
         writer.abort()
         # The VapourSynth threads may be inside a window that takes minutes: do not wait for them.

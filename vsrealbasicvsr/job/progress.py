@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+from .events import JobProgress, ProgressKind, percent
+
 # Seconds between progress lines when stderr is not a terminal; the environment variable sets
 # another (tests use a short one). A terminal's bar is redrawn every second, or at that
 # interval when it is shorter.
@@ -22,19 +24,17 @@ class Progress:
     """The job's progress on stderr: a tqdm bar on a terminal, plain lines otherwise (every
     PROGRESS_INTERVAL_S seconds and at each segment's end), or nothing (quiet).
 
-    Counted in frames of work: the frames handed over, or ahead of them the engine's work within
-    the windows being computed (`engine.progress()`, or `work`), since frames leave a window only
-    at its end, minutes apart on a CPU. The rate and the ETA come from the work measured since
+    Counted in frames of work: the frames handed over, or ahead of them `work()`, the job's work
+    within the windows being computed (`JobProgress.work`), since frames leave a window only at
+    its end, minutes apart on a CPU. The rate and the ETA come from the work measured since
     the start, once it covers a window or RATE_AFTER_S have passed (`ETA --` before: the first
     frames' rate means nothing).
     """
 
     def __init__(self, total: int, done: int, quiet: bool, window: int = 1, work=None):
-        from ..engine import engine
-
         self.total, self.done, self.quiet = total, done, quiet
         self.first, self.shown = done, float(done)
-        self.work = work or engine.progress
+        self.work = work or (lambda: 0.0)  # without it: the frames handed over only
         self.work_start = self.work()
         self.measured_enough = min(window, total - done)  # frames of work before a rate is shown
         self.started = time.monotonic()
@@ -52,7 +52,8 @@ class Progress:
                 initial=done,
                 unit="frame",
                 dynamic_ncols=True,
-                bar_format="{percentage:3.0f}%|{bar}| {n:.1f}/{total} frames [{elapsed}{postfix}]",
+                desc=self.percent_text(done),
+                bar_format="{desc}|{bar}| {n:.1f}/{total} frames [{elapsed}{postfix}]",
             )
         period = min(self.interval, BAR_REDRAW_S) if self.bar is not None else self.interval
         self._ticker = threading.Thread(target=self._tick, args=(period,), name="rbvsr-progress", daemon=True)
@@ -85,16 +86,21 @@ class Progress:
         fps, left = speed
         return f"{fps:.2f} fps, ETA {time.strftime('%H:%M:%S', time.gmtime(left))}"
 
+    def percent_text(self, frames: float) -> str:
+        """'NNN%': the share of the job done, rounded down (a job at 99.9 % is not done)."""
+        return f"{int(percent(frames, self.total)):3d}%"
+
     def _show(self) -> None:
         with self._lock:
             frames = self.frames()
             if self.bar is not None:
                 self.bar.n = frames
+                self.bar.set_description_str(self.percent_text(frames), refresh=False)
                 self.bar.set_postfix_str(self.rate(frames))  # and redraws
             elif not self.quiet:
                 count = f"{frames:.1f}".removesuffix(".0")
                 print(
-                    f"upscale: {count}/{self.total} frames ({100 * frames // self.total:.0f}%), {self.rate(frames)}",
+                    f"upscale: {count}/{self.total} frames ({self.percent_text(frames).strip()}), {self.rate(frames)}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -123,14 +129,14 @@ class ProgressPrinter:
         self.quiet = quiet
         self.progress: Progress | None = None
 
-    def __call__(self, event) -> None:
-        if event.kind == "started":
-            self.progress = Progress(event.total_frames, event.frames_done, self.quiet, event.window_frames)
-        elif event.kind == "frame":
+    def __call__(self, event: JobProgress) -> None:
+        if event.kind == ProgressKind.STARTED:
+            self.progress = Progress(event.total_frames, event.frames_done, self.quiet, event.window_frames, event.work)
+        elif event.kind == ProgressKind.FRAME:
             self.progress.update(1)
-        elif event.kind == "segment_done":
+        elif event.kind == ProgressKind.SEGMENT_DONE:
             self.progress.update(0, segment_done=True)
-        elif event.kind == "joining":
+        elif event.kind == ProgressKind.JOINING:
             self.close()
 
     def close(self) -> None:

@@ -18,26 +18,28 @@ import threading
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import vapoursynth as vs
 
 from ..safe_files import digest, fsync_path, new_file, new_folder, own_folder, place_new, remove, write_new
 from .errors import UpscaleError
-from .ffmpeg import BITEXACT, MP4_SUFFIXES, encoder_options, ffmpeg_command, ffmpeg_path, run_ffmpeg
+from .ffmpeg import (
+    BITEXACT,
+    MP4_SUFFIXES,
+    concat_input,
+    encoder_options,
+    ffmpeg_command,
+    ffmpeg_path,
+    run_ffmpeg,
+    video_packets,
+)
 from .graph import Colour, raw_pixel_format
-
-if TYPE_CHECKING:
-    from .job import JobSpec
+from .spec import JobSpec
 
 # The names of the frames a folder output gets (ffmpeg's image2 pattern), and what they match.
 FRAME_PATTERN = "%08d.png"
 FRAME_NAME = re.compile(r"\d{8}\.png")
-# Windows per segment: one, so that an interruption loses at most the window in flight (the
-# filter hands over a window's frames only once the whole window is computed, so nothing less
-# than a window can be kept). Each segment costs an ffmpeg start and a keyframe at its start.
-SEGMENT_WINDOWS = 1
 # The job's record in its work folder: its fingerprint, and "segments": {index: {size, sha256}}.
 JOB_FILE = "job.json"
 
@@ -55,12 +57,8 @@ class Segments:
         self.job_record = job_record
         self._record_lock = threading.Lock()  # segments are recorded from a worker thread
 
-    @staticmethod
-    def final_path_of(job: JobSpec, index: int) -> Path:
-        return job.work / (f"segment_{index:05d}" + ("" if job.folder_out else ".nut"))
-
     def final_path(self, index: int) -> Path:
-        return self.final_path_of(self.job, index)
+        return segment_path(self.job, index)
 
     def frames_in(self, index: int) -> int:
         return min(self.segment_frames, self.frames - index * self.segment_frames)
@@ -132,6 +130,11 @@ class Segments:
         with self._record_lock:
             self.job_record["segments"].pop(str(index), None)
             write_job_file(self.job.work, self.job_record)
+
+
+def segment_path(job: JobSpec, index: int) -> Path:
+    """Where segment `index` of the job is once finished (a folder of PNG frames for a folder output)."""
+    return job.work / (f"segment_{index:05d}" + ("" if job.folder_out else ".nut"))
 
 
 def recorded_segment(job_record: dict | None, index: int) -> dict | None:
@@ -272,12 +275,7 @@ def frames_in_file(path: Path) -> int:
     """The frames in an encoded segment: PNG files in a folder, or video packets in a file."""
     if path.is_dir():
         return sum(1 for entry in path.iterdir() if FRAME_NAME.fullmatch(entry.name))
-    copy_to_nowhere = ffmpeg_command(
-        "-progress", "pipe:1", "-i", ffmpeg_path(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"
-    )
-    result = subprocess.run(copy_to_nowhere, capture_output=True, text=True, check=False)
-    counts = [line.removeprefix("frame=") for line in result.stdout.splitlines() if line.startswith("frame=")]
-    return int(counts[-1]) if result.returncode == 0 and counts and counts[-1].isdigit() else 0
+    return video_packets(path)
 
 
 def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> None:
@@ -314,15 +312,12 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
         for frame in joined.iterdir():
             os.replace(frame, job.output / frame.name)
         return
-    listing = job.work / "segments.txt"
     # Explicit durations: the concat demuxer otherwise guesses them from each segment's
-    # timestamps, which B-frame delays make one frame too long. Names relative to the listing.
-    write_new(
-        listing,
-        "".join(
-            f"file {writer.final_path(index).name}\nduration {float(writer.frames_in(index) / fps):.9f}\n"
-            for index in range(writer.count)
-        ).encode(),
+    # timestamps, which B-frame delays make one frame too long.
+    segments = concat_input(
+        job.work / "segments.txt",
+        [writer.final_path(index).name for index in range(writer.count)],
+        [float(writer.frames_in(index) / fps) for index in range(writer.count)],
     )
     joined = job.work / ("joined" + job.output.suffix)
     remove(joined)  # ffmpeg writes it anew; nothing of an earlier try is kept under the name
@@ -335,12 +330,7 @@ def join(job: JobSpec, writer: Segments, total_frames: int, fps: Fraction) -> No
     def mux(audio_codec: str) -> list[str]:
         maps = ["-map", "0:v"] + (["-map", "1:a?", "-map", "1:s?"] if extras else [])
         return ffmpeg_command(
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            ffmpeg_path(listing),
+            *segments,
             *extras,
             *maps,
             "-c:v",
@@ -389,9 +379,3 @@ def _appeared(job: JobSpec) -> UpscaleError:
         f"{job.output} appeared while the job ran and is kept; move it away and run the same command "
         f"with --resume (the finished job waits in {job.work}), or add --overwrite to replace it"
     )
-
-
-def segment_length(window: int) -> int:
-    """Frames per segment: whole windows of the run (windows are aligned from frame 0 and
-    split only inside, at scene cuts, so a segment starts where a window does)."""
-    return SEGMENT_WINDOWS * window

@@ -14,20 +14,18 @@ import os
 import re
 import stat
 import subprocess
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import vapoursynth as vs
 
 from .. import options
 from ..engine import memory
-from ..safe_files import own_folder, remove, write_new
+from ..safe_files import own_folder, remove
 from .errors import UpscaleError
-from .ffmpeg import ffmpeg_command, ffmpeg_exe, ffmpeg_path, run_ffmpeg, unreadable
-
-if TYPE_CHECKING:
-    from .job import JobSpec
+from .ffmpeg import concat_input, describe, ffmpeg_command, ffmpeg_path, run_ffmpeg, unreadable, video_packets
+from .spec import FOLDER_FPS, JobSpec
 
 # bestsource keeps decoded frames up to `cachesize` MB (100 by default) whatever reads them: on small
 # frames that is thousands of frames, memory that grows with the clip for most of a long job. The
@@ -46,10 +44,6 @@ ALPHA_FORMAT = re.compile(r"Video: [^,]+, (yuva|rgba|bgra|argb|abgr|gbrap|ya8|ya
 DURATION_TOLERANCE_MS = 1.0
 # JPEG start-of-frame markers (they hold the image size): C0-CF but DHT (C4), JPG (C8), DAC (CC).
 JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def is_folder_output(path: Path) -> bool:
-    return path.is_dir() or path.suffix == "" or str(path).endswith(os.sep)
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -133,21 +127,14 @@ def source_file(job: JobSpec, scratch: Path) -> Path:
         names = [f"{number:08d}{frame.suffix.lower()}" for number, frame in enumerate(frames)]
         for name, frame in zip(names, frames, strict=True):
             os.symlink(frame.resolve(), links / name)
-        listing = links / "frames.txt"
-        write_new(listing, "".join(f"file {name}\n" for name in names).encode())  # names relative to the list
         path = scratch / "frames.mkv"
         remove(path)
-        fps = job.fps or Fraction(25)
+        fps = job.fps or FOLDER_FPS
         run_ffmpeg(
             ffmpeg_command(
-                "-f",
-                "concat",
-                "-safe",
-                "0",
                 "-r",
                 str(fps),
-                "-i",
-                ffmpeg_path(listing),
+                *concat_input(links / "frames.txt", names),
                 "-c:v",
                 "ffv1",
                 "-pix_fmt",
@@ -165,15 +152,11 @@ def source_file(job: JobSpec, scratch: Path) -> Path:
 def _check_all_decoded(folder: Path, frames: list[Path], video: Path) -> None:
     """Refuses a folder of which ffmpeg read fewer frames than it holds (it skips one it cannot
     decode, e.g. a truncated PNG), naming the first such frame."""
-    from .segments import frames_in_file
-
-    if frames_in_file(video) == len(frames):
+    if video_packets(video) == len(frames):
         return
     for frame in frames:
         decoded = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-v", "error", "-i", ffmpeg_path(frame), "-f", "null", "-"],
-            capture_output=True,
-            check=False,
+            ffmpeg_command("-i", ffmpeg_path(frame), "-f", "null", "-"), capture_output=True, check=False
         )
         if decoded.returncode != 0 or decoded.stderr.strip():
             raise UpscaleError(f"{frame} cannot be decoded (damaged?); repair or remove it from {folder}")
@@ -206,18 +189,29 @@ def source_cache_mb(clip: vs.VideoNode, upscale_options: dict) -> int:
     return min(max(1, needed), BESTSOURCE_DEFAULT_CACHE_MB)
 
 
-def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
-    """Frames [start, end) of the job of the video file `path` (`source_file`), through bestsource."""
+def open_video_file(
+    path: Path, cache_mb: Callable[[vs.VideoNode], int] | None = None, shown: Path | None = None
+) -> vs.VideoNode:
+    """The video file `path` through bestsource, as the job reads its input (and `compare` its
+    two videos). `cache_mb(clip)`: bestsource's `cachesize` for the clip (default: its own).
+    UpscaleError when bestsource is missing or cannot read the file: why, from what ffmpeg sees
+    in it, naming `shown` (default `path`)."""
     core = vs.core
     if not hasattr(core, "bs"):
         raise UpscaleError("reading videos needs bestsource; pip install vapoursynth-bestsource")
     try:
         clip = core.bs.VideoSource(str(path))
-        # Its format is known only once open: open it again with the cache the windows need.
-        if clip.format is not None and clip.width > 0:
-            clip = core.bs.VideoSource(str(path), cachesize=source_cache_mb(clip, job.upscale_options))
+        # Its format is known only once open: open it again with the cache its reader needs.
+        if cache_mb is not None and clip.format is not None and clip.width > 0:
+            clip = core.bs.VideoSource(str(path), cachesize=cache_mb(clip))
     except vs.Error:
-        raise UpscaleError(unreadable(job.input)) from None
+        raise UpscaleError(unreadable(shown or path)) from None
+    return clip
+
+
+def open_video(job: JobSpec, path: Path) -> vs.VideoNode:
+    """Frames [start, end) of the job of the video file `path` (`source_file`), through bestsource."""
+    clip = open_video_file(path, lambda clip: source_cache_mb(clip, job.upscale_options), shown=job.input)
     if clip.num_frames == 0:
         raise UpscaleError(f"{job.input} has no video frames; pass a video with at least one frame")
     end = clip.num_frames if job.end is None else job.end
@@ -234,10 +228,7 @@ def input_notes(job: JobSpec, fps: Fraction) -> list[str]:
     an alpha channel is dropped; a variable frame rate becomes the constant `fps`."""
     first = image_files(job.input)[0] if job.input.is_dir() else job.input
     notes = []
-    description = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_path(first)], capture_output=True, text=True, check=False
-    ).stderr
-    if ALPHA_FORMAT.search(description):
+    if ALPHA_FORMAT.search(describe(first)):
         notes.append(f"{job.input} has an alpha channel (transparency); the output is opaque, without it")
     if not job.input.is_dir() and _variable_rate(job.input):
         rate = f"{fps.numerator}/{fps.denominator}" if fps.denominator != 1 else str(fps.numerator)

@@ -415,6 +415,35 @@ def reachable_source(info: registry.ModelInfo, timeout: float = 3.0) -> str | No
     return None
 
 
+def _destination(name: str) -> Path:
+    """Where `name`'s weights are installed; WeightsFolderError when a folder is there (a link
+    there is replaced, never followed)."""
+    destination = registry.installed_path(name)
+    if destination.is_dir() and not destination.is_symlink():
+        raise WeightsFolderError(
+            f"{destination} is a folder, where {name}'s weights file goes; move it away, then try again"
+        )
+    return destination
+
+
+def install_file(name: str, file: Path) -> Path:
+    """Installs the local checkpoint `file` as `name`'s weights the way a download installs:
+    copied into a new file of ours beside the destination, then renamed over it (never a half
+    file under the final name). Returns the installed path; WeightsFolderError when the
+    weights folder cannot take it. The caller checks what `file` holds."""
+    destination = _destination(name)
+    with open(file, "rb") as source:
+        fd, working = create_new_file(destination.parent, f".{destination.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(source, out, CHUNK)
+            os.replace(working, destination)
+        except OSError as error:
+            working.unlink(missing_ok=True)
+            raise _folder_error(destination.parent, error) from None
+    return destination
+
+
 def download(
     name: str,
     url: str | None = None,
@@ -438,11 +467,7 @@ def download(
     Raises DownloadError with one line that says what failed and what to do.
     """
     info = registry.get(name)
-    destination = registry.installed_path(name)
-    if destination.is_dir() and not destination.is_symlink():  # a link there is replaced, never followed
-        raise WeightsFolderError(
-            f"{destination} is a folder, where {name}'s weights file goes; move it away, then download again"
-        )
+    destination = _destination(name)
     errors, resumable, pypi_tried = [], False, False
     if source in ("auto", "url"):
         for candidate in [url] if url else source_urls(info):

@@ -3,7 +3,9 @@
 A job goes: upload (or pick from --input-dir) -> plan (with the page's options) -> start ->
 queued -> running (live progress, a picture of the newest frames) -> done (play, download),
 failed (with the reason) or cancelled. Routes answer JSON, errors as {"error": "<what is wrong;
-what to do>"} with a 4xx/5xx status. Every request passes `Guard` first.
+what to do>"} with a 4xx/5xx status: a route raises `Problem`, the app's exception handler
+answers it. Routes are module-level functions (`ROUTES`); the app's state, a `Server`, is
+`request.app.state.server`. Every request passes `Guard` first.
 """
 
 from __future__ import annotations
@@ -12,19 +14,18 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import socket
 import sys
 import threading
 import urllib.parse
-from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -34,10 +35,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ... import job
-from ...engine import engine
 from ...weights import download, registry
 from . import jobs as web_jobs
 from . import preview as web_preview
+from .guard import LOOPBACK_NAMES, Guard  # noqa: F401 - LOOPBACK_NAMES: `serve`'s, read by cli
 from .runner import Runner
 from .store import JobStore, new_job_id
 
@@ -45,10 +46,6 @@ STATIC = Path(__file__).parent / "static"
 JOB_ID = re.compile(r"[0-9a-f]{16}")
 # An upload's name keeps its extension (some demuxers go by it) when it is a plain one.
 PLAIN_SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
-# Host names of this machine: without a token, the server answers only to these (so that a page
-# elsewhere cannot reach it through a DNS name that resolves to 127.0.0.1).
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
-TOKEN_COOKIE = "rbvsr_token"
 # Seconds between two looks at a job for its event stream.
 EVENT_INTERVAL_S = 0.5
 # Listed at most from --input-dir, and how deep.
@@ -57,70 +54,6 @@ MAX_LISTED, MAX_DEPTH = 2000, 4
 SERVER_LOCK = "server.lock"
 # Containers of one picture, not a video (PyAV's names of their demuxers).
 PICTURE_FORMATS = re.compile(r"image2|.*_pipe")
-
-
-class Guard:
-    """Checks every request before the app sees it (ASGI middleware).
-
-    With a token: it must come as ?token=, an X-Token header or the cookie that a page opened
-    with ?token= gets. Without one (loopback only): the Host must name this machine. Requests
-    that change something (not GET/HEAD) from a page of another origin are refused either way.
-    """
-
-    def __init__(self, app, token: str | None):
-        self.app, self.token = app, token
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        host = headers.get("host", "")
-        problem, status, from_query = None, 403, False
-        if self.token is None:
-            if urlsplit(f"//{host}").hostname not in LOOPBACK_NAMES:
-                problem = (
-                    f"this server answers only as 127.0.0.1 or localhost, not {host!r}; open "
-                    "http://127.0.0.1:PORT/, or start it with --host and a --token"
-                )
-        else:
-            cookie = SimpleCookie(headers.get("cookie", ""))
-            given = [
-                *query.get("token", []),
-                headers.get("x-token", ""),
-                cookie[TOKEN_COOKIE].value if TOKEN_COOKIE in cookie else "",
-            ]
-            from_query = any(self._right(value) for value in query.get("token", []))
-            if not any(self._right(value) for value in given):
-                problem, status = (
-                    (
-                        "this server needs its token; open the address that `vsrealbasicvsr serve` "
-                        "printed (it ends in ?token=...)"
-                    ),
-                    401,
-                )
-        origin = headers.get("origin")
-        if problem is None and scope["method"] not in ("GET", "HEAD") and origin and urlsplit(origin).netloc != host:
-            problem = f"a page of {origin} may not change jobs here; use this server's own page"
-        if problem is not None:
-            return await JSONResponse({"error": problem}, status)(scope, receive, send)
-        if not from_query:
-            return await self.app(scope, receive, send)
-
-        async def send_with_cookie(message):
-            if message["type"] == "http.response.start":
-                cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie.encode())]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
-
-    def _right(self, value: str) -> bool:
-        return bool(value) and secrets.compare_digest(value.encode(), self.token.encode())
-
-
-def error(message: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": message}, status)
 
 
 class Problem(Exception):
@@ -218,7 +151,7 @@ class Server:
         shown.update(
             frames_done=frames,
             total_frames=total,
-            percent=100 * frames / total,
+            percent=job.percent(frames, total),
             fps=live.get("fps"),
             eta_s=live.get("eta_s"),
             joining=live.get("joining", False),
@@ -301,9 +234,9 @@ class Server:
             shutil.rmtree(output.parent / (output.name + ".rbvsr-work"), ignore_errors=True)
         spec = web_jobs.spec_of(self.jobs, row, request)
         planned = job.plan(spec)
-        clip_plan, first = planned.clip_plan, planned.clip_plan.first
+        clip_plan, first = planned.clip_plan, planned.clip_plan.sizes
         settings = clip_plan.settings
-        device = engine.device_name(settings.device)
+        device = settings.device
         model = request["options"].get("model", registry.DEFAULT_MODEL)
         # The window is clamped to the clip (a clip shorter than max_seq_len is one window), and
         # so is what the plan shows of it.
@@ -313,7 +246,7 @@ class Server:
         return {
             "device": device,
             "ray": self.ray is not None,
-            "precision": str(settings.dtype).removeprefix("torch."),
+            "precision": settings.precision,
             "backend": settings.backend.name,
             "model": model,
             "architecture": clip_plan.network.architecture.removesuffix("Net"),
@@ -392,274 +325,312 @@ def job_message(message: str, path: Path, name: str) -> str:
     return message.replace(str(path), name)
 
 
+# -- the routes: each reads the app's `Server` from `request.app.state.server` -------------------
+
+
+def server_of(request: Request) -> Server:
+    return request.app.state.server
+
+
+async def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    """A `Problem` raised by a route, as its {"error": ...} answer (the app's exception handler)."""
+    return JSONResponse({"error": problem.message}, problem.status)
+
+
+async def body_json(request: Request) -> object:
+    try:
+        return json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise Problem("the request's body is not JSON; send the options as a JSON object") from None
+    except RecursionError:
+        raise Problem("the request's JSON is nested too deeply; send the options as a flat JSON object") from None
+
+
+async def index(request: Request):
+    return FileResponse(STATIC / "index.html")
+
+
+async def config(request: Request):
+    server = server_of(request)
+    return JSONResponse(
+        {
+            "input_dir": server.input_dir is not None,
+            "max_upload": server.max_upload,
+            **web_jobs.form(),
+        }
+    )
+
+
+async def list_inputs(request: Request):
+    return JSONResponse({"files": await run_in_threadpool(server_of(request).input_files)})
+
+
+async def add_job(server: Server, name: str, path: Path, folder: Path, uploaded: bool) -> JSONResponse:
+    try:
+        info = await run_in_threadpool(server.probe, path, folder, name)
+    except job.UpscaleError as upscale_error:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Problem(job_message(str(upscale_error), path, name)) from None
+    row = server.store.add(folder.name, name, path, uploaded, info)
+    return JSONResponse(server.snapshot(row), 201)
+
+
+async def pick_input(request: Request):
+    server = server_of(request)
+    body = await body_json(request)
+    path = server.input_of(body.get("name") if isinstance(body, dict) else None)
+    job_id = new_job_id()
+    folder = server.jobs / job_id
+    folder.mkdir()
+    return await add_job(server, path.relative_to(server.input_dir).as_posix(), path, folder, uploaded=False)
+
+
+async def upload(request: Request):
+    server = server_of(request)
+    name = Path(unquote(request.headers.get("x-file-name", ""))).name
+    name = "".join(char for char in name if char.isprintable())[:200] or "upload"
+    declared = request.headers.get("content-length")
+    limit = server.max_upload
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise Problem(
+                f"{name} is {int(declared) / 2**20:.0f} MiB, more than this server takes "
+                f"({limit / 2**20:.0f} MiB, --max-upload); choose a shorter video, or restart the "
+                "server with a larger --max-upload",
+                413,
+            )
+        if int(declared) > shutil.disk_usage(server.jobs).free:
+            raise Problem(
+                f"{name} does not fit on the server's disk (the --jobs folder); free space there, "
+                "or delete finished jobs",
+                507,
+            )
+    suffix = Path(name).suffix.lower()
+    job_id = new_job_id()
+    folder = server.jobs / job_id
+    folder.mkdir()
+    path = folder / ("input" + (suffix if PLAIN_SUFFIX.fullmatch(suffix) else ""))
+    received = 0
+    try:
+        with path.open("wb") as file:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise Problem(
+                        f"{name} is more than this server takes ({limit / 2**20:.0f} MiB, "
+                        "--max-upload); choose a shorter video, or restart the server with a "
+                        "larger --max-upload",
+                        413,
+                    )
+                write_chunk(file, chunk)
+    except Problem:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    except ClientDisconnect:  # the page went away: nothing of the upload is kept
+        shutil.rmtree(folder, ignore_errors=True)
+        return Response(status_code=400)
+    except OSError as os_error:
+        shutil.rmtree(folder, ignore_errors=True)
+        if os_error.errno == errno.ENOSPC:
+            raise Problem(
+                f"the server's disk (the --jobs folder) filled up while {name} was uploaded; "
+                "nothing of it was kept; free space there, or delete finished jobs",
+                507,
+            ) from None
+        raise Problem(
+            f"the server could not store {name} ({os_error.strerror}); check its --jobs folder", 500
+        ) from None
+    if received == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Problem(f"{name} is empty; choose a video file")
+    return await add_job(server, name, path, folder, uploaded=True)
+
+
+def write_chunk(file, chunk: bytes) -> None:
+    """One received piece of an upload to disk (a function of its own: the tests make the disk full)."""
+    file.write(chunk)
+
+
+async def list_jobs(request: Request):
+    server = server_of(request)
+    return JSONResponse({"jobs": [server.snapshot(row) for row in server.store.all()]})
+
+
+async def get_job(request: Request):
+    server = server_of(request)
+    return JSONResponse(server.snapshot(server.job(request), with_plan=True))
+
+
+def one_at_a_time(change):
+    """The route of `change(request, server, row)` (of one job): it waits for the job's other
+    changes to end, and reads the job afresh after: plan, start, cancel and delete each see what
+    the one before did."""
+
+    @functools.wraps(change)
+    async def endpoint(request: Request):
+        server = server_of(request)
+        server.job(request)  # a job that does not exist is a 404 at once
+        async with server.job_lock(request.path_params["job_id"]):
+            return await change(request, server, server.job(request))
+
+    return endpoint
+
+
+@one_at_a_time
+async def plan(request: Request, server: Server, row: dict):
+    if row["state"] not in ("new", "failed", "cancelled"):
+        raise Problem(f"the job is {row['state']}; plan a job before it starts, or after it stopped", 409)
+    try:
+        planned_request = web_jobs.parse_request(await body_json(request))
+        planned = await run_in_threadpool(server.plan, row, planned_request)
+    except (web_jobs.RequestError, job.UpscaleError) as bad:
+        raise Problem(job_message(str(bad), Path(row["input"]), row["name"])) from None
+    server.store.update(row["id"], request=planned_request, plan=planned, device=planned["device"])
+    return JSONResponse(server.snapshot(server.store.get(row["id"]), with_plan=True))
+
+
+@one_at_a_time
+async def start(request: Request, server: Server, row: dict):
+    body = await body_json(request)
+    start_over = isinstance(body, dict) and body.get("start_over") is True
+    if not row["plan"]:
+        raise Problem("the job has no plan yet; plan it with its options first", 409)
+    if row["state"] not in ("new", "failed", "cancelled"):
+        raise Problem(f"the job is {row['state']} already", 409)
+    model = row["plan"]["model"]
+    weights = await run_in_threadpool(weights_state, model)
+    if weights["weights"] == "missing":
+        raise Problem(f"the weights of {model} are {weights['weights_note']}", 409)
+    if start_over:  # what the page asks after a confirmation: the finished segments go
+        output = web_jobs.output_path(server.jobs, row)
+        await run_in_threadpool(shutil.rmtree, output.parent / (output.name + ".rbvsr-work"), True)
+        server.store.update(row["id"], frames_done=0, segments_done=0)
+    server.runner.enqueue(row["id"])
+    return JSONResponse(server.snapshot(server.store.get(row["id"]), with_plan=True))
+
+
+@one_at_a_time
+async def cancel(request: Request, server: Server, row: dict):
+    if not server.runner.cancel(row["id"]):
+        raise Problem(f"the job is {row['state']}: only a queued or running job can be cancelled", 409)
+    return JSONResponse(server.snapshot(server.store.get(row["id"])))
+
+
+@one_at_a_time
+async def delete(request: Request, server: Server, row: dict):
+    if server.runner.is_running(row["id"]) or row["state"] in ("running", "queued"):
+        raise Problem(f"the job is {row['state']}; cancel it first, then delete it once it has stopped", 409)
+    server.store.delete(row["id"])
+    # The job's own folder only: an input picked from --input-dir lives outside it and stays.
+    await run_in_threadpool(shutil.rmtree, server.jobs / row["id"], True)
+    return Response(status_code=204)
+
+
+async def events(request: Request):
+    server = server_of(request)
+    row = server.job(request)
+
+    async def stream():
+        last = None
+        while True:
+            current = server.store.get(row["id"])
+            if current is None:
+                yield "event: deleted\ndata: {}\n\n"
+                return
+            text = json.dumps(server.snapshot(current))
+            if text != last:
+                yield f"data: {text}\n\n"
+                last = text
+            if current["state"] not in ("queued", "running") or server.stopping.is_set():
+                return  # a stopping server ends its streams: the pages retry until it is back
+            await asyncio.sleep(EVENT_INTERVAL_S)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+async def get_preview(request: Request):
+    server = server_of(request)
+    row = server.job(request)
+    if not row["request"]:
+        return JSONResponse({"preview": None})
+    if not Path(row["input"]).is_file():
+        raise Problem(
+            f"the input {row['name']} is no longer on the server, and the picture needs it; "
+            "choose the video again as a new job",
+            404,
+        )
+    label = f"{row['request']['options'].get('model', registry.DEFAULT_MODEL)} x{web_jobs.model_scale(row)}"
+    shown = await run_in_threadpool(web_preview.preview, server.jobs, row, label)
+    return JSONResponse({"preview": shown})
+
+
+async def preview_picture(request: Request):
+    server = server_of(request)
+    path = web_preview.picture_path(server.jobs, server.job(request)["id"])
+    if not path.is_file():
+        raise Problem("no picture of this job yet; it comes with its first finished segment", 404)
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+async def output(request: Request):
+    server = server_of(request)
+    row = server.job(request)
+    path = web_jobs.output_path(server.jobs, row) if row["request"] else None
+    if row["state"] != "done" or path is None or not path.is_file():
+        raise Problem(f"the job is {row['state']}; its video can be fetched once it is done", 409)
+    disposition = "attachment" if request.query_params.get("download") else "inline"
+    return FileResponse(path, filename=web_jobs.download_name(row), content_disposition_type=disposition)
+
+
+def job_route(path: str, endpoint, methods=("GET",)) -> Route:
+    return Route("/api/jobs/{job_id}" + path, endpoint, methods=list(methods))
+
+
+ROUTES = [
+    Route("/", index),
+    Route("/api/config", config),
+    Route("/api/inputs", list_inputs),
+    Route("/api/inputs/pick", pick_input, methods=["POST"]),
+    Route("/api/uploads", upload, methods=["POST"]),
+    Route("/api/jobs", list_jobs),
+    job_route("", get_job),
+    job_route("", delete, ["DELETE"]),
+    job_route("/plan", plan, ["POST"]),
+    job_route("/start", start, ["POST"]),
+    job_route("/cancel", cancel, ["POST"]),
+    job_route("/events", events),
+    job_route("/preview", get_preview),
+    job_route("/preview.png", preview_picture),
+    job_route("/output", output),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette):
+    server = app.state.server
+    server.runner.start()
+    yield
+    server.stopping.set()
+    # Jobs still running stay `running` in the store: the next start resumes them. The jobs
+    # folder stays locked while they may still write.
+    if not server.runner.busy():
+        server.close()
+
+
 def create_app(
     jobs: Path,
     input_dir: Path | None = None,
     max_upload: int = parse_size("16G"),
     token: str | None = None,
     ray: str | None = None,
-) -> Starlette:
-    """The app; `token` None: loopback only, no token; `ray`: run the jobs on the Ray cluster at
-    this address ("": Ray's own choice), None: in this process. JobsFolderBusy when another
-    server uses `jobs`."""
-    server = Server(jobs, input_dir, max_upload, ray)
-
-    def handled(route):
-        async def endpoint(request: Request):
-            try:
-                return await route(request)
-            except Problem as problem:
-                return error(problem.message, problem.status)
-
-        return endpoint
-
-    async def body_json(request: Request) -> object:
-        try:
-            return json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise Problem("the request's body is not JSON; send the options as a JSON object") from None
-        except RecursionError:
-            raise Problem("the request's JSON is nested too deeply; send the options as a flat JSON object") from None
-
-    async def index(request: Request):
-        return FileResponse(STATIC / "index.html")
-
-    async def config(request: Request):
-        return JSONResponse(
-            {
-                "input_dir": server.input_dir is not None,
-                "max_upload": server.max_upload,
-                "options": web_jobs.option_choices(),
-            }
-        )
-
-    async def list_inputs(request: Request):
-        return JSONResponse({"files": await run_in_threadpool(server.input_files)})
-
-    async def add_job(name: str, path: Path, folder: Path, uploaded: bool) -> JSONResponse:
-        try:
-            info = await run_in_threadpool(server.probe, path, folder, name)
-        except job.UpscaleError as upscale_error:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise Problem(job_message(str(upscale_error), path, name)) from None
-        row = server.store.add(folder.name, name, path, uploaded, info)
-        return JSONResponse(server.snapshot(row), 201)
-
-    async def pick_input(request: Request):
-        body = await body_json(request)
-        path = server.input_of(body.get("name") if isinstance(body, dict) else None)
-        job_id = new_job_id()
-        folder = server.jobs / job_id
-        folder.mkdir()
-        return await add_job(path.relative_to(server.input_dir).as_posix(), path, folder, uploaded=False)
-
-    async def upload(request: Request):
-        name = Path(unquote(request.headers.get("x-file-name", ""))).name
-        name = "".join(char for char in name if char.isprintable())[:200] or "upload"
-        declared = request.headers.get("content-length")
-        limit = server.max_upload
-        if declared is not None and declared.isdigit():
-            if int(declared) > limit:
-                raise Problem(
-                    f"{name} is {int(declared) / 2**20:.0f} MiB, more than this server takes "
-                    f"({limit / 2**20:.0f} MiB, --max-upload); choose a shorter video, or restart the "
-                    "server with a larger --max-upload",
-                    413,
-                )
-            if int(declared) > shutil.disk_usage(server.jobs).free:
-                raise Problem(
-                    f"{name} does not fit on the server's disk (the --jobs folder); free space there, "
-                    "or delete finished jobs",
-                    507,
-                )
-        suffix = Path(name).suffix.lower()
-        job_id = new_job_id()
-        folder = server.jobs / job_id
-        folder.mkdir()
-        path = folder / ("input" + (suffix if PLAIN_SUFFIX.fullmatch(suffix) else ""))
-        received = 0
-        try:
-            with path.open("wb") as file:
-                async for chunk in request.stream():
-                    received += len(chunk)
-                    if received > limit:
-                        raise Problem(
-                            f"{name} is more than this server takes ({limit / 2**20:.0f} MiB, "
-                            "--max-upload); choose a shorter video, or restart the server with a "
-                            "larger --max-upload",
-                            413,
-                        )
-                    write_chunk(file, chunk)
-        except Problem:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        except ClientDisconnect:  # the page went away: nothing of the upload is kept
-            shutil.rmtree(folder, ignore_errors=True)
-            return Response(status_code=400)
-        except OSError as os_error:
-            shutil.rmtree(folder, ignore_errors=True)
-            if os_error.errno == errno.ENOSPC:
-                raise Problem(
-                    f"the server's disk (the --jobs folder) filled up while {name} was uploaded; "
-                    "nothing of it was kept; free space there, or delete finished jobs",
-                    507,
-                ) from None
-            raise Problem(
-                f"the server could not store {name} ({os_error.strerror}); check its --jobs folder", 500
-            ) from None
-        if received == 0:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise Problem(f"{name} is empty; choose a video file")
-        return await add_job(name, path, folder, uploaded=True)
-
-    async def list_jobs(request: Request):
-        return JSONResponse({"jobs": [server.snapshot(row) for row in server.store.all()]})
-
-    async def get_job(request: Request):
-        return JSONResponse(server.snapshot(server.job(request), with_plan=True))
-
-    def one_at_a_time(route):
-        """`route` (of one job) waits for the job's other changes to end, and reads the job
-        afresh after: plan, start, cancel and delete each see what the one before did."""
-
-        async def endpoint(request: Request):
-            server.job(request)  # a job that does not exist is a 404 at once
-            async with server.job_lock(request.path_params["job_id"]):
-                return await route(request, server.job(request))
-
-        return endpoint
-
-    async def plan(request: Request, row: dict):
-        if row["state"] not in ("new", "failed", "cancelled"):
-            raise Problem(f"the job is {row['state']}; plan a job before it starts, or after it stopped", 409)
-        try:
-            planned_request = web_jobs.parse_request(await body_json(request))
-            planned = await run_in_threadpool(server.plan, row, planned_request)
-        except (web_jobs.RequestError, job.UpscaleError) as bad:
-            raise Problem(job_message(str(bad), Path(row["input"]), row["name"])) from None
-        server.store.update(row["id"], request=planned_request, plan=planned, device=planned["device"])
-        return JSONResponse(server.snapshot(server.store.get(row["id"]), with_plan=True))
-
-    async def start(request: Request, row: dict):
-        body = await body_json(request)
-        start_over = isinstance(body, dict) and body.get("start_over") is True
-        if not row["plan"]:
-            raise Problem("the job has no plan yet; plan it with its options first", 409)
-        if row["state"] not in ("new", "failed", "cancelled"):
-            raise Problem(f"the job is {row['state']} already", 409)
-        model = row["plan"]["model"]
-        weights = await run_in_threadpool(weights_state, model)
-        if weights["weights"] == "missing":
-            raise Problem(f"the weights of {model} are {weights['weights_note']}", 409)
-        if start_over:  # what the page asks after a confirmation: the finished segments go
-            output = web_jobs.output_path(server.jobs, row)
-            await run_in_threadpool(shutil.rmtree, output.parent / (output.name + ".rbvsr-work"), True)
-            server.store.update(row["id"], frames_done=0, segments_done=0)
-        server.runner.enqueue(row["id"])
-        return JSONResponse(server.snapshot(server.store.get(row["id"]), with_plan=True))
-
-    async def cancel(request: Request, row: dict):
-        if not server.runner.cancel(row["id"]):
-            raise Problem(f"the job is {row['state']}: only a queued or running job can be cancelled", 409)
-        return JSONResponse(server.snapshot(server.store.get(row["id"])))
-
-    async def delete(request: Request, row: dict):
-        if server.runner.is_running(row["id"]) or row["state"] in ("running", "queued"):
-            raise Problem(f"the job is {row['state']}; cancel it first, then delete it once it has stopped", 409)
-        server.store.delete(row["id"])
-        # The job's own folder only: an input picked from --input-dir lives outside it and stays.
-        await run_in_threadpool(shutil.rmtree, server.jobs / row["id"], True)
-        return Response(status_code=204)
-
-    async def events(request: Request):
-        row = server.job(request)
-
-        async def stream():
-            last = None
-            while True:
-                current = server.store.get(row["id"])
-                if current is None:
-                    yield "event: deleted\ndata: {}\n\n"
-                    return
-                text = json.dumps(server.snapshot(current))
-                if text != last:
-                    yield f"data: {text}\n\n"
-                    last = text
-                if current["state"] not in ("queued", "running") or server.stopping.is_set():
-                    return  # a stopping server ends its streams: the pages retry until it is back
-                await asyncio.sleep(EVENT_INTERVAL_S)
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-
-    async def get_preview(request: Request):
-        row = server.job(request)
-        if not row["request"]:
-            return JSONResponse({"preview": None})
-        if not Path(row["input"]).is_file():
-            raise Problem(
-                f"the input {row['name']} is no longer on the server, and the picture needs it; "
-                "choose the video again as a new job",
-                404,
-            )
-        label = f"{row['request']['options'].get('model', registry.DEFAULT_MODEL)} x{web_jobs.model_scale(row)}"
-        shown = await run_in_threadpool(web_preview.preview, server.jobs, row, label)
-        return JSONResponse({"preview": shown})
-
-    async def preview_picture(request: Request):
-        row = server.job(request)
-        path = web_preview.picture_path(server.jobs, row["id"])
-        if not path.is_file():
-            raise Problem("no picture of this job yet; it comes with its first finished segment", 404)
-        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-store"})
-
-    async def output(request: Request):
-        row = server.job(request)
-        path = web_jobs.output_path(server.jobs, row) if row["request"] else None
-        if row["state"] != "done" or path is None or not path.is_file():
-            raise Problem(f"the job is {row['state']}; its video can be fetched once it is done", 409)
-        disposition = "attachment" if request.query_params.get("download") else "inline"
-        return FileResponse(path, filename=web_jobs.download_name(row), content_disposition_type=disposition)
-
-    def job_route(path: str, endpoint, methods=("GET",)) -> Route:
-        return Route("/api/jobs/{job_id}" + path, handled(endpoint), methods=list(methods))
-
-    routes = [
-        Route("/", index),
-        Route("/api/config", config),
-        Route("/api/inputs", handled(list_inputs)),
-        Route("/api/inputs/pick", handled(pick_input), methods=["POST"]),
-        Route("/api/uploads", handled(upload), methods=["POST"]),
-        Route("/api/jobs", list_jobs),
-        job_route("", get_job),
-        job_route("", one_at_a_time(delete), ["DELETE"]),
-        job_route("/plan", one_at_a_time(plan), ["POST"]),
-        job_route("/start", one_at_a_time(start), ["POST"]),
-        job_route("/cancel", one_at_a_time(cancel), ["POST"]),
-        job_route("/events", events),
-        job_route("/preview", get_preview),
-        job_route("/preview.png", preview_picture),
-        job_route("/output", output),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ]
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        server.runner.start()
-        yield
-        server.stopping.set()
-        # Jobs still running stay `running` in the store: the next start resumes them. The jobs
-        # folder stays locked while they may still write.
-        if not server.runner.busy():
-            server.close()
-
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.server = server
+) -> Guard:
+    """The app behind its `Guard`; `token` None: loopback only, no token; `ray`: run the jobs on
+    the Ray cluster at this address ("": Ray's own choice), None: in this process.
+    JobsFolderBusy when another server uses `jobs`."""
+    app = Starlette(routes=ROUTES, exception_handlers={Problem: problem_response}, lifespan=lifespan)
+    app.state.server = Server(jobs, input_dir, max_upload, ray)
     return Guard(app, token)
-
-
-def write_chunk(file, chunk: bytes) -> None:
-    """One received piece of an upload to disk (a function of its own: the tests make the disk full)."""
-    file.write(chunk)
 
 
 def serve(

@@ -1,9 +1,10 @@
 """What the page may ask of a job, and the job API's spec of a stored job.
 
-The page offers a few of Upscale's options (`PAGE_OPTIONS`, their names, defaults and meaning
-from `vsrealbasicvsr.options`) and two encoders: x264 into MP4, which a browser plays, and
-lossless FFV1 into Matroska. Files are server-made names inside the job's folder; nothing the
-user sends becomes a path.
+The page's form is made from `vsrealbasicvsr.options` (`form`): every option of `Upscale` but
+a path on the server, with its name, kind, choices, smallest value, default and meaning, and
+two encoders: x264 into MP4, which a browser plays, and lossless FFV1 into Matroska (crf's range
+per encoder from the job package). Files are server-made names inside the job's folder; nothing
+the user sends becomes a path.
 """
 
 from __future__ import annotations
@@ -11,62 +12,95 @@ from __future__ import annotations
 from pathlib import Path
 
 from ... import options
-from ...job import JobSpec, new_spec
-from ...job.ffmpeg import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF
+from ...job import CRF_CODECS, DEFAULT_CODEC, DEFAULT_CRF, JobSpec, new_spec
 from ...weights import registry
 
-PAGE_OPTIONS = ("model", "max_seq_len", "device", "precision", "tile", "backend")
+# The options shown first, in this order; the others come under "More options".
+MAIN_OPTIONS = ("model", "max_seq_len", "device", "precision", "backend", "tile")
 # Encoders the page offers, with their output container.
 CODECS = {DEFAULT_CODEC: ".mp4", "ffv1": ".mkv"}
-CRF_RANGE = (0, 51)
-# The tile option as the page's controls offer it (options.py says it in Upscale's terms, with
-# numbers for automatic and never).
-TILE_HELP = (
-    "tile: auto cuts frames into tiles only when a window, its context frames included, does not "
-    "fit in memory; off never does; size: tiles of W x H input pixels (at least 64)."
-)
+# How each kind of option is asked for (options.py's kinds); a path on the server is not asked.
+FIELD_KINDS = {"text": "text", "int": "number", "flag": "flag", "tile": "tile"}
 
 
 class RequestError(ValueError):
     """A request the page (or a client) can correct; the message says how."""
 
 
-def option_choices() -> dict:
-    """The options the page shows: for each, its default, meaning and choices (GET /api/options)."""
+def page_options() -> list[str]:
+    """The names of the options the page asks for: the main ones first, then options.py's order."""
+    asked = [option.name for option in options.fields() if option.metadata["kind"] in FIELD_KINDS]
+    return [*MAIN_OPTIONS, *(name for name in asked if name not in MAIN_OPTIONS)]
+
+
+def form() -> dict:
+    """The page's form (GET /api/config): {"options": Upscale's, "output": codec and crf}, each
+    {name: field} in the order shown, a field what the page needs to ask for it: {"kind": text |
+    select | number | flag | tile, "default", "default_text", "help", "main" (shown first), and
+    "choices" (select: {value: {"label", ...}}), "suggestions" (text), "min" (number; tile: a
+    size's smallest side), "max" (crf: per codec), "special" (tile: the values of auto and off)}."""
     by_name = {option.name: option for option in options.fields()}
     shown = {}
-    for name in PAGE_OPTIONS:
-        option = by_name[name]
-        shown[name] = {
+    for name in page_options():
+        option, about = by_name[name], by_name[name].metadata
+        field = {
+            "kind": "select" if about["choices"] else FIELD_KINDS[about["kind"]],
             "default": option.default,
-            "help": option.metadata["help"],
             "default_text": options.describe_default(option),
+            "help": about["help"],
+            "main": name in MAIN_OPTIONS,
         }
-    shown["model"]["choices"] = {
-        name: {
+        if about["choices"]:
+            field["choices"] = {choice: {"label": choice} for choice in about["choices"]}
+        if about["suggestions"]:
+            field["suggestions"] = list(about["suggestions"])
+        if about["minimum"] is not None:
+            field["min"] = about["minimum"]
+        shown[name] = field
+    model = default_model()
+    shown["model"].update(kind="select", default=model, default_text=f'"{model}"', choices=model_choices())
+    shown["tile"].update(
+        special={"auto": options.TILE_AUTO, "off": options.TILE_OFF},
+        help=(
+            "tile: auto cuts frames into tiles only when a window, its context frames included, does "
+            "not fit in memory; off never does; size: tiles of W x H input pixels (at least "
+            f"{shown['tile']['min']})."
+        ),
+    )
+    output = {
+        "codec": {
+            "kind": "select",
+            "default": DEFAULT_CODEC,
+            "choices": {codec: {"label": codec} for codec in CODECS},
+            "help": "x264 into MP4 (plays in the page), or lossless FFV1 into Matroska.",
+            "main": True,
+        },
+        "crf": {
+            "kind": "number",
+            "default": None,
+            "default_text": f"{DEFAULT_CRF}",
+            "min": 0,
+            # The highest crf of each codec that takes one: the field's range follows the codec.
+            "max": {codec: CRF_CODECS[codec] for codec in CODECS if codec in CRF_CODECS},
+            "help": "Quality of x264: lower is better and larger.",
+            "main": True,
+        },
+    }
+    return {"options": shown, "output": output}
+
+
+def model_choices() -> dict:
+    """The registry's models as the page offers them: a description, the scale, installed or not."""
+    choices = {}
+    for name, info in registry.MODELS.items():
+        installed = registry.resolve(name) is not None
+        choices[name] = {
+            "label": name if installed else f"{name} (not installed)",
             "description": f"x{info.scale}, {info.purpose}: {info.description}",
             "scale": info.scale,
-            "installed": registry.resolve(name) is not None,
+            "installed": installed,
         }
-        for name, info in registry.MODELS.items()
-    }
-    shown["model"]["default"] = default_model()
-    shown["tile"]["help"] = TILE_HELP
-    shown["precision"]["choices"] = list(options.PRECISIONS)
-    shown["backend"]["choices"] = list(options.BACKENDS)
-    shown["tile"]["special"] = {"auto": options.TILE_AUTO, "off": options.TILE_OFF}
-    shown["codec"] = {
-        "default": DEFAULT_CODEC,
-        "choices": list(CODECS),
-        "help": "x264 into MP4 (plays in the page), or lossless FFV1 into Matroska.",
-    }
-    shown["crf"] = {
-        "default": DEFAULT_CRF,
-        "applies_to": [codec for codec in CODECS if codec in CRF_CODECS],
-        "range": list(CRF_RANGE),
-        "help": "Quality of x264: lower is better and larger.",
-    }
-    return shown
+    return choices
 
 
 def default_model() -> str:
@@ -82,10 +116,11 @@ def parse_request(body: object) -> dict:
     RequestError says what is wrong."""
     if not isinstance(body, dict):
         raise RequestError('send the options as a JSON object, e.g. {"max_seq_len": 30}')
-    unknown = sorted(set(body) - {*PAGE_OPTIONS, "codec", "crf"})
+    asked = page_options()
+    unknown = sorted(set(body) - {*asked, "codec", "crf"})
     if unknown:
-        raise RequestError(f"unknown option {', '.join(unknown)}; use {', '.join([*PAGE_OPTIONS, 'codec', 'crf'])}")
-    chosen = {name: body[name] for name in PAGE_OPTIONS if body.get(name) not in (None, "")}
+        raise RequestError(f"unknown option {', '.join(unknown)}; use {', '.join([*asked, 'codec', 'crf'])}")
+    chosen = {name: body[name] for name in asked if body.get(name) not in (None, "")}
     try:
         options.UpscaleOptions.of(**chosen)
     except ValueError as error:
@@ -97,10 +132,15 @@ def parse_request(body: object) -> dict:
     if crf in (None, ""):
         crf = None
     elif codec not in CRF_CODECS:
-        raise RequestError(f"crf applies to {DEFAULT_CODEC}, not {codec}; leave it empty")
-    elif not isinstance(crf, int) or isinstance(crf, bool) or not CRF_RANGE[0] <= crf <= CRF_RANGE[1]:
-        raise RequestError(f"crf must be a whole number from {CRF_RANGE[0]} to {CRF_RANGE[1]}, not {crf!r}")
-    return {"options": chosen, "codec": codec, "crf": crf}
+        takes = ", ".join(name for name in CODECS if name in CRF_CODECS)
+        raise RequestError(f"crf applies to {takes}, not {codec}; leave it empty")
+    elif not isinstance(crf, int) or isinstance(crf, bool) or not 0 <= crf <= CRF_CODECS[codec]:
+        raise RequestError(f"crf of {codec} must be a whole number from 0 to {CRF_CODECS[codec]}, not {crf!r}")
+    # Defaults written out are left out: the page sends every option, and a request that differs
+    # only in those is the same job (its kept segments continue). The model stays: the page's
+    # first choice may not be the registry's default, and the form shows the job's.
+    recorded = options.without_defaults(chosen) | ({"model": chosen["model"]} if "model" in chosen else {})
+    return {"options": recorded, "codec": codec, "crf": crf}
 
 
 def job_folder(jobs: Path, job_id: str) -> Path:

@@ -12,8 +12,7 @@ import os
 import threading
 from pathlib import Path
 
-from ...job import UpscaleError
-from ...job.segments import SegmentWriter
+from ...job import UpscaleError, segment_path
 from .. import compare
 from . import jobs as web_jobs
 
@@ -40,7 +39,7 @@ def _source(jobs: Path, job: dict) -> tuple[Path, int, int, str] | None:
     except UpscaleError:  # e.g. the output came a moment before the job's row says done
         return None
     for index in reversed(range(-(-frames // segment_frames))):
-        path = SegmentWriter.final_path_of(spec, index)
+        path = segment_path(spec, index)
         if path.is_file():
             first = index * segment_frames
             return path, first, min(segment_frames, frames - first), f"segment {index}"

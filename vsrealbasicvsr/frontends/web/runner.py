@@ -16,8 +16,6 @@ import traceback
 from pathlib import Path
 
 from ... import job
-from ...engine import engine
-from ...job.progress import Progress
 from . import jobs as web_jobs
 from .store import JobStore
 
@@ -39,7 +37,7 @@ class RunningJob:
         self.id, self.device = row["id"], row["device"]
         self.store, self.hold, self.ray = store, hold, ray
         self.cancel = threading.Event()
-        self.progress: Progress | None = None
+        self.progress: job.Progress | None = None
         self.frames_done = row["frames_done"]
         self.segments_done = row["segments_done"]
         self.segments_this_run = 0
@@ -55,12 +53,12 @@ class RunningJob:
 
     def on_progress(self, event: job.JobProgress) -> None:
         """The job's callback, on the job's threads: counts, and the store at each segment."""
-        if event.kind == "started":
-            # This job's device only (another job may run on another device of this process); on
+        if event.kind == job.ProgressKind.STARTED:
+            # This job's work only (another job may run on another device of this process); on
             # a Ray cluster the work is counted by the frames its tasks report.
-            work = (lambda: 0.0) if self.ray else (lambda: engine.progress(self.device))
+            work = (lambda: 0.0) if self.ray else event.work
             self.window_frames = event.window_frames
-            self.progress = Progress(
+            self.progress = job.Progress(
                 event.total_frames, event.frames_done, quiet=True, window=event.window_frames, work=work
             )
             self.store.update(
@@ -69,9 +67,9 @@ class RunningJob:
                 segments_done=event.segments_done,
                 segment_count=event.segment_count,
             )
-        elif event.kind == "frame":
+        elif event.kind == job.ProgressKind.FRAME:
             self.progress.update(1)
-        elif event.kind == "segment_done":
+        elif event.kind == job.ProgressKind.SEGMENT_DONE:
             self.segments_this_run += 1
             self.store.update(
                 self.id,
@@ -79,10 +77,10 @@ class RunningJob:
                 segments_done=event.segments_done,
                 run_seconds=self.run_seconds(),
             )
-        elif event.kind == "joining":
+        elif event.kind == job.ProgressKind.JOINING:
             self.joining = True
         self.frames_done, self.segments_done = event.frames_done, event.segments_done
-        if event.kind == "segment_done" and self.hold and self.segments_this_run == self.hold[0]:
+        if event.kind == job.ProgressKind.SEGMENT_DONE and self.hold and self.segments_this_run == self.hold[0]:
             while self.hold[1].exists() and not self.cancel.is_set():
                 time.sleep(0.1)
 

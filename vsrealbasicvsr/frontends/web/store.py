@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 
+def work(width: int, height: int, computed_frames: int) -> int:
+    """The work of a job, in the unit of the speeds its estimates use: input pixels times the
+    frames computed (context frames included)."""
+    return width * height * computed_frames
+
+
 def new_job_id() -> str:
     """A server-made job id: 16 hex digits, the only form the routes accept."""
     return secrets.token_hex(8)
@@ -128,12 +134,12 @@ class JobStore:
                 continue
             frames = plan.get("computed_frames") or info["frames"]
             (same if (info["width"], info["height"]) == (width, height) else other).append(
-                (info["width"] * info["height"] * frames, row["run_seconds"])
+                (work(info["width"], info["height"], frames), row["run_seconds"])
             )
         measured = same or other
         if not measured:
             return None
-        pixels_per_s = sum(pixels for pixels, _ in measured[:10]) / sum(seconds for _, seconds in measured[:10])
+        speed = sum(done for done, _ in measured[:10]) / sum(seconds for _, seconds in measured[:10])
         where = "a Ray cluster" if ray else device
         count = min(10, len(measured))
         basis = (
@@ -141,7 +147,7 @@ class JobStore:
             if same
             else f"a rough guess: from {count} job(s) of other frame sizes with {model} on {where}"
         )
-        return {"seconds": width * height * computed / pixels_per_s, "basis": basis, "sure": bool(same)}
+        return {"seconds": work(width, height, computed) / speed, "basis": basis, "sure": bool(same)}
 
 
 _COLUMNS = {

@@ -49,14 +49,16 @@ function showAt(element, message) {
   element.hidden = !message;
 }
 
-const FIELDS = ["model", "max_seq_len", "device", "precision", "backend", "tile", "codec", "crf"];
+// The form's fields: the server's description of Upscale's options, then of the output.
+const fieldsOf = () => [...Object.entries(config.options), ...Object.entries(config.output)];
 
-// The form's field a plan's error is about, from the option it names (the server's messages
-// name the option, as the form's labels do).
+// The form's field a plan's error is about, from the option it names first (the server's
+// messages begin with the option that is wrong, named as the form's labels name it).
 function fieldOf(message) {
   const text = message.toLowerCase();
-  const named = FIELDS.find((name) => new RegExp(`\\b${name}\\b`).test(text));
-  if (named) return named;
+  const named = fieldsOf().map(([name]) => [name, text.search(new RegExp(`\\b${name}\\b`))])
+    .filter(([, at]) => at >= 0).sort(([, a], [, b]) => a - b);
+  if (named.length) return named[0][0];
   if (/weights|checkpoint/.test(text)) return "model";
   if (/\bcuda\b|\bgpu\b|\bcpu\b/.test(text)) return "device";
   if (/openvino/.test(text)) return "backend";
@@ -69,6 +71,7 @@ function showPlanError(message) {
   const box = field ? document.querySelector(`.field-error[data-for="${field}"]`) : $("#plan-error");
   clearFormErrors();
   showAt(box, message);
+  if (message && $("#more-options").contains(box)) $("#more-options").open = true;  // the error is seen
 }
 
 function clearFormErrors() {
@@ -217,52 +220,133 @@ async function pick() {
 
 // -- options and plan -----------------------------------------------------------------------
 
+const control = (name) => $("#options").elements.namedItem(name);  // the form's control of that name
+
+// Builds the form from the server's description: a labelled control per option, named as the
+// option is, with its meaning as the control's description and, while it has the focus, below
+// the fields; an error box per option.
 function fillOptionForm() {
-  const form = $("#options"), options = config.options;
-  for (const [name, about] of Object.entries(options.model.choices)) {
-    const option = new Option(`${name}${about.installed ? "" : " (not installed)"}`, name);
-    option.title = about.description;
-    form.model.add(option);
+  for (const [name, about] of fieldsOf()) {
+    const field = document.createElement("div");
+    field.className = `field ${about.kind}`;
+    field.dataset.name = name;
+    const label = document.createElement("label");
+    const asked = controlOf(name, about);
+    asked.id = label.htmlFor = `option-${name}`;
+    label.textContent = name;
+    label.title = about.help;
+    const help = document.createElement("p");
+    help.id = `help-${name}`;
+    help.hidden = true;
+    help.textContent = about.help;
+    asked.setAttribute("aria-describedby", help.id);
+    if (about.kind === "flag") field.append(asked, label);
+    else field.append(label, asked);
+    if (about.kind === "tile") field.append(tileSizeOf(name, about, help.id));
+    const error = document.createElement("p");
+    error.className = "error field-error";
+    error.dataset.for = name;
+    error.setAttribute("role", "alert");
+    error.hidden = true;
+    field.append(help, error);
+    field.addEventListener("focusin", () => { $("#option-help").textContent = about.help; });
+    $(about.main ? "#fields" : "#more-fields").append(field);
   }
-  form.precision.add(new Option(`default (${options.precision.default_text})`, ""));
-  for (const name of options.precision.choices) form.precision.add(new Option(name, name));
-  for (const name of options.backend.choices) form.backend.add(new Option(name, name));
-  form.backend.title = options.backend.help;
-  for (const name of options.codec.choices) form.codec.add(new Option(name, name));
-  setForm({options: {}, codec: options.codec.default, crf: null});
-  $("#option-help").textContent = `frames per window: ${options.max_seq_len.help} ${options.tile.help}`;
+  setForm({options: {}, codec: config.output.codec.default, crf: null});
+  $("#option-help").textContent = "What an option does shows here while it has the focus.";
+}
+
+function controlOf(name, about) {
+  if (about.kind === "select" || about.kind === "tile") {
+    const select = document.createElement("select");
+    if (about.kind === "tile") {
+      select.name = `${name}_mode`;
+      for (const mode of [...Object.keys(about.special), "size"]) select.add(new Option(mode === "size" ? "size:" : mode, mode));
+      return select;
+    }
+    select.name = name;
+    if (about.default === null) select.add(new Option(`default (${about.default_text})`, ""));
+    for (const [value, choice] of Object.entries(about.choices)) {
+      const option = new Option(choice.label, value);
+      if (choice.description) option.title = choice.description;
+      select.add(option);
+    }
+    return select;
+  }
+  const input = document.createElement("input");
+  input.name = name;
+  if (about.kind === "flag") input.type = "checkbox";
+  if (about.kind === "number") {
+    input.type = "number";
+    input.step = 1;
+    if (about.min !== undefined) input.min = about.min;
+    if (about.default === null) input.placeholder = about.default_text;
+  }
+  if (about.suggestions) {
+    const list = document.createElement("datalist");
+    list.id = `${name}-suggestions`;
+    for (const value of about.suggestions) list.append(new Option(value, value));
+    document.body.append(list);
+    input.setAttribute("list", list.id);
+  }
+  return input;
+}
+
+function tileSizeOf(name, about, helpId) {  // the W and H boxes of a tile size
+  const size = document.createElement("span");
+  size.className = "tile-size";
+  for (const [side, words] of [["w", "width"], ["h", "height"]]) {
+    const input = document.createElement("input");
+    Object.assign(input, {name: `${name}_${side}`, type: "number", min: about.min, step: 1, placeholder: side.toUpperCase()});
+    input.setAttribute("aria-label", `${name} ${words} in input pixels`);
+    input.setAttribute("aria-describedby", helpId);
+    size.append(input);
+  }
+  return size;
 }
 
 function setForm(request) {
-  const form = $("#options"), options = config.options, chosen = request.options;
-  form.model.value = chosen.model ?? options.model.default;
-  form.max_seq_len.value = chosen.max_seq_len ?? options.max_seq_len.default;
-  form.device.value = chosen.device ?? options.device.default;
-  form.precision.value = chosen.precision ?? "";
-  form.backend.value = chosen.backend ?? options.backend.default;
-  const tile = chosen.tile ?? options.tile.default;
-  form.tile_mode.value = tile === options.tile.special.off ? "off" : tile === options.tile.special.auto ? "auto" : "size";
-  if (Array.isArray(tile)) [form.tile_w.value, form.tile_h.value] = tile;
-  else if (form.tile_mode.value === "size") form.tile_w.value = form.tile_h.value = tile;
-  showTileSize();
-  form.codec.value = request.codec;
-  form.crf.value = request.crf ?? "";
-  form.crf.placeholder = `${options.crf.default}`;
+  for (const [name, about] of fieldsOf()) {
+    const chosen = name in config.output ? request[name] : request.options[name];
+    const value = chosen ?? about.default;
+    if (about.kind === "flag") control(name).checked = value;
+    else if (about.kind === "tile") {
+      const mode = Object.keys(about.special).find((key) => about.special[key] === value);
+      control(`${name}_mode`).value = mode ?? "size";
+      const [w, h] = Array.isArray(value) ? value : [value, value];
+      if (!mode) [control(`${name}_w`).value, control(`${name}_h`).value] = [w, h];
+    } else control(name).value = value ?? "";
+  }
+  syncFields();
 }
 
-function showTileSize() {  // the W and H boxes only for a tile size
-  $(".tile-size").hidden = $("#options").tile_mode.value !== "size";
+function syncFields() {  // the tile size boxes only for a size; crf's range is its codec's
+  const crf = config.output.crf;
+  for (const [name, about] of fieldsOf()) {
+    if (about.kind === "tile") $("#options").querySelector(`[data-name="${name}"] .tile-size`).hidden = control(`${name}_mode`).value !== "size";
+  }
+  const highest = crf.max[control("codec").value];
+  control("crf").max = highest ?? "";
+  control("crf").placeholder = highest === undefined ? `not for ${control("codec").value}` : crf.default_text;
+}
+
+function valueOf(name, about) {  // a field's value as the request says it; null: the default
+  if (about.kind === "flag") return control(name).checked;
+  if (about.kind === "tile") {
+    const mode = control(`${name}_mode`).value;
+    if (mode !== "size") return about.special[mode];
+    const w = Number(control(`${name}_w`).value);
+    return [w, control(`${name}_h`).value === "" ? w : Number(control(`${name}_h`).value)];
+  }
+  const text = control(name).value.trim();
+  if (text === "") return null;
+  return about.kind === "number" ? Number(text) : text;
 }
 
 function requestOfForm() {
-  const form = $("#options"), special = config.options.tile.special;
-  const tile = form.tile_mode.value === "size" ? [Number(form.tile_w.value), Number(form.tile_h.value || form.tile_w.value)]
-    : special[form.tile_mode.value];
-  return {
-    model: form.model.value, max_seq_len: Number(form.max_seq_len.value), device: form.device.value.trim(),
-    precision: form.precision.value || null, backend: form.backend.value, tile, codec: form.codec.value,
-    crf: form.crf.value === "" ? null : Number(form.crf.value),
-  };
+  const request = {};
+  for (const [name, about] of fieldsOf()) request[name] = valueOf(name, about);
+  return request;
 }
 
 async function plan() {
@@ -293,7 +377,7 @@ async function plan() {
 function optionsChanged() {  // the plan shown is for other options: plan these, a moment later
   $("#start-button").disabled = true;
   clearFormErrors();
-  showTileSize();
+  syncFields();
   clearTimeout(planTimer);
   planTimer = setTimeout(plan, 400);
 }
@@ -390,6 +474,7 @@ function render(job) {
   else if ($("#job-error").textContent.startsWith("This job failed")) showAt($("#job-error"), "");
   const editable = ["new", "failed", "cancelled"].includes(job.state);
   for (const element of $("#options").elements) element.disabled = !editable;
+  syncFields();
   const weightsMissing = job.plan && job.plan.weights === "missing";
   $("#start-button").disabled = !(editable && job.planned && !weightsMissing);
   $("#start-button").textContent = job.segments_done && editable ? "Continue" : "Start";
