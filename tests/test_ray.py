@@ -244,8 +244,12 @@ def test_two_nodes_share_the_segments_through_the_object_store(clip, tiny_checkp
     assert output.read_bytes() == reference.read_bytes()
 
 
-def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip, tiny_checkpoint, reference, tmp_path):
-    """Through the command, with a Ray instance of its own (`--ray` without ADDRESS)."""
+def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(
+    clip, tiny_checkpoint, reference, local_ray, tmp_path
+):
+    """The failure through the command, with a Ray instance of its own (`--ray` without
+    ADDRESS); the resume through the runner on the module's cluster (a second instance of its
+    own would only start Ray again)."""
     output = tmp_path / "x4.mkv"
     args = [clip, output, "--checkpoint", tiny_checkpoint, *FLAGS, "--ray"]
     code, _, stderr = run_cli_in_own_session(*args, env_extra={ray_runner.FAIL_SEGMENT_ENV: "1"})
@@ -256,9 +260,10 @@ def test_a_segment_failing_every_try_fails_the_job_and_resume_completes_it(clip,
     work = tmp_path / "x4.mkv.rbvsr-work"
     assert sorted(path.name for path in work.glob("segment_*")) == ["segment_00000.nut", "segment_00002.nut"]
 
-    code, _, stderr = run_cli_in_own_session(*args, "--resume")
-    assert code == 0, stderr
-    assert "1 segments computed on 1 Ray node(s)" in stderr  # the kept ones were not computed again
+    events = []
+    result = ray_runner.run(ray_spec(clip, output, tiny_checkpoint, resume=True), progress=events.append)
+    assert not result.cancelled and result.segments_done == 3
+    assert events[0].segments_done == 2  # the kept ones were not computed again
     assert output.read_bytes() == reference.read_bytes()
     assert not work.exists()
 
