@@ -479,3 +479,37 @@ def test_the_page_lists_the_family_with_scales_and_names_downloads_by_scale(clie
         "request": {"codec": "ffv1", "options": {"model": "basicvsrpp-ntire-decompress-track1"}},
     }
     assert web_jobs.download_name(restored) == "clip_x1.mkv"
+
+
+def test_a_restoration_model_runs_through_the_page_at_the_inputs_size(clip, tmp_path, monkeypatch):
+    """BasicVSR++ x1 (deformable alignment, output at the input's size) as a registry model of
+    the page: planned, run and downloaded at 64x48, frame for frame what the job API makes of the
+    same clip with the same weights and options."""
+    import torch
+    from helpers import spec_of
+
+    from vsrealbasicvsr import job
+    from vsrealbasicvsr.models import BasicVSRPlusPlusNet
+
+    name = "basicvsrpp-ntire-decompress-track1"
+    home = tmp_path / "home"
+    home.mkdir()
+    weights = home / registry.MODELS[name].filename
+    torch.manual_seed(0)
+    torch.save(BasicVSRPlusPlusNet(mid_channels=8, num_blocks=1, is_low_res_input=False).state_dict(), weights)
+    monkeypatch.setenv("VSREALBASICVSR_HOME", str(home))
+    with TestClient(web_app.create_app(tmp_path / "jobs"), base_url=LOCAL) as client:
+        job_id = planned_job(client, clip, {**OPTIONS, "model": name})
+        plan = client.get(f"/api/jobs/{job_id}").json()["plan"]
+        assert (plan["output"]["width"], plan["output"]["height"], plan["output"]["frames"]) == (64, 48, 6)
+        assert client.post(f"/api/jobs/{job_id}/start").status_code == 200
+        assert events_of(client, job_id)[-1]["state"] == "done"
+        output = client.get(f"/api/jobs/{job_id}/output?download=1")
+        assert output.headers["content-disposition"] == 'attachment; filename="clip_x1.mkv"'
+    page = tmp_path / "page.mkv"
+    page.write_bytes(output.content)
+    alone = tmp_path / "alone.mkv"
+    job.run(spec_of(clip, alone, weights))
+    frames = frames_of(page)
+    assert len(frames) == 6 and frames[0].shape == (48, 64, 3)
+    assert all(np.array_equal(ours, theirs) for ours, theirs in zip(frames, frames_of(alone), strict=True))
