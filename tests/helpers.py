@@ -5,6 +5,7 @@ import socket
 import time
 
 import numpy as np
+import vapoursynth as vs
 
 from vsrealbasicvsr import job
 
@@ -63,3 +64,17 @@ def automatic_window(budget: int, width: int, height: int, mid: int, architectur
         if memory.window_bytes(frames + 2 * overlap, height, width, mid, 4, 1, architecture, scale) <= budget
     ]
     return max(fits, default=1)
+
+
+def clip_of(frames: np.ndarray) -> vs.VideoNode:
+    """(T, 3, h, w) float32 -> an RGBS clip with these frames."""
+    t, _, h, w = frames.shape
+    blank = vs.core.std.BlankClip(width=w, height=h, format=vs.RGBS, length=t)
+
+    def fill(n, f):
+        out = f.copy()
+        for p in range(3):
+            np.asarray(out[p])[:] = frames[n, p]
+        return out
+
+    return vs.core.std.ModifyFrame(blank, blank, fill)

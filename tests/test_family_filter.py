@@ -9,6 +9,7 @@ import pytest
 import torch
 import vapoursynth as vs
 from conftest import GOLDEN_DIR
+from helpers import clip_of
 
 from vsrealbasicvsr.models import BasicVSRPlusPlusNet, IconVSRNet
 
@@ -17,20 +18,6 @@ core = vs.core
 # test_family_models.py). The engine's channels-last layout leaves SPyNet in the default one;
 # with SPyNet channels-last too, BasicVSR++ was 3.4e-5 away (tests/data/README.md).
 TOLERANCE = {"iconvsr_small": 1e-5, "basicvsrpp_small": 2e-5}
-
-
-def clip_of(frames):
-    """An RGBS clip of (t, 3, h, w) float32 frames."""
-    t, _, h, w = frames.shape
-    blank = core.std.BlankClip(format=vs.RGBS, width=w, height=h, length=t)
-
-    def fill(n, f):
-        out = f.copy()
-        for p in range(3):
-            np.asarray(out[p])[:] = frames[n, p]
-        return out
-
-    return core.std.ModifyFrame(blank, blank, fill)
 
 
 def frame_array(frame):

