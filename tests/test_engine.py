@@ -1,10 +1,14 @@
 """The Python engine on its own: formats, windows and context, tiles, memory plan, OOM recovery."""
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from vsrealbasicvsr.engine import memory, progress, tiles
 from vsrealbasicvsr.engine.engine import INJECT_OOM_ENV, Engine, _load_network, channels_last_but_spynet
@@ -56,6 +60,24 @@ def test_float_window_equals_the_network_forward_bit_for_bit(tiny_checkpoint, fr
         assert array.dtype == np.float32 and array.flags.c_contiguous
         assert np.array_equal(array, expected[index])
         assert (window_first, window_size, tile_w, tile_h) == (0, 4, 0, 0)
+
+
+def test_a_realbasicvsr_engine_runs_without_importing_torchvision(tiny_checkpoint):
+    """torchvision (the deformable convolution of IconVSR and BasicVSR++ only) takes longer to
+    import than torch: every script, job and Ray worker that loads the default model would pay it."""
+    code = f"""
+import sys
+import numpy as np
+from vsrealbasicvsr.engine.engine import Engine
+
+engine = Engine(40, 24, 1, 32, checkpoint={str(tiny_checkpoint)!r}, max_seq_len=2, overlap=0)
+plane = memoryview(np.zeros((24, 40), np.float32).tobytes())
+print(len(list(engine.run([(plane, plane, plane, 40 * 4)] * 2, 0, 0, 0))), "torchvision" in sys.modules)
+"""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "False"], result.stdout
 
 
 def test_all_torch_work_runs_on_the_engine_thread_whoever_calls(tiny_checkpoint, frames, monkeypatch):

@@ -12,7 +12,15 @@ import math
 
 import torch
 import torch.nn as nn
-from torchvision.ops import deform_conv2d
+
+
+def deform_conv2d(*args, **kwargs):
+    """torchvision's `deform_conv2d`, imported on the first call rather than with this module:
+    importing torchvision takes longer than importing torch, and only IconVSR and BasicVSR++
+    use it, while every process that loads any model imports this module."""
+    from torchvision.ops import deform_conv2d as torchvision_deform_conv2d
+
+    return torchvision_deform_conv2d(*args, **kwargs)
 
 
 def split_offsets_and_mask(out):
