@@ -18,7 +18,9 @@ on the network's width), `--max-seq-len` 10 and `--overlap` 8, on the CPU.
 Sampled every --period seconds: the resident memory (VmRSS) of the measured process and its
 children, ffmpeg's excepted (the command's encoders), and the frames done (vspipe's `-p` line,
 the command's progress line). Reported: the least-squares slope of RSS against frames over the samples after
---warmup frames, in KB per 1,000 frames, beside one input frame's size in RGBS.
+--warmup frames, in KB per 1,000 frames, beside one input frame's size in RGBS; the same over
+the last half of those frames, and the least RSS in each tenth of them (a step levels off, a
+leak does not).
 """
 
 from __future__ import annotations
@@ -137,6 +139,14 @@ def slope(samples: list[tuple[float, int]], warmup: int) -> tuple[float, int, fl
     return 1000 * sxy / sxx, len(used), used[0][1] / 1024, used[-1][1] / 1024
 
 
+def floors(samples: list[tuple[float, int]], warmup: int, parts: int = 10) -> list[float]:
+    """The least RSS in MB in each of `parts` equal spans of frames after `warmup`: a step (an
+    allocator's arena) shows as one rise and flat after, a leak as a rise in every span."""
+    span = (samples[-1][0] - warmup) / parts
+    spans = [[kb for frames, kb in samples if 0 <= (frames - warmup) / span - i < 1] for i in range(parts)]
+    return [min(kbs) / 1024 for kbs in spans if kbs]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="vspipe,upscale", help="vspipe, upscale (comma-separated)")
@@ -220,6 +230,13 @@ def main() -> None:
                         f"({per_1000 / frame_kb:.2f} input frames), RSS {first_mb:.0f} -> {last_mb:.0f} MB "
                         f"over frames {args.warmup}-{int(samples[-1][0])} ({used} samples, "
                         f"{time.monotonic() - started:.0f} s)",
+                        flush=True,
+                    )
+                    half = (args.warmup + int(samples[-1][0])) // 2
+                    print(
+                        f"{'':25s} last half (frames {half}-{int(samples[-1][0])}): "
+                        f"slope {slope(samples, half)[0]:8.1f} KB per 1,000 frames; "
+                        f"RSS floor per tenth: {' '.join(f'{mb:.0f}' for mb in floors(samples, args.warmup))} MB",
                         flush=True,
                     )
     print(f"load average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
