@@ -237,3 +237,24 @@ def test_the_page_says_when_the_server_is_gone_and_when_it_is_back(browser, site
     site["server"] = start_server(site["arguments"], site["env"])
     expect(banner).to_be_hidden(timeout=10_000)
     page.close()
+
+
+def test_a_video_chosen_while_the_page_starts_is_uploaded(browser, site, clip_with_audio):
+    """A video chosen before the server's settings (/api/config) have come is uploaded once they
+    come, not dropped: here they are held back until the video is chosen."""
+    import time
+
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport=DESKTOP)
+    held = []
+    page.route("**/api/config", lambda route: held.append(route))
+    page.goto(site["base"] + "/")
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page did not ask for /api/config"
+    page.set_input_files("#file", str(clip_with_audio))
+    held[0].continue_()
+    expect(page.locator("#upload-text")).to_have_text(f"uploaded {clip_with_audio.name}", timeout=60_000)
+    page.close()

@@ -3,6 +3,7 @@
 
 const $ = (selector) => document.querySelector(selector);
 let config = null;
+let configuring = null;  // the promise of `config`, asked for as the page starts
 let current = null;      // the job shown
 let events = null;       // its EventSource while it is queued or running
 let shownPreviewFor = null;
@@ -174,10 +175,11 @@ async function deleteJob(item) {
 
 // -- choosing a video -----------------------------------------------------------------------
 
-function upload(file) {
+async function upload(file) {
   const text = $("#upload-text");
   $("#upload").hidden = false;
   text.className = "";
+  try { await configuring; } catch (error) { return; }  // main() says the page could not start
   if (file.size > config.max_upload) {
     text.className = "error";
     text.textContent = `${file.name} is ${mib(file.size)}, more than this server takes (${mib(config.max_upload)}); choose a shorter video`;
@@ -550,13 +552,16 @@ async function startJob(startOver) {
 // -- wiring ---------------------------------------------------------------------------------
 
 async function main() {
-  config = await api("GET", "/api/config");
-  fillOptionForm();
+  // Listened to before the server's settings come: a video chosen at once waits for them in
+  // upload() instead of being dropped.
   $("#file").addEventListener("change", () => {
     const file = $("#file").files[0];
     $("#file").value = "";  // the same file chosen again is a new choice
     if (file) upload(file);
   });
+  configuring = api("GET", "/api/config");
+  config = await configuring;
+  fillOptionForm();
   $("#options").addEventListener("submit", (event) => { event.preventDefault(); plan(); });
   $("#options").addEventListener("change", optionsChanged);
   $("#start-button").addEventListener("click", () => startJob(false));
