@@ -10,6 +10,7 @@ is not installed and cannot be fetched (its mirror is a port where nothing liste
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -242,8 +243,6 @@ def test_the_page_says_when_the_server_is_gone_and_when_it_is_back(browser, site
 def test_a_video_chosen_while_the_page_starts_is_uploaded(browser, site, clip_with_audio):
     """A video chosen before the server's settings (/api/config) have come is uploaded once they
     come, not dropped: here they are held back until the video is chosen."""
-    import time
-
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport=DESKTOP)
